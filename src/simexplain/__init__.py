@@ -1,0 +1,39 @@
+"""simexplain: explain why a two-image model finds two images similar.
+
+Example:
+    >>> import simexplain
+    >>> model = simexplain.load_model("efficientnet-lite0")   # offline default (a SUPERVISED ImageNet model)
+    >>> x1, x2 = simexplain.load_images(simexplain.sample_path("chelsea.jpg"),
+    ...                                 simexplain.sample_path("coffee.jpg"), model)
+    >>> explanation = simexplain.explain(model, x1, x2, "input-x-gradient")
+    >>> explanation.map1.shape
+    torch.Size([1, 224, 224])
+"""
+
+from . import methods
+from .errors import SimexplainError
+from .explanation import PairExplanation
+from .images import load_image, load_images, sample_path
+from .methods import explain
+from .models import DEFAULT_MODEL, load_model
+from .pair import PairModel, TokenLayout
+from .preprocessing import IDENTITY, IMAGENET, Preprocessing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "IDENTITY",
+    "IMAGENET",
+    "PairExplanation",
+    "PairModel",
+    "Preprocessing",
+    "SimexplainError",
+    "TokenLayout",
+    "explain",
+    "load_image",
+    "load_images",
+    "load_model",
+    "methods",
+    "sample_path",
+]

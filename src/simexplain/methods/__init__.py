@@ -1,0 +1,41 @@
+"""Pair explanation methods, one module per family, reached through a registry by name.
+
+Example:
+    >>> import simexplain
+    >>> sorted(simexplain.methods.available())[:1]
+    ['input-x-gradient']
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..explanation import PairExplanation
+from ..pair import PairModel
+from . import cam, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
+from .common import check_pair
+from .registry import Method, available, check_params, get, register
+
+
+def explain(model: PairModel, x1: Tensor, x2: Tensor, method: str = "input-x-gradient", **params) -> PairExplanation:
+    """Explain the similarity of the pairs ``(x1[i], x2[i])`` with ``method``.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)))
+        >>> e = simexplain.explain(model, torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8))
+        >>> e.map1.shape
+        torch.Size([2, 8, 8])
+
+    The model is put in eval mode with frozen parameters for the call, and every mode, ``requires_grad`` flag
+    and hook is as before afterwards, also when the method raises.
+    """
+    entry = get(method)
+    check_params(entry, params)
+    x1, x2 = check_pair(model, x1, x2)
+    with model.explaining():
+        return entry.fn(model, x1, x2, **params)
+
+
+__all__ = ["Method", "available", "explain", "get", "register"]

@@ -1,0 +1,1 @@
+"""Activation family (SPEC §3): Pair Grad-CAM, Interaction-CAM and Deep Similarity."""

@@ -1,0 +1,1 @@
+"""Perturbation family (SPEC §2): Conditional and Pairwise Occlusion."""

@@ -1,0 +1,259 @@
+"""PairModel: the one abstraction every method talks to.
+
+A pair model holds one encoder (shared by both images) or two (asymmetric pairs, e.g. MoCo v3's query and
+momentum encoders), a similarity function, the preprocessing facts and, for activation methods, the layer to tap.
+With a shared encoder both images always go through ONE forward of the concatenated batch, so a hooked module runs
+once and no branch is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SimexplainError
+from .preprocessing import IDENTITY, Preprocessing
+
+Similarity = Callable[[Tensor, Tensor], Tensor]
+
+
+def cosine(z1: Tensor, z2: Tensor) -> Tensor:
+    """Cosine similarity of flattened embeddings, eps 1e-8 (SPEC notation)."""
+    return F.cosine_similarity(z1.flatten(1), z2.flatten(1), dim=1, eps=1e-8)
+
+
+def dot(z1: Tensor, z2: Tensor) -> Tensor:
+    """Inner product of flattened embeddings."""
+    return (z1.flatten(1) * z2.flatten(1)).sum(1)
+
+
+SIMILARITIES: dict[str, Similarity] = {"cosine": cosine, "dot": dot}
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a transformer block lays out its output ``B×N×D``: leading tokens, then a patch grid.
+
+    Attributes:
+        patch_size: the patch side in pixels (the grid is ``H // patch × W // patch``).
+        prefix_tokens: class + register (+ distillation) tokens before the patch tokens.
+    """
+
+    patch_size: int = 16
+    prefix_tokens: int = 1
+
+    def to_grid(self, tokens: Tensor, input_hw: tuple[int, int]) -> Tensor:
+        """``B×N×D`` tokens to ``B×D×h×w`` patch features (prefix tokens dropped)."""
+        h, w = input_hw[0] // self.patch_size, input_hw[1] // self.patch_size
+        patches = tokens[:, self.prefix_tokens :]
+        if patches.shape[1] != h * w:
+            raise SimexplainError(
+                f"token layout mismatch: {tokens.shape[1]} tokens, expected {self.prefix_tokens} prefix + "
+                f"{h}×{w} patches for a {input_hw[0]}×{input_hw[1]} input with patch {self.patch_size}"
+            )
+        return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+
+def _resolve_similarity(similarity: str | Similarity) -> Similarity:
+    if callable(similarity):
+        return similarity
+    if similarity not in SIMILARITIES:
+        raise SimexplainError(f"unknown similarity {similarity!r}; known: {', '.join(SIMILARITIES)} or a callable")
+    return SIMILARITIES[similarity]
+
+
+class PairModel(nn.Module):
+    """Two-image similarity model: ``score = similarity(f_a(x1), f_b(x2))``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> encoder = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = PairModel(encoder, layer="0")
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> model(x, x.flip(-1)).shape
+        torch.Size([2])
+
+    Args:
+        encoder: maps a ``B×3×H×W`` batch in model-input space to ``B×D`` embeddings.
+        encoder_b: optional second encoder for image 2 (asymmetric pairs). ``None`` shares ``encoder``.
+        similarity: ``"cosine"`` (default), ``"dot"`` or a callable ``(z1, z2) -> B`` scores.
+        layer: module name (in ``encoder``) whose output activation methods tap; ``layer_b`` names it in
+            ``encoder_b`` (defaults to the same name).
+        preprocessing: input size, crop and scaling (default: identity scaling, 224 crop of 256).
+        token_layout: for transformer layers, how tokens map to a patch grid.
+        name, description: for listings and figures.
+
+    The wrapped encoders are put in eval mode. Methods run inside :meth:`explaining`, which freezes parameters
+    and restores every mode and ``requires_grad`` flag afterwards, also after an exception.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        encoder_b: nn.Module | None = None,
+        similarity: str | Similarity = "cosine",
+        layer: str | None = None,
+        layer_b: str | None = None,
+        preprocessing: Preprocessing | None = None,
+        token_layout: TokenLayout | None = None,
+        name: str = "custom",
+        description: str = "",
+    ) -> None:
+        super().__init__()
+        if not isinstance(encoder, nn.Module) or (encoder_b is not None and not isinstance(encoder_b, nn.Module)):
+            raise SimexplainError("PairModel needs torch.nn.Module encoders")
+        self.encoder = encoder.eval()
+        self.encoder_b = encoder_b.eval() if encoder_b is not None else None
+        self.similarity = _resolve_similarity(similarity)
+        self.layer = layer
+        self.layer_b = layer_b
+        self.preprocessing = preprocessing or IDENTITY
+        self.token_layout = token_layout
+        self.name = name
+        self.description = description
+
+    @classmethod
+    def from_module(cls, encoder: nn.Module, **options) -> PairModel:
+        """Wrap any image-to-embedding module; same options as the constructor."""
+        return cls(encoder, **options)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def shared(self) -> bool:
+        """True when both images go through the same encoder."""
+        return self.encoder_b is None
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def encoder_for(self, side: str) -> nn.Module:
+        if side not in ("a", "b"):
+            raise SimexplainError(f"side must be 'a' or 'b', got {side!r}")
+        return self.encoder if side == "a" or self.encoder_b is None else self.encoder_b
+
+    def embed(self, x: Tensor, side: str = "a") -> Tensor:
+        """Embeddings ``B×D`` of images ``x`` through the encoder of ``side`` ('a' = image 1, 'b' = image 2)."""
+        return self.encoder_for(side)(x)
+
+    def embed_pair(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        """Embeddings of both images; a shared encoder sees ONE batch ``[x1; x2]``."""
+        if self.shared:
+            z = self.encoder(torch.cat([x1, x2]))
+            return z[: len(x1)], z[len(x1) :]
+        return self.encoder(x1), self.encoder_b(x2)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        """Similarity scores ``[B]`` of the pairs ``(x1[i], x2[i])``."""
+        return self.similarity(*self.embed_pair(x1, x2))
+
+    # ------------------------------------------------------------------ safety
+    @contextmanager
+    def explaining(self) -> Iterator[PairModel]:
+        """Eval mode and frozen parameters for the duration of a method; everything restored afterwards."""
+        modes = [(module, module.training) for module in self.modules()]
+        flags = [(param, param.requires_grad) for param in self.parameters()]
+        try:
+            self.eval()
+            for param, _ in flags:
+                param.requires_grad_(False)
+            yield self
+        finally:
+            for module, mode in modes:
+                module.training = mode
+            for param, flag in flags:
+                param.requires_grad_(flag)
+
+    # ------------------------------------------------------------------ feature taps
+    def layer_name(self, side: str, layer: str | None = None) -> str:
+        name = layer or (self.layer_b if side == "b" and self.layer_b else self.layer)
+        if name is None:
+            raise SimexplainError(
+                f"model {self.name!r} has no layer to tap: pass layer=<module name> or build the PairModel with layer="
+            )
+        return name
+
+    def layer_module(self, side: str, layer: str | None = None) -> nn.Module:
+        name = self.layer_name(side, layer)
+        try:
+            return self.encoder_for(side).get_submodule(name)
+        except AttributeError:
+            known = [n for n, _ in self.encoder_for(side).named_modules() if n][:12]
+            raise SimexplainError(
+                f"layer {name!r} not found in model {self.name!r}; some module names: {', '.join(known)}"
+            ) from None
+
+    def activations_and_gradients(
+        self, x1: Tensor, x2: Tensor, layer: str | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Tap ``layer`` for both images, differentiate the model's own score.
+
+        Returns ``(score [B], A1, A2, G1, G2)`` with activations and gradients as ``B×D×h×w`` (transformer tokens
+        reshaped to the patch grid, prefix tokens dropped), all detached. One forward and one backward, which
+        only runs through the part of the network after the layer.
+        """
+        captured: dict[str, Tensor] = {}
+        input_hw = (x1.shape[-2], x1.shape[-1])
+
+        def capture(key: str) -> Callable:
+            def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
+                if not isinstance(output, Tensor):
+                    raise SimexplainError(f"layer {self.layer_name('a', layer)!r} returns {type(output).__name__}, not a tensor")
+                if key in captured:
+                    raise SimexplainError(f"layer {self.layer_name('a', layer)!r} runs more than once per forward; tap another layer")
+                # Start the graph here: parameters are frozen, so only the head after the layer is differentiated.
+                # The clone keeps the captured value intact if the network modifies its output in place.
+                out = output if output.requires_grad else output.detach().requires_grad_(True)
+                captured[key] = out
+                return out.clone()
+
+            return hook
+
+        with torch.enable_grad():
+            if self.shared:
+                with _hooked(self.layer_module("a", layer), capture("ab")):
+                    z1, z2 = self.embed_pair(x1, x2)
+                score = self.similarity(z1, z2)
+                (grad,) = torch.autograd.grad(score.sum(), captured["ab"])
+                acts, grads = captured["ab"].detach().chunk(2), grad.chunk(2)
+            else:
+                with _hooked(self.layer_module("a", layer), capture("a")):
+                    z1 = self.encoder(x1)
+                with _hooked(self.layer_module("b", layer), capture("b")):
+                    z2 = self.encoder_b(x2)
+                score = self.similarity(z1, z2)
+                g1, g2 = torch.autograd.grad(score.sum(), (captured["a"], captured["b"]))
+                acts, grads = (captured["a"].detach(), captured["b"].detach()), (g1, g2)
+        a1, a2, g1, g2 = (self._as_grid(t, input_hw) for t in (*acts, *grads))
+        return score.detach(), a1, a2, g1, g2
+
+    def _as_grid(self, t: Tensor, input_hw: tuple[int, int]) -> Tensor:
+        if t.dim() == 4:
+            return t
+        if t.dim() == 3:
+            layout = self.token_layout or TokenLayout()
+            return layout.to_grid(t, input_hw)
+        raise SimexplainError(f"tapped activation has shape {tuple(t.shape)}; expected B×D×h×w or B×N×D tokens")
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, shared={self.shared}, layer={self.layer!r}"
+
+
+@contextmanager
+def _hooked(module: nn.Module, hook: Callable) -> Iterator[None]:
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

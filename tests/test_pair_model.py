@@ -1,0 +1,97 @@
+import pytest
+import torch
+from torch import nn
+from tiny import CountingEncoder, SmallCNN, assert_same_state, model_state, small_pair_model
+
+import simexplain
+from simexplain import PairModel, SimexplainError, TokenLayout
+
+
+def test_shared_encoder_runs_the_pair_as_one_batch_and_matches_separate_calls():
+    counting = CountingEncoder(SmallCNN())
+    model = PairModel(counting)
+    x1, x2 = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    scores = model(x1, x2)
+    assert counting.calls == 1 and counting.images == 6
+    separate = torch.nn.functional.cosine_similarity(model.embed(x1), model.embed(x2, "b"))
+    torch.testing.assert_close(scores, separate)
+
+
+def test_asymmetric_model_uses_each_encoder_for_its_side():
+    a, b = SmallCNN(seed=0), SmallCNN(seed=1)
+    model = PairModel(a, encoder_b=b)
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(model.embed(x, "b"), b(x))
+    torch.testing.assert_close(model(x, x), torch.nn.functional.cosine_similarity(a(x), b(x)))
+    assert not model.shared
+
+
+def test_pair_model_puts_encoder_in_eval_and_accepts_callable_similarity():
+    encoder = SmallCNN().train()
+    model = PairModel(encoder, similarity=lambda z1, z2: (z1 - z2).pow(2).sum(1).neg())
+    assert not encoder.training
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(model(x, x), torch.zeros(2))
+
+
+def test_unknown_similarity_and_bad_layer_are_clear_errors():
+    with pytest.raises(SimexplainError, match="unknown similarity"):
+        PairModel(SmallCNN(), similarity="euclid")
+    model = PairModel(SmallCNN(), layer="nope")
+    with pytest.raises(SimexplainError, match="not found"):
+        model.activations_and_gradients(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_activation_taps_split_a_shared_batch_and_match_a_hand_written_version():
+    model = small_pair_model()
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    score, a1, a2, g1, g2 = model.activations_and_gradients(x1, x2)
+    net = model.encoder
+    f1, f2 = net.features(x1).requires_grad_(), net.features(x2).requires_grad_()
+    s = torch.nn.functional.cosine_similarity(net.head(f1.mean((2, 3))), net.head(f2.mean((2, 3))))
+    h1, h2 = torch.autograd.grad(s.sum(), (f1, f2))
+    torch.testing.assert_close(score, s.detach())
+    torch.testing.assert_close(a1, f1.detach())
+    torch.testing.assert_close(a2, f2.detach())
+    torch.testing.assert_close(g1, h1)
+    torch.testing.assert_close(g2, h2)
+
+
+def test_token_layout_drops_prefix_tokens_and_builds_the_patch_grid():
+    tokens = torch.arange(2 * (1 + 6) * 4, dtype=torch.float32).view(2, 7, 4)
+    grid = TokenLayout(patch_size=8, prefix_tokens=1).to_grid(tokens, (16, 24))
+    assert grid.shape == (2, 4, 2, 3)
+    torch.testing.assert_close(grid[0, :, 0, 1], tokens[0, 2])
+    with pytest.raises(SimexplainError, match="token layout"):
+        TokenLayout(patch_size=8, prefix_tokens=2).to_grid(tokens, (16, 24))
+
+
+def test_explaining_restores_modes_flags_and_hooks_even_after_an_exception():
+    encoder = SmallCNN().train()
+    model = PairModel(encoder)
+    encoder.head.train()  # a caller's odd mix of modes must come back as it was
+    before = model_state(model)
+    with pytest.raises(RuntimeError):
+        with model.explaining():
+            assert all(not p.requires_grad for p in model.parameters())
+            raise RuntimeError("boom")
+    assert_same_state(before, model_state(model))
+
+
+def test_default_model_is_the_offline_supervised_efficientnet():
+    model = simexplain.load_model("efficientnet-lite0")
+    assert "SUPERVISED" in model.description
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert model.embed(x).shape == (1, 1280)
+
+
+def test_unknown_model_lists_known_ones():
+    with pytest.raises(SimexplainError, match="efficientnet-lite0"):
+        simexplain.load_model("resnet9000")
+
+
+def test_encoder_must_be_a_module():
+    with pytest.raises(SimexplainError):
+        PairModel(lambda x: x)  # type: ignore[arg-type]
+    assert isinstance(PairModel.from_module(nn.Flatten()), PairModel)

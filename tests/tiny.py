@@ -1,0 +1,100 @@
+"""Tiny encoders whose true answers are known, shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+import simexplain
+
+
+class LinearEncoder(nn.Module):
+    """``z = W · flatten(x)``: with cosine similarity the input gradient has a closed form."""
+
+    def __init__(self, size: int = 8, dim: int = 5, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(dim, 3 * size * size, generator=generator, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1).to(self.weight.dtype) @ self.weight.T
+
+
+def analytic_cosine_gradients(weight: Tensor, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+    """∂cos(Wx1, Wx2)/∂x1 and /∂x2 by hand."""
+    u, v = x1.flatten(1) @ weight.T, x2.flatten(1) @ weight.T
+    nu, nv = u.norm(dim=1, keepdim=True), v.norm(dim=1, keepdim=True)
+    cos = (u * v).sum(1, keepdim=True) / (nu * nv)
+    du = v / (nu * nv) - cos * u / nu**2
+    dv = u / (nu * nv) - cos * v / nv**2
+    return (du @ weight).view_as(x1), (dv @ weight).view_as(x2)
+
+
+class SmallCNN(nn.Module):
+    """Conv → ReLU → Conv → ReLU (tap ``features``) → pooled → Linear head with a ReLU."""
+
+    def __init__(self, width: int = 8, dim: int = 6, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, stride=2), nn.ReLU()
+        )
+        self.head = nn.Sequential(nn.Linear(width, 16), nn.ReLU(), nn.Linear(16, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+class RegionEncoder(nn.Module):
+    """Sees only the rows/cols ``region`` of the image; everything else cannot affect the embedding."""
+
+    def __init__(self, region: tuple[int, int, int, int], seed: int = 0) -> None:
+        super().__init__()
+        self.region = region
+        self.net = SmallCNN(seed=seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r0, r1, c0, c1 = self.region
+        return self.net(x[:, :, r0:r1, c0:c1])
+
+
+class CountingEncoder(nn.Module):
+    """Wraps an encoder and counts forward calls and images seen."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.images = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        self.images += x.shape[0]
+        return self.inner(x)
+
+
+def small_pair_model(seed: int = 0, **options) -> simexplain.PairModel:
+    return simexplain.PairModel(SmallCNN(seed=seed), layer="features", **options)
+
+
+def model_state(module: nn.Module) -> dict:
+    """Everything a method must leave untouched: modes, flags, hooks and weights."""
+    return {
+        "modes": [m.training for m in module.modules()],
+        "flags": [p.requires_grad for p in module.parameters()],
+        "hooks": [
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+            + len(getattr(m, "_backward_pre_hooks", {}))
+            for m in module.modules()
+        ],
+        "weights": {k: v.clone() for k, v in module.state_dict().items()},
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    assert before["modes"] == after["modes"]
+    assert before["flags"] == after["flags"]
+    assert before["hooks"] == after["hooks"]
+    assert before["weights"].keys() == after["weights"].keys()
+    for key, value in before["weights"].items():
+        assert torch.equal(value, after["weights"][key]), key
