@@ -1,0 +1,1 @@
+"""Figures: pair overlays with colour bars and scores (``pairs``), and study figures."""
