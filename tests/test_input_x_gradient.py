@@ -1,7 +1,12 @@
 import pytest
 import torch
 from tiny import (
-    LinearEncoder, RegionEncoder, SmallCNN, analytic_cosine_gradients, assert_same_state, model_state,
+    LinearEncoder,
+    RegionEncoder,
+    SmallCNN,
+    analytic_cosine_gradients,
+    assert_same_state,
+    model_state,
 )
 
 import simexplain

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from torch import nn
 from tiny import CountingEncoder, SmallCNN, assert_same_state, model_state, small_pair_model
+from torch import nn
 
 import simexplain
 from simexplain import PairModel, SimexplainError, TokenLayout
@@ -71,10 +71,9 @@ def test_explaining_restores_modes_flags_and_hooks_even_after_an_exception():
     model = PairModel(encoder)
     encoder.head.train()  # a caller's odd mix of modes must come back as it was
     before = model_state(model)
-    with pytest.raises(RuntimeError):
-        with model.explaining():
-            assert all(not p.requires_grad for p in model.parameters())
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), model.explaining():
+        assert all(not p.requires_grad for p in model.parameters())
+        raise RuntimeError("boom")
     assert_same_state(before, model_state(model))
 
 

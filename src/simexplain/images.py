@@ -11,7 +11,6 @@ import os
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from .errors import SimexplainError
 from .pair import PairModel
 from .preprocessing import Preprocessing
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, Tensor]
+ImageSource = str | os.PathLike | Image.Image | np.ndarray | Tensor
 
 MAX_PIXELS = 89_478_485  # Pillow's own bomb limit, stated here so it cannot be switched off by other code
 

@@ -235,7 +235,10 @@ class PairModel(nn.Module):
                 score = self.similarity(z1, z2)
                 g1, g2 = torch.autograd.grad(score.sum(), (captured["a"], captured["b"]))
                 acts, grads = (captured["a"].detach(), captured["b"].detach()), (g1, g2)
-        a1, a2, g1, g2 = (self._as_grid(t, input_hw) for t in (*acts, *grads))
+        # Each side keeps its own input size: an asymmetric model may see images of different sizes.
+        hw2 = (x2.shape[-2], x2.shape[-1])
+        a1, g1 = (self._as_grid(t, input_hw) for t in (acts[0], grads[0]))
+        a2, g2 = (self._as_grid(t, hw2) for t in (acts[1], grads[1]))
         return score.detach(), a1, a2, g1, g2
 
     def _as_grid(self, t: Tensor, input_hw: tuple[int, int]) -> Tensor:

@@ -40,7 +40,7 @@ def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = (
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
     """Drop a leading ``prefix`` (DistributedDataParallel's ``module.``) wherever a key has it."""
-    return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in state.items()}
+    return {key.removeprefix(prefix): value for key, value in state.items()}
 
 
 def select(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:

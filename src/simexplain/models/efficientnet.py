@@ -9,7 +9,6 @@ contrastive model: good for trying the methods offline, not a stand-in for the p
 from __future__ import annotations
 
 import timm
-import torch
 from torch import Tensor, nn
 
 from ..errors import SimexplainError
