@@ -1,1 +1,276 @@
-"""Activation family (SPEC §3): Pair Grad-CAM, Interaction-CAM and Deep Similarity."""
+"""Activation family (SPEC §3): Pair Grad-CAM, Interaction-CAM and Deep Similarity.
+
+All three share one step, :meth:`PairModel.activations_and_gradients`: tap the model's CAM layer for both images
+(a shared encoder sees the pair as ONE batch), differentiate the model's own score once. Each method is then a short
+function of the activations ``A`` and gradients ``G`` (``B×D×h×w``), kept public so the rules can be reused on
+activations from elsewhere. Maps come back at the feature grid (``grid1``/``grid2``) and bilinearly upsampled to the
+input size (``map1``/``map2``).
+
+Example:
+    >>> import torch, simexplain
+    >>> from torch import nn
+    >>> encoder = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> model = simexplain.PairModel(encoder, layer="1")
+    >>> e = simexplain.explain(model, torch.rand(2, 3, 17, 17), torch.rand(2, 3, 17, 17), "interaction-cam")
+    >>> tuple(e.grid1.shape), tuple(e.map1.shape)
+    ((2, 8, 8), (2, 17, 17))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import SimexplainError
+from ..explanation import PairExplanation, upsample_maps
+from ..pair import PairModel
+from .registry import register
+
+REDUCTIONS = ("mean", "max", "attn")
+
+# A rule maps (A1, A2, G1, G2), each B×D×h×w, to the two B×h×w grids.
+CamRule = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+def weighted_activation(a: Tensor, g: Tensor, channel_weights: Tensor | None = None) -> Tensor:
+    """``M[p] = Σ_d A[d,p] · w[d] · relu(G[d,p])`` (paper Eq. 1 / Eq. 2): ``B×D×h×w`` → ``B×h×w``.
+
+    Example:
+        >>> import torch
+        >>> weighted_activation(torch.ones(1, 2, 3, 3), -torch.ones(1, 2, 3, 3)).abs().sum().item()
+        0.0
+
+    ``channel_weights`` (``B×D`` or ``B×D×h×w``) defaults to ones. Element-wise (HiResCAM-like), no final ReLU.
+    """
+    g = g.clamp_min(0)
+    if channel_weights is not None:
+        g = g * (channel_weights if channel_weights.dim() == 4 else channel_weights[:, :, None, None])
+    return (a * g).sum(1)
+
+
+def reduce_activation(a: Tensor, reduction: str) -> Tensor:
+    """Pool ``B×D×h×w`` activations to ``B×D`` with ``mean``, ``max`` or ``attn`` (SPEC 3.2).
+
+    ``attn``: the mean-pooled vector is the query, the ``h·w`` feature vectors are keys and values,
+    ``a = softmax_p(q·A[:,p])`` without ``1/√D`` scaling (the authors' choice), result ``Σ_p a_p A[:,p]``.
+
+    Example:
+        >>> import torch
+        >>> reduce_activation(torch.arange(4.0).view(1, 1, 2, 2), "max").item()
+        3.0
+    """
+    flat = a.flatten(2)
+    if reduction == "mean":
+        return flat.mean(2)
+    if reduction == "max":
+        return flat.amax(2)
+    if reduction == "attn":
+        query = flat.mean(2)
+        weights = torch.softmax(torch.einsum("bd,bdp->bp", query, flat), dim=1)
+        return torch.einsum("bp,bdp->bd", weights, flat)
+    raise SimexplainError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+
+
+def joint_activation(a1: Tensor, a2: Tensor, reduction: str) -> Tensor:
+    """``J = r(A1) ⊙ r(A2)`` (``B×D``), the channel weights Interaction-CAM shares between both images.
+
+    Interaction-CAM looks this function up at call time, so a test can replace it (e.g. by ones).
+
+    Example:
+        >>> import torch
+        >>> joint_activation(torch.ones(1, 3, 2, 2), 2 * torch.ones(1, 3, 2, 2), "mean").tolist()
+        [[2.0, 2.0, 2.0]]
+    """
+    if a1.shape[1] != a2.shape[1]:
+        raise SimexplainError(
+            f"Interaction-CAM needs the same number of channels on both sides, got {a1.shape[1]} and {a2.shape[1]}"
+        )
+    return reduce_activation(a1, reduction) * reduce_activation(a2, reduction)
+
+
+def gradient_interaction_weights(g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
+    """``C = Σ_p G1[:,p] G2[:,p]ᵀ``; ``g1[d] = max_e C[d,e]``, ``g2[e] = max_d C[d,e]`` (``B×D`` each).
+
+    Positions are matched one to one, so both grids must have the same ``h×w``.
+
+    Example:
+        >>> import torch
+        >>> g1, g2 = gradient_interaction_weights(torch.ones(1, 2, 1, 1), torch.ones(1, 2, 1, 1))
+        >>> g1.tolist(), g2.tolist()
+        ([[1.0, 1.0]], [[1.0, 1.0]])
+    """
+    if g1.shape[2:] != g2.shape[2:]:
+        raise SimexplainError(
+            f"gradient interaction pairs the same positions of both feature grids, which differ here "
+            f"({g1.shape[2]}×{g1.shape[3]} and {g2.shape[2]}×{g2.shape[3]}); use gradient_interaction=False, "
+            f"or inputs/layers with equal grids"
+        )
+    if g1.shape[1] != g2.shape[1]:
+        raise SimexplainError(f"gradient interaction needs equal channels, got {g1.shape[1]} and {g2.shape[1]}")
+    # B×D×D: one batched matrix product, no loop over pairs.
+    c = torch.bmm(g1.flatten(2), g2.flatten(2).transpose(1, 2))
+    return c.amax(2), c.amax(1)
+
+
+def pair_grad_cam_maps(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
+    """Pair Grad-CAM grids ``M_k = Σ_d A_k ⊙ relu(G_k)`` (SPEC 3.1).
+
+    Example:
+        >>> import torch
+        >>> a = torch.ones(1, 2, 3, 3)
+        >>> pair_grad_cam_maps(a, a, a, -a)[0][0, 0, 0].item()
+        2.0
+    """
+    return weighted_activation(a1, g1), weighted_activation(a2, g2)
+
+
+def interaction_cam_maps(
+    a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor, *, reduction: str = "mean", gradient_interaction: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Interaction-CAM grids ``M_k = Σ_d A_k · J · relu(G_k)`` (SPEC 3.2), ``G_k`` replaced by ``g_k`` with GI.
+
+    Example:
+        >>> import torch
+        >>> a = torch.ones(1, 2, 3, 3)
+        >>> interaction_cam_maps(a, 2 * a, a, a, reduction="max")[1][0, 0, 0].item()
+        8.0
+    """
+    joint = joint_activation(a1, a2, reduction)
+    if gradient_interaction:
+        g1, g2 = (g[:, :, None, None] for g in gradient_interaction_weights(g1, g2))
+    return weighted_activation(a1, g1, joint), weighted_activation(a2, g2, joint)
+
+
+def deep_similarity_maps(a1: Tensor, a2: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+    """Deep Similarity grids (Stylianou et al. 2019; SPEC 3.3) whose sums are ``cos(ā1, ā2)``.
+
+    ``M_1[p] = <A_1[:,p], ā_2> / (h·w·||ā_1||·||ā_2||)`` and symmetrically; ``ā_k`` is the mean-pooled feature.
+    Grids of different sizes are fine (each side divides by its own ``h·w``).
+
+    Example:
+        >>> import torch
+        >>> a = torch.rand(1, 4, 3, 3)
+        >>> round(deep_similarity_maps(a, a)[0].sum().item(), 5)
+        1.0
+    """
+    if a1.shape[1] != a2.shape[1]:
+        raise SimexplainError(f"Deep Similarity needs equal channels on both sides, got {a1.shape[1]} and {a2.shape[1]}")
+    pooled1, pooled2 = a1.mean((2, 3)), a2.mean((2, 3))
+    # Same eps convention as the cosine score: the norm product is clamped, never a division by zero.
+    norm = (pooled1.norm(dim=1) * pooled2.norm(dim=1)).clamp_min(eps)[:, None, None]
+    m1 = torch.einsum("bdhw,bd->bhw", a1, pooled2) / (a1.shape[2] * a1.shape[3] * norm)
+    m2 = torch.einsum("bdhw,bd->bhw", a2, pooled1) / (a2.shape[2] * a2.shape[3] * norm)
+    return m1, m2
+
+
+# ---------------------------------------------------------------------------------------------- the template
+def _explain_with(
+    model: PairModel, x1: Tensor, x2: Tensor, layer: str | None, rule: CamRule, method: str, params: dict
+) -> PairExplanation:
+    """The shared machinery: one tapped forward + backward, a rule on (A, G), grids kept, maps upsampled."""
+    score, a1, a2, g1, g2 = model.activations_and_gradients(x1, x2, layer)
+    grid1, grid2 = rule(a1, a2, g1, g2)
+    return PairExplanation(
+        map1=upsample_maps(grid1, tuple(x1.shape[-2:])),
+        map2=upsample_maps(grid2, tuple(x2.shape[-2:])),
+        score=score,
+        grid1=grid1,
+        grid2=grid2,
+        method=method,
+        params=params,
+    )
+
+
+@register("pair-grad-cam", "activation", "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline; SPEC 3.1)")
+def pair_grad_cam(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:
+    """Pair Grad-CAM (paper Eq. 1), element-wise gradient weighting, for all pairs in one forward + backward.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = simexplain.PairModel(net, layer="1")
+        >>> simexplain.explain(model, torch.rand(1, 3, 9, 9), torch.rand(1, 3, 9, 9), "pair-grad-cam").grid1.shape
+        torch.Size([1, 7, 7])
+
+    Args:
+        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+    """
+    return _explain_with(model, x1, x2, layer, pair_grad_cam_maps, "pair-grad-cam", {"layer": layer})
+
+
+@register(
+    "interaction-cam", "activation",
+    "Interaction-CAM: Pair Grad-CAM weighted by the joint activation r(A1)⊙r(A2), optional gradient interaction "
+    "(proposed; SPEC 3.2)",
+)
+def interaction_cam(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    reduction: str = "mean",
+    gradient_interaction: bool = False,
+    layer: str | None = None,
+) -> PairExplanation:
+    """Interaction-CAM (paper Eq. 2): the paper's six variants are ``reduction`` × ``gradient_interaction``.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = simexplain.PairModel(net, layer="1")
+        >>> x = torch.rand(2, 3, 9, 9)
+        >>> e = simexplain.explain(model, x, x.flip(-1), "interaction-cam", reduction="attn", gradient_interaction=True)
+        >>> e.map1.shape
+        torch.Size([2, 9, 9])
+
+    Args:
+        reduction: how each activation is pooled into the joint vector: ``"mean"``, ``"max"`` or ``"attn"``.
+        gradient_interaction: replace each gradient by the row/column max of the pair's gradient interaction
+            matrix (needs equal feature grids on both sides).
+        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+    """
+    # Fail before any forward pass.
+    if reduction not in REDUCTIONS:
+        raise SimexplainError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+
+    def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
+        return interaction_cam_maps(
+            a1, a2, g1, g2, reduction=reduction, gradient_interaction=bool(gradient_interaction)
+        )
+
+    params = {"reduction": reduction, "gradient_interaction": bool(gradient_interaction), "layer": layer}
+    return _explain_with(model, x1, x2, layer, rule, "interaction-cam", params)
+
+
+@register(
+    "deep-similarity", "activation",
+    "Deep Similarity (Stylianou et al.): per-position share of the cosine of pooled layer features (SPEC 3.3)",
+)
+def deep_similarity(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:
+    """Deep Similarity maps at ``layer``: ``grid1.sum() == grid2.sum() == cos(ā1, ā2)`` per pair.
+
+    It explains the cosine of the mean-pooled features of the tapped layer, not the head's output; ``score``
+    is still the model's score, like every method's.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = simexplain.PairModel(net, layer="1")
+        >>> x = torch.rand(1, 3, 9, 9)
+        >>> round(simexplain.explain(model, x, x, "deep-similarity").grid1.sum().item(), 4)
+        1.0
+
+    Args:
+        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+    """
+
+    def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
+        return deep_similarity_maps(a1, a2)
+
+    return _explain_with(model, x1, x2, layer, rule, "deep-similarity", {"layer": layer})
