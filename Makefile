@@ -9,7 +9,6 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
