@@ -1,0 +1,63 @@
+"""Average drop (SPEC 4.2): how much of the similarity survives when each image is weighted by its own map."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..explanation import normalize_maps
+
+
+def masked_images(x: Tensor, maps: Tensor) -> Tensor:
+    """``ê ⊙ x`` with ``ê`` the min–max scaled map (a constant map gives ê = 0, hence a zero image: defined)."""
+    return normalize_maps(maps).unsqueeze(1).to(x.dtype) * x
+
+
+def drops(base: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-pair ``max(0, base − score) / base`` and the increase indicator ``1[score > base]``.
+
+    A non-positive base makes the relative drop meaningless: it is NaN there (count it with
+    :func:`undefined_count`), never a silently negative or inflated number.
+
+    Example:
+        >>> d, up = drops(torch.tensor([0.5, -0.2]), torch.tensor([0.25, -0.5]))
+        >>> d.tolist()[0], bool(d[1].isnan()), up.tolist()
+        (0.5, True, [0.0, 0.0])
+    """
+    base, score = base.double(), score.double()
+    drop = (base - score).clamp_min(0) / base.where(base > 0, torch.ones_like(base))
+    return drop.where(base > 0, torch.full_like(drop, float("nan"))), (score > base).double()
+
+
+def undefined_count(values: Tensor) -> int:
+    """How many per-pair values are undefined (NaN)."""
+    return int(values.isnan().sum())
+
+
+def average_drop_scores(
+    similarity: Callable[[Tensor, Tensor], Tensor],
+    clean1: Tensor,
+    clean2: Tensor,
+    masked1: Tensor,
+    masked2: Tensor,
+) -> dict[str, Tensor]:
+    """Per-pair drops and increase indicators from the embeddings of the clean and the masked images.
+
+    Keys: ``SAD`` (both masked), ``CAD_1`` (image 1 masked, image 2 clean), ``CAD_2``, ``CAD`` (their mean;
+    NaN when the base is non-positive), and ``*_increase`` for each.
+    """
+    base = similarity(clean1, clean2)
+    sad, sad_up = drops(base, similarity(masked1, masked2))
+    cad1, cad1_up = drops(base, similarity(masked1, clean2))
+    cad2, cad2_up = drops(base, similarity(clean1, masked2))
+    return {
+        "SAD": sad,
+        "CAD": (cad1 + cad2) / 2,
+        "CAD_1": cad1,
+        "CAD_2": cad2,
+        "SAD_increase": sad_up,
+        "CAD_increase": (cad1_up + cad2_up) / 2,
+        "base": base.double(),
+    }

@@ -1,0 +1,113 @@
+"""The result of :func:`simexplain.metrics.evaluate`: a dict of per-pair tensors plus curves and counts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+# name → (higher is better, one-line meaning); the order is the order of the paper's tables
+METRIC_INFO: dict[str, tuple[bool, str]] = {
+    "SI": (True, "simultaneous insertion AUC"),
+    "SD": (False, "simultaneous deletion AUC"),
+    "CI": (True, "conditional insertion AUC (mean of both directions)"),
+    "CD": (False, "conditional deletion AUC (mean of both directions)"),
+    "SAD": (False, "simultaneous average drop"),
+    "CAD": (False, "conditional average drop (mean of both directions)"),
+    "MS": (False, "maximum sensitivity"),
+}
+
+
+def _mean(values: Tensor) -> float:
+    values = values.double()
+    return float(values.nanmean()) if not bool(values.isnan().all()) else math.nan
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else float(value)
+
+
+class MetricResults(dict):
+    """Per-pair metric values (``[B]`` float64 tensors on the CPU) keyed by name, plus what plots need.
+
+    Keys: the requested metrics (``SI``, ``SD``, ``CI``, ``CD``, ``SAD``, ``CAD``, ``MS``), the per-direction
+    values (``CI_1`` = image 1 perturbed with image 2 clean, ``CI_2``, ``CD_1``, ``CD_2``, ``CAD_1``, ``CAD_2``),
+    the increase indicators ``SAD_increase``/``CAD_increase`` (their mean is the increase rate) and ``base``,
+    the clean similarity of each pair.
+
+    Attributes:
+        curves: ``B×n`` score curves keyed ``SI``, ``SD``, ``CI_1``, ``CI_2``, ``CD_1``, ``CD_2``.
+        fractions: the x axis of each curve (fraction of pixels changed), same keys.
+        counts: ``SAD_undefined``/``CAD_undefined`` (pairs whose base similarity is ≤ 0, NaN values) and
+            ``constant_maps`` (maps with one value everywhere: their pixel order is raster order, defined but
+            uninformative).
+        method: the explanation's method name.
+
+    Example:
+        >>> r = MetricResults({"SD": torch.tensor([0.2, 0.4])}, method="demo")
+        >>> round(r.means()["SD"], 3)
+        0.3
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, Tensor],
+        *,
+        curves: Mapping[str, Tensor] | None = None,
+        fractions: Mapping[str, Tensor] | None = None,
+        counts: Mapping[str, int] | None = None,
+        method: str = "custom",
+    ) -> None:
+        super().__init__(values)
+        self.curves = dict(curves or {})
+        self.fractions = dict(fractions or {})
+        self.counts = dict(counts or {})
+        self.method = method
+
+    def means(self) -> dict[str, float]:
+        """Mean over pairs of every entry (undefined pairs left out; all undefined → NaN)."""
+        return {name: _mean(values) for name, values in self.items()}
+
+    def increase_rates(self) -> dict[str, float]:
+        """Fraction of pairs whose masked score exceeds the clean one (SPEC 4.2)."""
+        return {name[: -len("_increase")]: _mean(v) for name, v in self.items() if name.endswith("_increase")}
+
+    def groups(self) -> dict[str, float]:
+        """The summary groups G1, G2, G3 (SPEC 4.5) of the means, where their metrics are present."""
+        from .summary import summary_groups
+
+        return summary_groups(self.means())
+
+    def to_dict(self, *, curves: bool = True) -> dict:
+        """JSON-ready dict (NaN → ``None``): means, per-pair values, counts, groups and optionally curves."""
+        out: dict = {
+            "method": self.method,
+            "pairs": len(next(iter(self.values()))) if self else 0,
+            "mean": {k: _json_number(v) for k, v in self.means().items()},
+            "per_pair": {k: [_json_number(float(x)) for x in v] for k, v in self.items()},
+            "counts": dict(self.counts),
+            "groups": {k: _json_number(v) for k, v in self.groups().items()},
+        }
+        if curves:
+            out["curves"] = {k: [[float(x) for x in row] for row in v] for k, v in self.curves.items()}
+            out["fractions"] = {k: [float(x) for x in v] for k, v in self.fractions.items()}
+        return out
+
+    def __repr__(self) -> str:
+        means = ", ".join(f"{k}={v:.4f}" for k, v in self.means().items() if k in METRIC_INFO)
+        return f"MetricResults(method={self.method!r}, {means})"
+
+
+def stack_pairs(parts: list[MetricResults]) -> MetricResults:
+    """Concatenate results computed on consecutive groups of pairs (used to bound memory)."""
+    first = parts[0]
+    counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in first.counts}
+    return MetricResults(
+        {k: torch.cat([p[k] for p in parts]) for k in first},
+        curves={k: torch.cat([p.curves[k] for p in parts]) for k in first.curves},
+        fractions=first.fractions,
+        counts=counts,
+        method=first.method,
+    )

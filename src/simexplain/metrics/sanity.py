@@ -1,0 +1,218 @@
+"""Sanity check (SPEC 4.4): cascading randomisation of the model's layers from the output end.
+
+Adebayo et al. (2018): a map that still looks the same once the layers it explains are random does not depend on
+the model. The cascade works on a deep copy, so the caller's model never changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import SimexplainError
+from ..explanation import normalize_maps, upsample_maps
+from ..methods import explain
+from ..methods.common import check_pair
+from ..pair import PairModel
+from ..preprocessing import Preprocessing
+
+
+def _average_ranks(values: Tensor) -> Tensor:
+    """Ranks 1..n of a 1-D tensor, tied values sharing their average rank."""
+    ordered, order = values.sort(stable=True)
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    average = counts.cumsum(0).double() - (counts.double() - 1) / 2
+    ranks = torch.empty_like(average[inverse])
+    ranks[order] = average[inverse]
+    return ranks
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation of each pair of maps (``B×H×W`` → ``[B]``), ties by average rank.
+
+    A constant map carries no order, so its correlation with anything is 0 (not NaN).
+
+    Example:
+        >>> a = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+        >>> round(spearman(a, a).item(), 6), round(spearman(a, -a).item(), 6)
+        (1.0, -1.0)
+    """
+    out = []
+    for u, v in zip(a.flatten(1).cpu(), b.flatten(1).cpu()):
+        ru, rv = _average_ranks(u), _average_ranks(v)
+        ru, rv = ru - ru.mean(), rv - rv.mean()
+        denominator = ru.norm() * rv.norm()
+        out.append((ru @ rv) / denominator if denominator > 0 else torch.zeros((), dtype=torch.float64))
+    return torch.stack(out).clamp(-1, 1)
+
+
+def ssim(a: Tensor, b: Tensor) -> Tensor | None:
+    """SSIM of each pair of min–max scaled maps (``[B]``), or ``None`` without scikit-image (optional)."""
+    try:
+        from skimage.metrics import structural_similarity
+    except ImportError:
+        return None
+    a, b = normalize_maps(a.double()).cpu().numpy(), normalize_maps(b.double()).cpu().numpy()
+    side = min(a.shape[-2:])
+    window = min(7, side if side % 2 else side - 1)
+    if window < 3:
+        return None
+    return torch.tensor([structural_similarity(u, v, data_range=1.0, win_size=window) for u, v in zip(a, b)])
+
+
+def _owners(encoder: nn.Module) -> list[str]:
+    """Names of the modules that own parameters directly, in registration (≈ forward) order."""
+    return [name for name, module in encoder.named_modules() if any(True for _ in module.parameters(recurse=False))]
+
+
+def randomizable_layers(model: PairModel) -> list[list[str]]:
+    """The cascade's steps, output end first: each step lists the modules (named in the ``PairModel``, e.g.
+    ``encoder.fc``) re-initialised together; an asymmetric model randomises the same layer in both encoders.
+
+    Example:
+        >>> from torch import nn
+        >>> m = PairModel(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)))
+        >>> randomizable_layers(m)[-1]
+        ['encoder.0']
+    """
+    names_a = _owners(model.encoder)
+    steps = []
+    if model.encoder_b is not None:
+        names_b = _owners(model.encoder_b)
+        # modules of encoder 'b' only (a predictor head, say) sit at its output end
+        steps += [[f"encoder_b.{n}"] for n in reversed(names_b) if n not in names_a]
+        steps += [[f"encoder.{n}"] + ([f"encoder_b.{n}"] if n in names_b else []) for n in reversed(names_a)]
+    else:
+        steps += [[f"encoder.{n}"] for n in reversed(names_a)]
+    return steps
+
+
+def _reinitialize(module: nn.Module, seed: int) -> None:
+    """The layer's own initialiser (``reset_parameters``), else a normal draw at the parameter's own scale."""
+    devices = [p.device.index for p in module.parameters(recurse=False) if p.device.type == "cuda"]
+    with torch.random.fork_rng(devices=devices), torch.no_grad():  # the caller's RNG stream stays as it was
+        torch.manual_seed(seed)
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+            return
+        for param in module.parameters(recurse=False):
+            scale = float(param.double().std()) if param.numel() > 1 else 0.0
+            param.normal_(0.0, scale if scale > 0 else 0.01)
+
+
+@dataclass
+class SanityResult:
+    """Maps along the cascade; index 0 is the untouched model.
+
+    Attributes:
+        method: the method checked.
+        layers: label of each kept step (``"original"``, then the last layer randomised so far).
+        maps1, maps2: ``S×B×H×W`` maps at input size.
+        spearman1, spearman2: ``S×B`` rank correlation with the original maps (1 at step 0).
+        ssim1, ssim2: ``S×B`` SSIM with the original maps, or ``None`` without scikit-image.
+        scores: ``S×B`` similarity of each pair under the (partly) randomised model.
+        image1, image2: the model-input images, for figures.
+        preprocessing: the model's, to show the images in pixel space.
+    """
+
+    method: str
+    layers: list[str]
+    maps1: Tensor
+    maps2: Tensor
+    spearman1: Tensor
+    spearman2: Tensor
+    ssim1: Tensor | None
+    ssim2: Tensor | None
+    scores: Tensor
+    image1: Tensor
+    image2: Tensor
+    preprocessing: Preprocessing | None = None
+
+    def mean_spearman(self) -> Tensor:
+        """``[S]``: rank correlation with the original, averaged over pairs and both images."""
+        return (self.spearman1 + self.spearman2).mean(1) / 2
+
+    def passed(self, threshold: float = 0.5) -> bool:
+        """True when the fully randomised model's maps correlate less than ``threshold`` with the original."""
+        return bool(self.mean_spearman()[-1] < threshold)
+
+
+def sanity_check(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    method: str,
+    *,
+    steps: int | None = None,
+    every: int = 1,
+    seed: int = 0,
+    **params,
+) -> SanityResult:
+    """Cascading randomisation from the output end on a deep copy of ``model``, re-running ``method``.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> model = simexplain.PairModel(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        ...                              nn.Flatten(), nn.Linear(4 * 8 * 8, 5)))
+        >>> x1, x2 = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+        >>> r = sanity_check(model, x1, x2, "input-x-gradient")
+        >>> r.layers
+        ['original', 'encoder.3', 'encoder.0']
+
+    Args:
+        steps: randomise at most this many layers (``None``: all of them, down to the input).
+        every: run the method after every ``every``-th layer (and after the last one); the cascade is
+            cumulative, so skipped steps cost nothing.
+        seed: step ``i`` re-initialises its layer under seed ``seed + i``.
+        params: the method's parameters.
+    """
+    if every < 1:
+        raise SimexplainError(f"every must be at least 1, got {every}")
+    x1, x2 = check_pair(model, x1, x2)
+    work = copy.deepcopy(model)
+    cascade = randomizable_layers(work)
+    if not cascade:
+        raise SimexplainError(f"model {model.name!r} has no parameterised layer to randomise")
+    cascade = cascade[: steps if steps is not None else len(cascade)]
+
+    def run() -> tuple[Tensor, Tensor, Tensor]:
+        e = explain(work, x1, x2, method, **params)
+        m1 = upsample_maps(e.map1.detach(), tuple(x1.shape[-2:])).cpu()
+        m2 = upsample_maps(e.map2.detach(), tuple(x2.shape[-2:])).cpu()
+        with torch.inference_mode():
+            score = work(x1, x2).detach().cpu()
+        return m1, m2, score
+
+    labels, maps1, maps2, scores = ["original"], *([item] for item in run())
+    for index, names in enumerate(cascade, start=1):
+        for name in names:
+            _reinitialize(work.get_submodule(name), seed + index)
+        if index % every == 0 or index == len(cascade):
+            m1, m2, score = run()
+            labels.append(names[0])
+            maps1.append(m1)
+            maps2.append(m2)
+            scores.append(score)
+    stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
+    spearman1 = torch.stack([spearman(stack1[0], m) for m in stack1])
+    spearman2 = torch.stack([spearman(stack2[0], m) for m in stack2])
+    ssim1 = [ssim(stack1[0], m) for m in stack1]
+    ssim2 = [ssim(stack2[0], m) for m in stack2]
+    return SanityResult(
+        method=method,
+        layers=labels,
+        maps1=stack1,
+        maps2=stack2,
+        spearman1=spearman1,
+        spearman2=spearman2,
+        ssim1=None if ssim1[0] is None else torch.stack(ssim1),
+        ssim2=None if ssim2[0] is None else torch.stack(ssim2),
+        scores=torch.stack(scores),
+        image1=x1.cpu(),
+        image2=x2.cpu(),
+        preprocessing=model.preprocessing,
+    )

@@ -1,0 +1,84 @@
+"""Summary groups (SPEC 4.5) and the metrics table the command line prints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from .results import METRIC_INFO, MetricResults
+
+
+def _value(scores: Mapping[str, float | Tensor], name: str) -> float | None:
+    if name not in scores:
+        return None
+    value = scores[name]
+    if isinstance(value, Tensor):
+        value = float(value.double().nanmean()) if value.numel() > 1 else float(value)
+    return float(value)
+
+
+def summary_groups(scores: Mapping[str, float | Tensor]) -> dict[str, float]:
+    """G1 = mean(SI, CI), G2 = 1 − mean(SD, CD), G3 = 1 − mean(SAD, CAD); higher is better in all three.
+
+    ``scores`` maps metric names to means (or per-pair tensors, averaged here); a group is left out when one of
+    its metrics is missing.
+
+    Example:
+        >>> summary_groups({"SI": 0.6, "CI": 0.8, "SD": 0.2, "CD": 0.4, "SAD": 0.5, "CAD": 0.3})
+        {'G1': 0.7, 'G2': 0.7, 'G3': 0.6}
+    """
+    groups = {}
+    for group, (a, b), flip in (("G1", ("SI", "CI"), False), ("G2", ("SD", "CD"), True), ("G3", ("SAD", "CAD"), True)):
+        va, vb = _value(scores, a), _value(scores, b)
+        if va is None or vb is None:
+            continue
+        mean = (va + vb) / 2
+        groups[group] = round(1 - mean if flip else mean, 12)
+    return groups
+
+
+def format_table(results: MetricResults | Mapping[str, MetricResults], digits: int = 4) -> str:
+    """A Markdown table of the metric means (rows: methods), with the summary groups and notes.
+
+    ``results`` is one :class:`MetricResults` or a mapping row name → results.
+
+    Example:
+        >>> import torch
+        >>> print(format_table(MetricResults({"SD": torch.tensor([0.25])}, method="demo")))
+        | method | pairs | SD ↓ |
+        | --- | --- | --- |
+        | demo | 1 | 0.2500 |
+    """
+    rows = {results.method: results} if isinstance(results, MetricResults) else dict(results)
+    present = [name for name in METRIC_INFO if any(name in r for r in rows.values())]
+    group_names = [g for g in ("G1", "G2", "G3") if any(g in r.groups() for r in rows.values())]
+    header = ["method", "pairs"] + [f"{n} {'↑' if METRIC_INFO[n][0] else '↓'}" for n in present]
+    header += [f"{g} ↑" for g in group_names]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    notes = []
+
+    def cell(value: float | None) -> str:
+        return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    for name, result in rows.items():
+        means, groups = result.means(), result.groups()
+        pairs = len(next(iter(result.values()))) if result else 0
+        cells = [name, str(pairs)] + [cell(means.get(n)) for n in present] + [cell(groups.get(g)) for g in group_names]
+        lines.append("| " + " | ".join(cells) + " |")
+        rates = result.increase_rates()
+        if rates:
+            notes.append(f"{name}: increase rate " + ", ".join(f"{k} {v:.2f}" for k, v in rates.items()))
+        undefined = {k: v for k, v in result.counts.items() if k.endswith("_undefined") and v}
+        if undefined:
+            notes.append(
+                f"{name}: base similarity ≤ 0 for "
+                + ", ".join(f"{v} pair(s) in {k[: -len('_undefined')]}" for k, v in undefined.items())
+                + " (drop undefined, left out of the mean)"
+            )
+        if result.counts.get("constant_maps"):
+            notes.append(f"{name}: {result.counts['constant_maps']} constant map(s) (pixel order = raster order)")
+    if group_names:
+        notes.append("G1 = mean(SI, CI), G2 = 1 − mean(SD, CD), G3 = 1 − mean(SAD, CAD)")
+    return "\n".join(lines + ([""] + notes if notes else []))
