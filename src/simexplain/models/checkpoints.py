@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -84,3 +84,89 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], *, what: str) ->
     if report:
         raise SimexplainError(f"{what}: checkpoint does not match the architecture ({report})")
     module.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------- official containers
+# Key signatures of the published files (after ``module.`` is stripped), so that a file handed to the wrong
+# loader is named in the error instead of producing a list of hundreds of missing keys.
+_SIGNATURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("a MoCo v3 checkpoint (load it with 'mocov3-vit-b')", ("base_encoder.", "momentum_encoder."), ""),
+    ("a SimSiam checkpoint (load it with 'simsiam-r50')", ("encoder.", "predictor."), ""),
+    ("a Barlow Twins training checkpoint (load it with 'barlowtwins-r50')", ("backbone.", "projector."), ""),
+    ("a DINO ResNet-50 teacher/student state dict (load the file with 'dino-r50')", ("backbone.", "head.mlp."), ""),
+    ("a ViT backbone state dict (e.g. DINO ViT-B/16: 'dino-vit-b16')", ("cls_token", "blocks.0.attn.qkv."), ""),
+    (
+        (
+            "a torchvision ResNet-50 trunk without classifier (Barlow Twins resnet50.pth or DINO "
+            "dino_resnet50_pretrain.pth: 'barlowtwins-r50' or 'dino-r50')"
+        ),
+        ("conv1.weight", "layer4.2.conv3.weight"),
+        "fc.weight",
+    ),
+    ("a torchvision-style ResNet with classifier ('torchvision:resnet50')", ("conv1.weight", "fc.weight"), ""),
+    ("an EfficientNet-Lite0 state dict ('efficientnet-lite0')", ("_blocks.",), ""),
+)
+
+
+def describe_checkpoint(obj: Any) -> str:
+    """A short guess at which published model a loaded checkpoint belongs to ("" when unknown).
+
+    Example:
+        >>> describe_checkpoint({"resnet": {}, "head": {}})
+        "a SimCLRv2 checkpoint (load it with 'simclrv2-…' or 'simclrv2')"
+    """
+    if isinstance(obj, Mapping):
+        if "resnet" in obj and "head" in obj:
+            return "a SimCLRv2 checkpoint (load it with 'simclrv2-…' or 'simclrv2')"
+        if "teacher" in obj and "student" in obj:
+            return "a DINO full training checkpoint (load it with 'dino-r50' or 'dino-vit-b16')"
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                return describe_checkpoint(obj[key])
+        keys = [k[len("module.") :] if isinstance(k, str) and k.startswith("module.") else k for k in obj]
+        keys = [k for k in keys if isinstance(k, str)]
+        for label, needles, absent in _SIGNATURES:
+            if all(any(k.startswith(n) for k in keys) for n in needles) and not (absent and absent in keys):
+                return label
+    return ""
+
+
+def _hint(obj: Any) -> str:
+    guess = describe_checkpoint(obj)
+    return f"; it looks like {guess}" if guess else ""
+
+
+def state_dict_at(obj: Any, path: Sequence[str], *, what: str, file: str | os.PathLike) -> dict[str, Tensor]:
+    """The state dict at ``path`` inside a loaded container, ``module.`` stripped; one clear line if absent.
+
+    Example:
+        >>> import torch
+        >>> state_dict_at({"model": {"module.w": torch.zeros(1)}}, ["model"], what="m", file="f.pth")
+        {'w': tensor([0.])}
+    """
+    node = obj
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            where = "/".join(path)
+            raise SimexplainError(
+                f"{what}: {os.fspath(file)} is not the expected checkpoint (no {where!r} entry){_hint(obj)}"
+            )
+        node = node[key]
+    if not isinstance(node, Mapping) or not node or not all(isinstance(v, Tensor) for v in node.values()):
+        raise SimexplainError(f"{what}: {os.fspath(file)} does not hold a state dict where expected{_hint(obj)}")
+    return strip_prefix(node)
+
+
+def load_matching(
+    module: nn.Module, state: Mapping[str, Tensor], *, what: str, source: Any = None, assign: bool = False
+) -> None:
+    """:func:`load_strict`, naming the model the file seems to belong to when the keys do not match.
+
+    ``assign=True`` adopts the file's tensors (for a module built on the ``meta`` device: no wasted init).
+    """
+    report = mismatch_report(module, state)
+    if report:
+        raise SimexplainError(
+            f"{what}: checkpoint does not match the architecture ({report}){_hint(source if source is not None else state)}"
+        )
+    module.load_state_dict(state, strict=True, assign=assign)
