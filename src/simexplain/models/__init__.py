@@ -1,7 +1,17 @@
-"""Models: the registry, checkpoint loading and one module per family of architectures."""
+"""Models: the registry, checkpoint loading and one module per family of architectures.
+
+Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing is downloaded. ``docs/models.md``
+says where each file comes from and what its embedding is.
+"""
+
+from functools import partial
 
 from .efficientnet import efficientnet_lite0
 from .registry import available, load_model, register_model
+from .resnets import barlowtwins_r50, dino_r50, simsiam_r50
+from .simclr import RELEASED, Variant, simclrv2
+from .user import timm_model, torchvision_model
+from .vits import dino_vit_b16, mocov3_vit_b
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
@@ -13,4 +23,94 @@ register_model(
     layer="network.bn2",
 )(lambda weights=None: efficientnet_lite0(weights))
 
-__all__ = ["DEFAULT_MODEL", "available", "load_model", "register_model"]
+_SIMCLR_INPUT = "[0, 1] pixels, NO mean/std normalisation; resize 256, crop 224"
+_IMAGENET_INPUT = "ImageNet mean/std; resize 256, crop 224"
+
+for _tag in RELEASED:
+    _variant = Variant.parse(_tag)
+    register_model(
+        _variant.model_name,
+        f"SimCLRv2 ResNet-{_variant.depth} {_variant.width}x, selective kernels {'on' if _variant.sk else 'off'} "
+        f"(converted TF checkpoint {_tag}_ema.pth)",
+        embedding="128-d projection-head output (embedding='backbone': pooled "
+        f"{_variant.features}-d)",
+        preprocessing=_SIMCLR_INPUT,
+        layer="resnet.net.4",
+        needs_weights=True,
+    )(partial(simclrv2, variant=_tag, name=_variant.model_name))
+
+register_model(
+    "simclrv2",
+    "SimCLRv2 ResNet, variant read from the file name (r50_1x_sk0…) or variant='r101_2x_sk1'",
+    embedding="128-d projection-head output",
+    preprocessing=_SIMCLR_INPUT,
+    layer="resnet.net.4",
+    needs_weights=True,
+)(simclrv2)
+
+register_model(
+    "barlowtwins-r50",
+    "Barlow Twins ResNet-50 (checkpoint.pth full training checkpoint, or the backbone-only resnet50.pth)",
+    embedding="8192-d projector output (backbone-only file: pooled 2048-d, with a warning)",
+    preprocessing=_IMAGENET_INPUT,
+    layer="backbone.layer4 (layer4 for the backbone-only file)",
+    needs_weights=True,
+)(barlowtwins_r50)
+
+register_model(
+    "simsiam-r50",
+    "SimSiam ResNet-50, 100 epochs (checkpoint_0099.pth.tar)",
+    embedding="2048-d predictor(projector) output, as the paper (embedding='projector': projector output)",
+    preprocessing=_IMAGENET_INPUT,
+    layer="encoder.layer4",
+    needs_weights=True,
+)(simsiam_r50)
+
+register_model(
+    "mocov3-vit-b",
+    "MoCo v3 ViT-B/16, 300 epochs (vit-b-300ep.pth.tar); ASYMMETRIC pair (symmetric=True for the query branch twice)",
+    embedding="256-d: image 1 predictor(base_encoder), image 2 momentum_encoder",
+    preprocessing=_IMAGENET_INPUT,
+    layer="base_encoder.blocks.11 / momentum_encoder.blocks.11 patch tokens (block=N)",
+    needs_weights=True,
+)(mocov3_vit_b)
+
+register_model(
+    "dino-r50",
+    "DINO ResNet-50 (dino_resnet50_pretrain.pth backbone, or the full checkpoint's teacher)",
+    embedding="pooled 2048-d (full checkpoint: 60000-d head output; embedding='bottleneck'|'backbone')",
+    preprocessing="ImageNet mean/std; bicubic resize 256, crop 224",
+    layer="layer4 (backbone.layer4 for the full checkpoint)",
+    needs_weights=True,
+)(dino_r50)
+
+register_model(
+    "dino-vit-b16",
+    "DINO ViT-B/16 backbone (dino_vitbase16_pretrain.pth, or a full checkpoint's teacher backbone)",
+    embedding="768-d CLS token after the final norm",
+    preprocessing="ImageNet mean/std; bicubic resize 256, crop 224",
+    layer="blocks.11 patch tokens (block=N)",
+    needs_weights=True,
+)(dino_vit_b16)
+
+register_model(
+    "torchvision:",
+    "any torchvision architecture with your weights file: torchvision:NAME (e.g. torchvision:resnet50)",
+    embedding="penultimate (pooled) features (embedding='output': the model's output)",
+    preprocessing="ImageNet mean/std unless preprocessing= says otherwise",
+    layer="layer4 / features / last encoder block (layer=NAME)",
+    needs_weights=True,
+)(torchvision_model)
+
+register_model(
+    "timm:",
+    "any timm architecture with your weights file: timm:NAME (e.g. timm:vit_small_patch16_224)",
+    embedding="pooled pre-logits features (embedding='output': the head's output)",
+    preprocessing="the architecture's pretrained_cfg mean/std unless preprocessing= says otherwise",
+    layer="last feature_info module (e.g. layer4, blocks.11) (layer=NAME)",
+    needs_weights=True,
+)(timm_model)
+
+ZOO = tuple(name for name in available() if name != DEFAULT_MODEL and not name.endswith(":"))
+
+__all__ = ["DEFAULT_MODEL", "ZOO", "available", "load_model", "register_model"]

@@ -1,0 +1,165 @@
+"""User models by architecture name: ``torchvision:NAME`` and ``timm:NAME`` with a weights file.
+
+Nothing is downloaded: the architecture comes from torchvision or timm, the weights from the user's file (a state
+dict, or a dict holding one under ``state_dict`` or ``model``; ``module.`` prefixes are stripped), matched
+strictly. The embedding is the penultimate feature (``embedding="pooled"``, the classifier removed) or the
+model's output (``embedding="output"``). Preprocessing is stated: torchvision models use ImageNet mean/std, timm
+models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from ..errors import SimexplainError
+from ..pair import PairModel, TokenLayout
+from ..preprocessing import Preprocessing
+from .checkpoints import load_checkpoint, load_matching, state_dict_at
+from .common import check_choice, imagenet, sized
+
+EMBEDDINGS = ("pooled", "output")
+
+
+def _user_state(weights: str | os.PathLike | None, what: str) -> dict[str, Tensor]:
+    if weights is None:
+        raise SimexplainError(f"{what} needs a weights file (nothing is downloaded): pass weights=PATH")
+    obj = load_checkpoint(weights)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            return state_dict_at(obj, [key], what=what, file=weights)
+    return state_dict_at(obj, [], what=what, file=weights)
+
+
+def _drop(state: dict[str, Tensor], prefixes: list[str]) -> dict[str, Tensor]:
+    return {k: v for k, v in state.items() if not any(k == p or k.startswith(p + ".") for p in prefixes)}
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> SimexplainError:
+    close = difflib.get_close_matches(name, known, n=5)
+    return SimexplainError(f"unknown {kind} model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+def torchvision_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    embedding: str = "pooled",
+    layer: str | None = None,
+    preprocessing: Preprocessing | None = None,
+    input_size: int | tuple[int, int] = 224,
+    token_layout: TokenLayout | None = None,
+    **options,
+) -> PairModel:
+    """A torchvision architecture with the user's weights, e.g. ``load_model("torchvision:resnet50", weights=…)``.
+
+    ``embedding="pooled"`` replaces the last ``nn.Linear`` (the classifier) by the identity, so a backbone-only
+    file without classifier keys also loads; ``"output"`` keeps the whole model. ``layer`` defaults to ``layer4``
+    (ResNets), ``features`` (VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt) or a ViT's last encoder block.
+    ``options`` go to ``torchvision.models.get_model``.
+
+    Example:
+        >>> import simexplain
+        >>> model = simexplain.load_model("torchvision:resnet50", weights="my_resnet50.pth")  # doctest: +SKIP
+        >>> model.layer
+        'layer4'
+    """
+    import torchvision
+
+    what = f"torchvision:{name}"
+    check_choice(what, embedding, EMBEDDINGS)
+    if name not in torchvision.models.list_models():
+        raise _unknown("torchvision", name, torchvision.models.list_models())
+    state = _user_state(weights, what)
+    network = torchvision.models.get_model(name, weights=None, **options)
+    if embedding == "pooled":
+        linears = [n for n, m in network.named_modules() if isinstance(m, nn.Linear)]
+        if linears:
+            _set_module(network, linears[-1], nn.Identity())
+            state = _drop(state, [linears[-1]])
+    load_matching(network, state, what=what)
+    names = {n for n, _ in network.named_modules()}
+    if layer is None:
+        if "layer4" in names:
+            layer = "layer4"
+        elif "features" in names and not name.startswith("swin"):
+            layer = "features"
+        elif "encoder.layers" in names:
+            blocks = [n for n, _ in network.named_modules() if n.count(".") == 2 and n.startswith("encoder.layers.")]
+            layer = blocks[-1]
+            token_layout = token_layout or TokenLayout(patch_size=getattr(network, "patch_size", 16), prefix_tokens=1)
+    return PairModel(
+        network.eval(), layer=layer, token_layout=token_layout,
+        preprocessing=preprocessing or imagenet(input_size), name=what,
+        description=f"torchvision {name} with user weights; embedding: "
+        + ("penultimate (pooled) features" if embedding == "pooled" else "the model's output"),
+    )
+
+
+def timm_model(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    embedding: str = "pooled",
+    layer: str | None = None,
+    preprocessing: Preprocessing | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    **options,
+) -> PairModel:
+    """A timm architecture with the user's weights, e.g. ``load_model("timm:vit_small_patch16_224", weights=…)``.
+
+    ``embedding="pooled"`` builds the model with ``num_classes=0`` (timm's pooled pre-logits features; the file's
+    classifier keys are ignored); ``"output"`` keeps the head. The default layer is the last entry of timm's
+    ``feature_info`` (e.g. ``layer4``, or ``blocks.11`` of a ViT, whose tokens are laid out by its patch size and
+    prefix tokens). ViTs resample their position embedding to other input sizes. ``options`` go to
+    ``timm.create_model``.
+
+    Example:
+        >>> import simexplain
+        >>> model = simexplain.load_model("timm:vit_small_patch16_224", weights="vit_s16.pth")  # doctest: +SKIP
+        >>> model.layer, model.token_layout.patch_size
+        ('blocks.11', 16)
+    """
+    import timm
+
+    what = f"timm:{name}"
+    check_choice(what, embedding, EMBEDDINGS)
+    if not timm.is_model(name.split(".")[0]):
+        raise _unknown("timm", name, timm.list_models())
+    state = _user_state(weights, what)
+    if embedding == "pooled":
+        options.setdefault("num_classes", 0)
+    try:
+        # ViT-style models resample their position embedding for other input sizes; others do not take the flag.
+        network = timm.create_model(name, pretrained=False, dynamic_img_size=True, **options)
+    except TypeError:
+        network = timm.create_model(name, pretrained=False, **options)
+    cfg = dict(getattr(network, "pretrained_cfg", {}) or {})
+    if embedding == "pooled":
+        classifier = cfg.get("classifier") or []
+        state = _drop(state, [classifier] if isinstance(classifier, str) else list(classifier))
+    load_matching(network, state, what=what)
+    token_layout = None
+    if layer is None and getattr(network, "feature_info", None):
+        layer = network.feature_info[-1]["module"]
+    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
+        patch = network.patch_embed.patch_size
+        token_layout = TokenLayout(patch_size=patch[0] if isinstance(patch, tuple) else patch,
+                                   prefix_tokens=network.num_prefix_tokens)
+    if preprocessing is None:
+        size = input_size or tuple(cfg.get("input_size", (3, 224, 224))[1:])
+        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        preprocessing = sized(size, mean=mean, std=std, description=f"timm pretrained_cfg mean {mean} std {std}")
+    return PairModel(
+        network.eval(), layer=layer, token_layout=token_layout, preprocessing=preprocessing, name=what,
+        description=f"timm {name} with user weights; embedding: "
+        + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
+    )
