@@ -132,11 +132,12 @@ def adjust_hue(pixels: Tensor, shift: Tensor) -> Tensor:
 
 
 def gaussian_blur(pixels: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
-    """Separable Gaussian blur with one σ per image (σ ≤ 0 leaves the image unchanged); reflect padding."""
+    """Separable Gaussian blur with one σ per image (σ ≤ 0 leaves the image unchanged); reflect padding.
+
+    On images smaller than the kernel, the kernel is cut to the largest one reflect padding allows.
+    """
     b, c, h, w = pixels.shape
-    radius = kernel_size // 2
-    if radius >= min(h, w):
-        raise SimexplainError(f"blur kernel {kernel_size} is too large for a {h}×{w} image (reflect padding)")
+    radius = min(kernel_size // 2, min(h, w) - 1)
     offsets = torch.arange(-radius, radius + 1, dtype=pixels.dtype, device=pixels.device)
     sigma = sigma.to(pixels.dtype).view(-1, 1)
     safe = sigma.clamp_min(1e-6)
