@@ -277,6 +277,8 @@ def test_errors_and_the_model_is_left_untouched():
     x1, x2 = pair(1)
     with pytest.raises(SimexplainError, match="unknown reduction 'median'"):
         simexplain.explain(model, x1, x2, "interaction-cam", reduction="median")
+    with pytest.raises(SimexplainError, match="True or False"):
+        simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction="false")
     with pytest.raises(SimexplainError, match="not found"):
         simexplain.explain(model, x1, x2, "pair-grad-cam", layer="nope")
     with pytest.raises(SimexplainError, match="no layer to tap"):

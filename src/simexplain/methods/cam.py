@@ -237,13 +237,16 @@ def interaction_cam(
     # Fail before any forward pass.
     if reduction not in REDUCTIONS:
         raise SimexplainError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+    # A string such as "false" from a command line would be truthy: accept real booleans only.
+    if not isinstance(gradient_interaction, bool):
+        raise SimexplainError(f"gradient_interaction must be True or False, got {gradient_interaction!r}")
 
     def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
         return interaction_cam_maps(
-            a1, a2, g1, g2, reduction=reduction, gradient_interaction=bool(gradient_interaction)
+            a1, a2, g1, g2, reduction=reduction, gradient_interaction=gradient_interaction
         )
 
-    params = {"reduction": reduction, "gradient_interaction": bool(gradient_interaction), "layer": layer}
+    params = {"reduction": reduction, "gradient_interaction": gradient_interaction, "layer": layer}
     return _explain_with(model, x1, x2, layer, rule, "interaction-cam", params)
 
 
