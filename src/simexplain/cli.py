@@ -18,7 +18,7 @@ import torch
 
 from .errors import SimexplainError
 
-DEMO_METHODS = ["input-x-gradient", "smooth-grad", "interaction-cam", "conditional-occlusion"]
+DEMO_METHODS = ["input-x-gradient", "averaged-transforms", "interaction-cam", "conditional-occlusion"]
 DEFAULT_METHODS = ["input-x-gradient", "interaction-cam"]
 
 
