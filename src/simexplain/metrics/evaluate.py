@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..batching import DEFAULT_BATCH_SIZE, embed_lazily
+from ..batching import DEFAULT_BATCH_SIZE
 from ..errors import SimexplainError
 from ..explanation import PairExplanation, upsample_maps
 from ..methods.common import check_pair
@@ -20,9 +20,10 @@ from .insertion_deletion import (
     auc,
     curve_fractions,
     curves_from_sequences,
-    perturbed_sequences,
     pixel_ranks,
+    sequence_source,
 )
+from .plan import Segment, embed_segments
 from .results import MetricResults
 
 METRICS: tuple[str, ...] = ("SI", "SD", "CI", "CD", "SAD", "CAD")  # "all": the paper's tables I–IV
@@ -90,7 +91,8 @@ def evaluate(
 
     Every perturbed sequence is embedded once under inference mode and shared: SD and both CD directions come
     from the same deletion embeddings (only the partner differs), SI and CI from the insertion ones, SAD and CAD
-    from the same masked images; the clean images are embedded once. The model is not modified.
+    from the same masked images; the clean images are embedded once. All of these form one virtual batch per
+    encoder, embedded in full chunks of ``batch_size``. The model is not modified.
     """
     names = resolve_metrics(metrics)
     if len(explanation) == 0:
@@ -112,20 +114,34 @@ def evaluate(
     curves: dict[str, Tensor] = {}
     fractions: dict[str, Tensor] = {}
     counts = {"constant_maps": int(_is_constant(map1).sum() + _is_constant(map2).sum())}
+    deletion = any(n in names for n in ("SD", "CD"))
+    insertion = any(n in names for n in ("SI", "CI"))
+    average_drop = any(n in names for n in ("SAD", "CAD"))
     with model.explaining(), torch.inference_mode():
-        clean1 = embed_lazily(model, lambda part: x1[part], len(x1), side="a", batch_size=batch_size)
-        clean2 = embed_lazily(model, lambda part: x2[part], len(x2), side="b", batch_size=batch_size)
-        values["base"] = model.similarity(clean1, clean2).double().cpu()
         ranks1, ranks2 = pixel_ranks(map1), pixel_ranks(map2)
+        options = {"step": step, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma}
+        segments = []
+        for image, x, maps, ranks, side in ((1, x1, map1, ranks1, "a"), (2, x2, map2, ranks2, "b")):
+            segments.append(Segment(f"clean{image}", side, len(x), lambda part, x=x: x[part]))
+            for kind, wanted in (("deletion", deletion), ("insertion", insertion)):
+                if wanted:
+                    make, total = sequence_source(x, ranks, kind, **options)
+                    segments.append(Segment(f"{kind}{image}", side, total, make))
+            if average_drop:
+                segments.append(
+                    Segment(f"masked{image}", side, len(x), lambda part, x=x, maps=maps: masked_images(x[part], maps[part]))
+                )
+        # one chained virtual batch per encoder: each perturbed sequence and the clean images embedded once
+        z = embed_segments(model, segments, batch_size)
+        clean1, clean2 = z["clean1"], z["clean2"]
+        values["base"] = model.similarity(clean1, clean2).double().cpu()
         frac1, frac2 = curve_fractions(*x1.shape[-2:], step), curve_fractions(*x2.shape[-2:], step)
         for kind, simultaneous, conditional in (("insertion", "SI", "CI"), ("deletion", "SD", "CD")):
-            if simultaneous not in names and conditional not in names:
+            if f"{kind}1" not in z:
                 continue
-            sequences = perturbed_sequences(
-                model, x1, x2, ranks1, ranks2, kind, step=step, batch_size=batch_size,
-                blur_kernel=blur_kernel, blur_sigma=blur_sigma,
-            )
-            found = curves_from_sequences(model, sequences, clean1, clean2)
+            seq1 = z[f"{kind}1"].view(len(x1), len(frac1), *clean1.shape[1:])
+            seq2 = z[f"{kind}2"].view(len(x2), len(frac2), *clean2.shape[1:])
+            found = curves_from_sequences(model, seq1, seq2, clean1, clean2)
             if "simultaneous" in found:
                 curves[simultaneous], fractions[simultaneous] = found["simultaneous"].double().cpu(), frac1
             curves[f"{conditional}_1"], fractions[f"{conditional}_1"] = found["conditional_1"].double().cpu(), frac1
@@ -135,14 +151,8 @@ def evaluate(
             if conditional in names:
                 one, two = auc(curves[f"{conditional}_1"], frac1), auc(curves[f"{conditional}_2"], frac2)
                 values[conditional], values[f"{conditional}_1"], values[f"{conditional}_2"] = (one + two) / 2, one, two
-        if "SAD" in names or "CAD" in names:
-            masked1 = embed_lazily(
-                model, lambda part: masked_images(x1[part], map1[part]), len(x1), side="a", batch_size=batch_size
-            )
-            masked2 = embed_lazily(
-                model, lambda part: masked_images(x2[part], map2[part]), len(x2), side="b", batch_size=batch_size
-            )
-            drops = average_drop_scores(model.similarity, clean1, clean2, masked1, masked2)
+        if average_drop:
+            drops = average_drop_scores(model.similarity, clean1, clean2, z["masked1"], z["masked2"])
             for name in ("SAD", "CAD"):
                 if name in names:
                     keys = [name, f"{name}_increase"] + ([f"{name}_1", f"{name}_2"] if name == "CAD" else [])

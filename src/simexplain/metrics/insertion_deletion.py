@@ -3,7 +3,8 @@
 Every curve point of every pair is a masked copy of an input: the pixels whose rank (descending map value,
 stable ties) is below ``k·step`` are replaced (deletion: by 0; insertion: the blurred image gets them back).
 The masks come from one argsort per map, and the images are built chunk by chunk inside
-:func:`simexplain.batching.embed_lazily`, so no more than ``batch_size`` of them exist at once.
+:func:`simexplain.batching.embed_lazily` (through :mod:`.plan`), so no more than ``batch_size`` of them exist
+at once.
 
 One observation keeps the cost down: the simultaneous curve of image 1 uses exactly the perturbed images of the
 conditional curve of image 1, only the partner differs. So each perturbed sequence is embedded once, and
@@ -15,12 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..batching import DEFAULT_BATCH_SIZE, embed_lazily
 from ..errors import SimexplainError
 from ..pair import PairModel
 
@@ -84,42 +83,26 @@ def sequence_maker(x: Tensor, ranks: Tensor, start: Tensor, points: int, step: i
     return make
 
 
-@dataclass
-class Sequences:
-    """Embeddings of the perturbed sequences of a batch of pairs (``B×points×D`` per image)."""
-
-    z1: Tensor
-    z2: Tensor
-
-
-def perturbed_sequences(
-    model: PairModel,
-    x1: Tensor,
-    x2: Tensor,
-    ranks1: Tensor,
-    ranks2: Tensor,
+def sequence_source(
+    x: Tensor,
+    ranks: Tensor,
     kind: str,
     *,
     step: int = DEFAULT_STEP,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     blur_kernel: int = BLUR_KERNEL,
     blur_sigma: float = BLUR_SIGMA,
-) -> Sequences:
-    """Embed the deletion or insertion sequences of both images (image 1 by encoder 'a', image 2 by 'b')."""
-    embeddings = []
-    for x, ranks, side in ((x1, ranks1, "a"), (x2, ranks2, "b")):
-        points = curve_points(*x.shape[-2:], step)
-        if kind == "deletion":
-            # the changed pixels come from a zero image, the others from x
-            make = sequence_maker(x, ranks, torch.zeros_like(x), points, step)
-        elif kind == "insertion":
-            # the changed (inserted) pixels come from x, the others from the blurred image
-            make = sequence_maker(blurred(x, blur_kernel, blur_sigma), ranks, x, points, step)
-        else:
-            raise SimexplainError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
-        z = embed_lazily(model, make, len(x) * points, side=side, batch_size=batch_size)
-        embeddings.append(z.view(len(x), points, *z.shape[1:]))
-    return Sequences(embeddings[0], embeddings[1])
+) -> tuple[Callable[[slice], Tensor], int]:
+    """The deletion or insertion sequence of every image of ``x``: a builder and the virtual batch size."""
+    points = curve_points(*x.shape[-2:], step)
+    if kind == "deletion":
+        # the changed pixels come from a zero image, the others from x
+        make = sequence_maker(x, ranks, torch.zeros_like(x[:1]).expand_as(x), points, step)
+    elif kind == "insertion":
+        # the changed (inserted) pixels come from x, the others from the blurred image
+        make = sequence_maker(blurred(x, blur_kernel, blur_sigma), ranks, x, points, step)
+    else:
+        raise SimexplainError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
+    return make, len(x) * points
 
 
 def pair_similarity(model: PairModel, z1: Tensor, z2: Tensor) -> Tensor:
@@ -130,16 +113,18 @@ def pair_similarity(model: PairModel, z1: Tensor, z2: Tensor) -> Tensor:
     return model.similarity(z1, z2).view(batch, points)
 
 
-def curves_from_sequences(model: PairModel, seq: Sequences, clean1: Tensor, clean2: Tensor) -> dict[str, Tensor]:
-    """Simultaneous and per-direction conditional curves (``B×n``) from one set of sequence embeddings.
+def curves_from_sequences(
+    model: PairModel, seq1: Tensor, seq2: Tensor, clean1: Tensor, clean2: Tensor
+) -> dict[str, Tensor]:
+    """Simultaneous and per-direction conditional curves (``B×n``) from the sequence embeddings (``B×n×D``).
 
     ``"simultaneous"``: both images perturbed (only when both have the same number of points);
     ``"conditional_1"``: image 1 perturbed, image 2 clean; ``"conditional_2"``: image 2 perturbed, image 1 clean.
     """
     curves = {
-        "conditional_1": pair_similarity(model, seq.z1, clean2.unsqueeze(1)),
-        "conditional_2": pair_similarity(model, clean1.unsqueeze(1), seq.z2),
+        "conditional_1": pair_similarity(model, seq1, clean2.unsqueeze(1)),
+        "conditional_2": pair_similarity(model, clean1.unsqueeze(1), seq2),
     }
-    if seq.z1.shape[1] == seq.z2.shape[1]:
-        curves["simultaneous"] = pair_similarity(model, seq.z1, seq.z2)
+    if seq1.shape[1] == seq2.shape[1]:
+        curves["simultaneous"] = pair_similarity(model, seq1, seq2)
     return curves
