@@ -104,3 +104,19 @@ def test_cli_lists_models_and_methods(capsys):
     assert "efficientnet-lite0" in capsys.readouterr().out
     assert main(["methods"]) == 0
     assert "input-x-gradient" in capsys.readouterr().out
+
+
+def test_cli_demo_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["explain", "--demo", "--method", "input-x-gradient", "--out", str(out), "--seed", "1"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "SUPERVISED" in capsys.readouterr().out
+
+
+def test_cli_set_routes_parameters_to_the_methods_that_have_them():
+    from simexplain.cli import method_params
+
+    params = method_params(["smooth-grad", "interaction-cam"], ["samples=3", "interaction-cam.reduction=max"], 7)
+    assert params == {"smooth-grad": {"samples": 3, "seed": 7}, "interaction-cam": {"reduction": "max"}}
+    with pytest.raises(SimexplainError, match="no chosen method"):
+        method_params(["input-x-gradient"], ["samples=3"], None)
