@@ -1,6 +1,13 @@
 import pytest
 import torch
-from tiny import CountingEncoder, LinearEncoder, SmallCNN, analytic_cosine_gradients, assert_same_state, model_state
+from tiny import (
+    CountingEncoder,
+    LinearEncoder,
+    SmallCNN,
+    analytic_cosine_gradients,
+    assert_same_state,
+    model_state,
+)
 
 import simexplain
 from simexplain import IMAGENET, PairModel, SimexplainError

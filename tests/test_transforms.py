@@ -4,8 +4,19 @@ import torchvision.transforms.functional as TF
 
 from simexplain import IMAGENET, SimexplainError
 from simexplain.transforms import (
-    ColorJitter, GaussianBlur, Rotation, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
-    available_transforms, combine, gaussian_blur, get_transform, in_model_space, simclr_view,
+    ColorJitter,
+    GaussianBlur,
+    Rotation,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    available_transforms,
+    combine,
+    gaussian_blur,
+    get_transform,
+    in_model_space,
+    simclr_view,
 )
 
 

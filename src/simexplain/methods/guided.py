@@ -28,8 +28,8 @@ Example:
     ...     score = model(x1, torch.rand(1, 3, 2, 2))
     ...     guide.check()
     >>> (grad,) = torch.autograd.grad(score.sum(), x1)
-    >>> guide.relu_calls
-    2
+    >>> guide.relu_calls  # one shared forward of [x1; x2], one ReLU call in it
+    1
 """
 
 from __future__ import annotations

@@ -1,0 +1,215 @@
+"""Smooth-Grad and Averaged Transforms: simexplain against the authors' one-pair-at-a-time loop.
+
+Both implementations of the same definition run side by side in one process, on one ResNet-50 (torchvision,
+random weights, pooled 2048-d embedding, ImageNet normalisation) and one 224×224 pair made the paper's way (a
+sample image and one SimCLR augmentation of it), with the same seeded noise and transform, and their maps are
+compared (max abs difference reported).
+
+- simexplain: ``simexplain.explain(...)``: parameters frozen (no parameter gradients), noise samples and path
+  steps batched in chunks of ``--batch-size`` images; Averaged Transforms embeds and differentiates image 1 ONCE.
+- naive (the authors' way): one pair per forward and backward with ``.backward()``, parameters requiring grad
+  (their gradients are computed and accumulated), and in Averaged Transforms the clean image 1 re-embedded and
+  differentiated at every path step.
+
+Reported per method: seconds, speed-up, and efficiency = (minimal passes × time of one pass) / measured time,
+where one pass = one forward + input-gradient backward of ONE image with frozen parameters (timed separately,
+median of several) and the minimal passes are 2·samples for Smooth-Grad and steps + 1 for Averaged Transforms.
+
+Usage:
+    .venv/bin/python benchmarks/bench_saliency.py            # full: 50 samples, 10 steps
+    .venv/bin/python benchmarks/bench_saliency.py --quick    # smoke run: 6 samples, 3 steps
+Results: benchmarks/results/saliency.json and saliency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+import simexplain
+from simexplain.transforms import get_transform, in_model_space, simclr_view
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device):
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
+
+
+def build(device: torch.device) -> tuple[simexplain.PairModel, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None)
+    net.fc = torch.nn.Identity()
+    model = simexplain.PairModel(net.to(device), preprocessing=simexplain.IMAGENET, name="resnet50-random")
+    pixels = simexplain.IMAGENET.to_pixels(simexplain.load_image(simexplain.sample_path("chelsea.jpg"), model))
+    view = simclr_view(pixels, generator=torch.Generator().manual_seed(1), size=224)
+    return model, model.preprocessing.to_model(pixels).to(device), model.preprocessing.to_model(view).to(device)
+
+
+def one_pass_seconds(model: simexplain.PairModel, x: torch.Tensor, repeats: int) -> float:
+    """Median time of one forward + input-gradient backward of one image, parameters frozen."""
+    times = []
+    with model.explaining():
+        for _ in range(repeats + 1):
+            image = x.detach().clone().requires_grad_(True)
+
+            def run(image=image):
+                return torch.autograd.grad(model.embed(image).sum(), image)
+
+            times.append(timed(run, x.device)[1])
+    return statistics.median(times[1:])  # the first call warms up
+
+
+def saliency(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return (x * grad).abs().amax(1)
+
+
+# ------------------------------------------------------------------------------------------------ naive loops
+def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
+    params = [p for p in model.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)  # as the authors left them: parameter gradients computed at every backward
+    try:
+        generator = torch.Generator(device=x1.device).manual_seed(seed)
+        flat = x1.flatten(1)
+        sigma = 0.15 / (flat.amax() - flat.amin())
+        g1, g2 = torch.zeros_like(x1), torch.zeros_like(x2)
+        for _ in range(samples):
+            eps = torch.randn(x1.shape[1:], generator=generator, device=x1.device, dtype=x1.dtype)
+            a = (x1 + sigma * eps).requires_grad_(True)
+            b = (x2 + sigma * eps).requires_grad_(True)
+            score = model.similarity(model.embed(a), model.embed(b))
+            score.sum().backward()
+            g1 += a.grad
+            g2 += b.grad
+            model.zero_grad()
+        return saliency(x1, g1 / samples), saliency(x2, g2 / samples)
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+def naive_averaged_transforms(model, x1, x2, steps: int, seed: int):
+    params = [p for p in model.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        generator = torch.Generator(device=x1.device).manual_seed(seed)
+        transform = get_transform("combine")
+        settings = transform.sample(1, generator=generator, device=x1.device)
+        with torch.no_grad():
+            target = in_model_space(transform, x2, settings, 1.0, model.preprocessing)
+        g1, g2 = torch.zeros_like(x1), torch.zeros_like(x2)
+        for k in range(1, steps + 1):
+            fraction = torch.tensor(k / steps, dtype=x2.dtype, device=x2.device)  # λ_k = 1 − k/K
+            a = x1.clone().requires_grad_(True)  # the clean image, re-embedded at every step
+            m = (target if k == steps else (1 - fraction) * x2 + fraction * target).clone().requires_grad_(True)
+            score = model.similarity(model.embed(a), model.embed(m))
+            score.sum().backward()
+            g1 += a.grad
+            g2 += m.grad
+            model.zero_grad()
+        return saliency(x1, g1 / steps), saliency(target, g2 / steps)
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+# ------------------------------------------------------------------------------------------------ main
+def compare(name, model, x1, ours_fn, naive_fn, passes, repeats):
+    # The machine is shared: time one pass just before and just after the runs and take the median of both.
+    before = one_pass_seconds(model, x1, repeats)
+    naive, naive_s = timed(naive_fn, x1.device)
+    ours, ours_s = timed(ours_fn, x1.device)
+    pass_s = statistics.median([before, one_pass_seconds(model, x1, repeats)])
+    diff = max((ours.map1 - naive[0]).abs().max().item(), (ours.map2 - naive[1]).abs().max().item())
+    scale = max(naive[0].abs().max().item(), naive[1].abs().max().item())
+    row = {
+        "method": name, "naive_s": naive_s, "simexplain_s": ours_s, "speedup": naive_s / ours_s,
+        "one_pass_s": pass_s, "minimal_passes": passes, "efficiency": passes * pass_s / ours_s,
+        "naive_efficiency": passes * pass_s / naive_s, "max_abs_diff": diff, "max_abs_map": scale, "relative_diff": diff / scale,
+    }
+    print(json.dumps(row))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 6 samples, 3 steps")
+    parser.add_argument("--samples", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward for simexplain")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    samples = args.samples or (6 if args.quick else 50)
+    steps = args.steps or (3 if args.quick else 10)
+    device = torch.device(args.device)
+    model, x1, x2 = build(device)
+    repeats = 3
+    rows = [
+        compare(
+            "smooth-grad", model, x1,
+            lambda: simexplain.explain(model, x1, x2, "smooth-grad", samples=samples, seed=0, batch_size=args.batch_size),
+            lambda: naive_smooth_grad(model, x1, x2, samples, seed=0), 2 * samples, repeats,
+        ),
+        compare(
+            "averaged-transforms", model, x1,
+            lambda: simexplain.explain(model, x1, x2, "averaged-transforms", steps=steps, seed=0,
+                                       batch_size=args.batch_size),
+            lambda: naive_averaged_transforms(model, x1, x2, steps, seed=0), steps + 1, repeats,
+        ),
+    ]
+    info = {
+        "command": "benchmarks/bench_saliency.py" + (" --quick" if args.quick else ""),
+        "samples": samples, "steps": steps, "batch_size": args.batch_size, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "model": "torchvision resnet50, random weights",
+        "input": "224×224, chelsea.jpg and one SimCLR view of it", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "note": "CPU timings on a 2-core machine shared with other jobs: absolute times are noisy, ratios are side by side",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    (RESULTS / f"saliency{suffix}.json").write_text(json.dumps({"info": info, "results": rows}, indent=2))
+    lines = [
+        "# Saliency benchmark (Smooth-Grad, Averaged Transforms)", "",
+        (f"`.venv/bin/python {info['command']}` — {info['date']}, {info['device']} ({info['threads']} threads), "
+        f"torch {info['torch']}, {info['model']}, {info['input']}; simexplain batch size {args.batch_size}."), "",
+        f"Note: {info['note']}.", "",
+        ("| method | naive (s) | simexplain (s) | speed-up | one pass (s) | minimal passes | efficiency | "
+        "naive efficiency | max abs diff (max map) |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['naive_s']:.2f} | {r['simexplain_s']:.2f} | {r['speedup']:.2f}× | "
+            f"{r['one_pass_s']:.3f} | {r['minimal_passes']} | {r['efficiency']:.2f} | {r['naive_efficiency']:.2f} | "
+            f"{r['max_abs_diff']:.2e} ({r['max_abs_map']:.2e}) |"
+        )
+    lines += ["", f"Smooth-Grad: {samples} samples; Averaged Transforms: {steps} steps, blend mode, `combine` transform.",
+              "One pass = forward + input-gradient backward of one 224² image with frozen parameters."]
+    (RESULTS / f"saliency{suffix}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
