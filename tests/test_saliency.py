@@ -237,6 +237,8 @@ def test_bad_parameters_give_clear_errors():
         simexplain.explain(model, x1, x2, "averaged-transforms", mode="path")
     with pytest.raises(SimexplainError, match="steps"):
         simexplain.explain(model, x1, x2, "averaged-transforms", steps=0)
+    with pytest.raises(SimexplainError, match="noise must be"):
+        simexplain.explain(model, x1, x2, "averaged-transforms", noise="yes")
     with pytest.raises(SimexplainError, match="samples"):
         simexplain.explain(model, x1, x2, "smooth-grad", samples=0)
 

@@ -178,7 +178,9 @@ def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor]) 
 def _path_noise(x1: Tensor, noise: bool | float) -> Tensor | None:
     if noise is False or noise is None:
         return None
-    return noise_scale(x1, None if noise is True else noise)
+    if noise is not True and (not isinstance(noise, int | float) or noise < 0):
+        raise SimexplainError(f"noise must be True, False or a non-negative σ (model-input units), got {noise!r}")
+    return noise_scale(x1, None if noise is True else float(noise))
 
 
 @register(
