@@ -297,3 +297,16 @@ def test_unknown_metric_and_bad_maps_are_clear_errors() -> None:
         evaluate(model, x1, x2, bad, ["SD"])
     with pytest.raises(simexplain.SimexplainError, match="pairs of maps"):
         evaluate(model, torch.cat([x1, x1]), torch.cat([x2, x2]), e, ["SD"])
+
+
+def test_conditional_metrics_work_with_images_of_different_sizes() -> None:
+    model = simexplain.PairModel(RegionEncoder((0, 8, 0, 8)))  # pooled CNN: any input size
+    x1, _ = pairs(batch=2)
+    _, x2 = pairs(batch=2, size=(12, 20))
+    e = PairExplanation(map1=torch.rand(2, SIZE, SIZE), map2=torch.rand(2, 12, 20))
+    r = evaluate(model, x1, x2, e, ["CI", "CD", "SAD", "CAD"], step=STEP)
+    assert r.curves["CD_1"].shape[1] == curve_points(SIZE, SIZE, STEP)
+    assert r.curves["CD_2"].shape[1] == curve_points(12, 20, STEP)
+    assert all(torch.isfinite(r[name]).all() for name in ("CI", "CD", "SAD", "CAD"))
+    with pytest.raises(simexplain.SimexplainError, match="same size|one size"):
+        evaluate(model, x1, x2, e, ["SD"], step=STEP)

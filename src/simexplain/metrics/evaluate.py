@@ -122,14 +122,17 @@ def evaluate(
         options = {"step": step, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma}
         segments = []
         for image, x, maps, ranks, side in ((1, x1, map1, ranks1, "a"), (2, x2, map2, ranks2, "b")):
-            segments.append(Segment(f"clean{image}", side, len(x), lambda part, x=x: x[part]))
+            size = "×".join(map(str, x.shape[-2:]))  # images of different sizes cannot share a forward
+            segments.append(Segment(f"clean{image}", side, len(x), lambda part, x=x: x[part], size))
             for kind, wanted in (("deletion", deletion), ("insertion", insertion)):
                 if wanted:
                     make, total = sequence_source(x, ranks, kind, **options)
-                    segments.append(Segment(f"{kind}{image}", side, total, make))
+                    segments.append(Segment(f"{kind}{image}", side, total, make, size))
             if average_drop:
                 segments.append(
-                    Segment(f"masked{image}", side, len(x), lambda part, x=x, maps=maps: masked_images(x[part], maps[part]))
+                    Segment(
+                        f"masked{image}", side, len(x), lambda part, x=x, maps=maps: masked_images(x[part], maps[part]), size
+                    )
                 )
         # one chained virtual batch per encoder: each perturbed sequence and the clean images embedded once
         z = embed_segments(model, segments, batch_size)

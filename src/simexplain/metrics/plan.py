@@ -22,16 +22,19 @@ Maker = Callable[[slice], Tensor]
 
 @dataclass
 class Segment:
-    """``total`` images of encoder ``side``, built ``make(slice)`` at a time."""
+    """``total`` images of encoder ``side``, built ``make(slice)`` at a time; only segments of one ``group``
+    (e.g. one image size) are chained into a batch."""
 
     name: str
     side: str
     total: int
     make: Maker
+    group: str = ""
 
 
 def embed_segments(model: PairModel, segments: list[Segment], batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Tensor]:
-    """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared model).
+    """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared model)
+    and group.
 
     Example:
         >>> import torch, simexplain
@@ -42,12 +45,12 @@ def embed_segments(model: PairModel, segments: list[Segment], batch_size: int = 
         >>> z["p"].shape, z["q"].shape
         (torch.Size([3, 12]), torch.Size([1, 12]))
     """
-    groups: dict[str, list[Segment]] = {}
+    groups: dict[tuple[str, str], list[Segment]] = {}
     for segment in segments:
-        key = "a" if model.shared else segment.side
+        key = ("a" if model.shared else segment.side, segment.group)
         groups.setdefault(key, []).append(segment)
     out: dict[str, Tensor] = {}
-    for side, group in groups.items():
+    for (side, _), group in groups.items():
         starts = torch.tensor([0] + [s.total for s in group]).cumsum(0).tolist()
 
         def make(part: slice, group: list[Segment] = group, starts: list[int] = starts) -> Tensor:
