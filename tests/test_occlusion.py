@@ -192,6 +192,7 @@ def test_batched_equals_one_by_one_and_state_is_restored(method, params):
         ("conditional-occlusion", {"fill": "paint"}),
         ("conditional-occlusion", {"output": "heatmap"}),
         ("conditional-occlusion", {"stride": 0}),
+        ("conditional-occlusion", {"window": 4, "stride": 6}),  # would leave uncovered pixels
         ("conditional-occlusion", {"batch_size": 0}),
         ("pairwise-occlusion", {"scale": (0.3, 0.1)}),
         ("pairwise-occlusion", {"ratio": (0, 1)}),

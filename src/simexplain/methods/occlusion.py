@@ -58,7 +58,8 @@ def window_starts(size: int, window: int, stride: int) -> Tensor:
 
     Offsets are ``0, stride, 2·stride, …`` while the window fits; when the stride does not divide
     ``size − window``, one last window aligned to the far border is added, so every pixel is covered. The window
-    must fit (``window ≤ size``; :func:`conditional_occlusion` clips it first).
+    must fit (``window ≤ size``; :func:`conditional_occlusion` clips it first), and a stride larger than the
+    window is refused, since it would leave pixels that no window covers.
 
     Example:
         >>> window_starts(10, 4, 4).tolist()
@@ -66,6 +67,11 @@ def window_starts(size: int, window: int, stride: int) -> Tensor:
     """
     if not 1 <= window <= size:
         raise SimexplainError(f"a window of {window} pixels does not fit an axis of {size} pixels")
+    if stride < 1 or (stride > window and size > window):
+        raise SimexplainError(
+            f"stride {stride} with a {window}-pixel window leaves pixels that no window covers; "
+            "use 1 <= stride <= window"
+        )
     starts = list(range(0, size - window + 1, stride))
     if starts[-1] + window < size:
         starts.append(size - window)
@@ -194,8 +200,9 @@ def conditional_occlusion(
     Args:
         window: side of the square window in pixels. Along an axis shorter than the window, the window is clipped
             to the whole axis (one position there), so small and non-square images still get a map.
-        stride: step between windows. When it does not divide ``side − window``, a last window aligned to the
-            far border is added, so every pixel is covered by at least one window.
+        stride: step between windows (at most the window, so no pixel is skipped). When it does not divide
+            ``side − window``, a last window aligned to the far border is added, so every pixel is covered by at
+            least one window.
         fill: ``"zero"`` (0 in model-input space, the paper's), ``"mean"`` (per-image channel mean) or ``"blur"``
             (a Gaussian-blurred copy, kernel 11, σ 5).
         output: ``"pixels"`` (default): ``map_k`` is ``H×W`` and each pixel averages the drops of the windows
