@@ -98,6 +98,7 @@ def evaluate(
     if len(explanation) == 0:
         raise SimexplainError("the explanation holds no pairs")
     x1, x2 = check_pair(model, x1, x2)
+    inputs = x1, x2  # maximum sensitivity re-runs the method on the inputs, not on a view it produced
     x1 = check_pair(model, explanation.image1, x2)[0] if explanation.image1 is not None else x1
     x2 = check_pair(model, x1, explanation.image2)[1] if explanation.image2 is not None else x2
     if len(x1) != len(explanation):
@@ -162,7 +163,7 @@ def evaluate(
                     values.update({k: drops[k].cpu() for k in keys})
                     counts[f"{name}_undefined"] = undefined_count(drops[name])
     if "MS" in names:
-        values["MS"] = _sensitivity_of(model, x1, x2, explanation, batch_size)
+        values["MS"] = _sensitivity_of(model, *inputs, explanation, batch_size)
     ordered = {n: values[n] for n in names}
     ordered.update({k: v for k, v in values.items() if k not in ordered})
     return MetricResults(ordered, curves=curves, fractions=fractions, counts=counts, method=explanation.method)
