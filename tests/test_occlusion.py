@@ -289,3 +289,13 @@ def test_black_square_outside_the_region_gets_no_credit():
     weights = torch.softmax(e.params["drops"], 1)[0]
     zero_test = sum(float(w) for w, k in zip(weights, e.params["credited"][0]) if k == 1)
     assert zero_test > 0
+
+
+def test_pairwise_handles_images_of_different_sizes():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(2, 3, 16, 24), torch.rand(2, 3, 20, 16)
+    e = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=8, seed=1)
+    assert e.map1.shape == (2, 16, 24) and e.map2.shape == (2, 20, 16)
+    top, left, h, w = e.params["rectangles2"].T
+    assert (top + h <= 20).all() and (left + w <= 16).all()
+    assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all()
