@@ -139,3 +139,15 @@ def test_guided_methods_leave_the_model_untouched():
     for method in ("input-x-gradient", "smooth-grad", "averaged-transforms"):
         simexplain.explain(model, x, x.flip(-1), method, guided=True)
     assert_same_state(before, model_state(model))
+
+
+def test_every_functional_form_of_relu_is_seen_and_hardtanh_only_with_a_zero_floor():
+    model = PairModel(nn.Flatten())
+    x = torch.randn(4, requires_grad=True)
+    with guided_backprop(model) as guide:
+        for out in (x.relu(), torch.relu(x), F.relu(x), (x * 1).relu_(), torch.relu_(x * 1), F.relu6(x),
+                    F.hardtanh(x, 0.0, 6.0), nn.ReLU6()(x)):
+            (grad,) = torch.autograd.grad(-out.sum(), x)
+            assert grad.abs().max() == 0  # negative gradients are blocked: guided
+        F.hardtanh(x)  # bounds (−1, 1): not a ReLU
+    assert guide.relu_calls == 8
