@@ -466,7 +466,9 @@ def test_truncated_and_non_checkpoint_files_give_one_clear_line(tmp_path):
     path.write_bytes(data[: len(data) // 3])
     junk = tmp_path / "notes.pth"
     junk.write_text("not a checkpoint\n")
-    for file in (path, junk, tmp_path / "absent.pth"):
+    broken = tmp_path / "model.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00")
+    for file in (path, junk, broken, tmp_path / "absent.pth"):
         with pytest.raises(SimexplainError) as info:
             load_model("dino-r50", weights=file)
         assert "\n" not in str(info.value)
@@ -555,8 +557,10 @@ def test_timm_user_vit_at_a_small_input(tmp_path):
     import timm
 
     reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True).eval()
-    path = tmp_path / "vit.pth"
-    torch.save(reference.state_dict(), path)
+    path = tmp_path / "model.safetensors"  # the format of timm's releases: tensors only, no pickle
+    from safetensors.torch import save_file
+
+    save_file(reference.state_dict(), path)
     model = load_model("timm:vit_tiny_patch16_224", weights=path, input_size=SIZE)
     x = _x()
     with torch.no_grad():

@@ -20,11 +20,15 @@ from ..errors import SimexplainError
 def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = ()) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
 
+    A ``.safetensors`` file is read with ``safetensors`` instead (tensors only, nothing to unpickle).
+
     ``safe_globals`` allow-lists plain container classes an official file needs (e.g. ``argparse.Namespace``).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SimexplainError(f"checkpoint {path}: no such file")
+    if path.endswith(".safetensors"):
+        return _load_safetensors(path)
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -36,6 +40,20 @@ def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = (
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SimexplainError(f"checkpoint {path} is truncated or not a torch checkpoint ({first[:160]})") from None
+
+
+def _load_safetensors(path: str) -> dict[str, Tensor]:
+    # safetensors holds raw tensors only (no pickle), the format of timm's and Hugging Face's releases.
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:  # pragma: no cover - installed with timm
+        raise SimexplainError(f"checkpoint {path}: reading .safetensors needs the package safetensors") from None
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SimexplainError(f"checkpoint {path} is truncated or not a safetensors file ({first[:160]})") from None
 
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
