@@ -111,6 +111,22 @@ register_model(
     needs_weights=True,
 )(timm_model)
 
+# The checkpoint-backed zoo: every registered name except the offline default and the torchvision:/timm: routes.
 ZOO = tuple(name for name in available() if name != DEFAULT_MODEL and not name.endswith(":"))
 
-__all__ = ["DEFAULT_MODEL", "ZOO", "available", "load_model", "register_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ZOO",
+    "available",
+    "barlowtwins_r50",
+    "dino_r50",
+    "dino_vit_b16",
+    "efficientnet_lite0",
+    "load_model",
+    "mocov3_vit_b",
+    "register_model",
+    "simclrv2",
+    "simsiam_r50",
+    "timm_model",
+    "torchvision_model",
+]
