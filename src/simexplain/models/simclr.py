@@ -167,8 +167,8 @@ def _stem(width: int, sk: bool) -> nn.Sequential:
         ]
     else:
         convs = [_conv(3, 2 * half, 7, 2)]
-    # Symmetric pool padding, as in the PyTorch conversion whose ImageNet accuracy was checked (TF's SAME
-    # padding would pad only bottom/right: a one-pixel border difference).
+    # Symmetric pool padding, as the common PyTorch conversion and the paper's code run these weights (TF's
+    # SAME padding would pad only bottom/right: a one-pixel border difference).
     return nn.Sequential(*convs, BatchNormReLU(2 * half), nn.MaxPool2d(3, 2, padding=1))
 
 
