@@ -567,6 +567,7 @@ def test_timm_user_vit_at_a_small_input(tmp_path):
         torch.testing.assert_close(model.embed(x), reference(x))
     assert model.layer == "blocks.11" and model.token_layout.prefix_tokens == 1
     assert model.preprocessing.mean == (0.5, 0.5, 0.5) and model.preprocessing.input_size == (SIZE, SIZE)
+    assert model.preprocessing.resize == round(SIZE / reference.pretrained_cfg["crop_pct"])
     _, a1, _, _, _ = model.activations_and_gradients(x, x)
     assert a1.shape == (2, 192, SIZE // 16, SIZE // 16)
 

@@ -9,6 +9,7 @@ models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Mapping
@@ -158,6 +159,10 @@ def timm_model(
         size = input_size or tuple(cfg.get("input_size", (3, 224, 224))[1:])
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
         preprocessing = sized(size, mean=mean, std=std, description=f"timm pretrained_cfg mean {mean} std {std}")
+        if cfg.get("crop_pct"):
+            # timm states its own centre-crop fraction (1.0 for OpenAI CLIP: resize straight to the input size).
+            resize = round(min(preprocessing.input_size) / float(cfg["crop_pct"]))
+            preprocessing = dataclasses.replace(preprocessing, resize=resize)
     return PairModel(
         network.eval(), layer=layer, token_layout=token_layout, preprocessing=preprocessing, name=what,
         description=f"timm {name} with user weights; embedding: "
