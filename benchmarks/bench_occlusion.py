@@ -108,14 +108,14 @@ def forward_units(net: torch.nn.Module, x: torch.Tensor, batch_size: int, repeat
     return one_forward_seconds(net, x, repeats), one_forward_seconds(net, batch, repeats) / batch_size
 
 
-def rows_for(minimal: int, units: list[tuple[float, float]], runs: dict[str, tuple[float, float]]) -> dict:
+def rows_for(minimal: int, units: list[tuple[float, float]], runs: dict[str, tuple[tuple[float, float], float]]) -> dict:
     """Seconds, peak memory and both efficiencies of every implementation (units averaged over before/after)."""
     single = statistics.mean(u[0] for u in units)
     batched = statistics.mean(u[1] for u in units)
     out: dict = {"one_forward_s": single, "per_image_forward_at_batch_size_s": batched}
-    for name, (seconds, mib) in runs.items():
+    for name, ((seconds, cpu), mib) in runs.items():
         out[name] = {
-            "s_per_pair": seconds, "peak_mib": mib, "efficiency": minimal * single / seconds,
+            "s_per_pair": seconds, "cpu_s_per_pair": cpu, "peak_mib": mib, "efficiency": minimal * single / seconds,
             "efficiency_at_batch_size": minimal * batched / seconds,
         }
     return out
@@ -232,11 +232,12 @@ def pairwise_one_by_one(net, x1, x2, rects1, rects2, subset):
 
 # ---------------------------------------------------------------------------------------------- runs
 def timed(fn):
+    """Output, wall seconds, process CPU seconds (all threads; less sensitive to other jobs) and peak MiB."""
     with PeakRSS() as memory:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = fn()
-        seconds = time.perf_counter() - start
-    return out, seconds, memory.mib
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return out, (seconds, cpu), memory.mib
 
 
 def evenly(total: int, count: int) -> list[int]:
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> dict:
     (b1, b2), t_b_sub, m_b = timed(lambda: conditional_one_by_one(net, x1, x2, args.window, args.stride, subset))
     after = forward_units(net, one, args.batch_size, args.repeats)
     # (b) = 2 clean forwards + 4 forwards per window position; extrapolate its per-window cost to all windows.
-    t_b = t_b_sub * (2 + 4 * positions) / (2 + 4 * len(subset))
+    t_b = tuple(t * (2 + 4 * positions) / (2 + 4 * len(subset)) for t in t_b_sub)
     rows = spans(window_starts(224, args.window, args.stride), args.window, 224)
     grid_a = torch.stack([a1, a2]).view(2, *ours.grid1.shape[-2:])
     pixels_a = windows_to_pixels(grid_a, rows, rows)
@@ -309,7 +310,7 @@ def run(args: argparse.Namespace) -> dict:
     subset = evenly(args.samples, args.b_samples)
     drops_b, t_b_sub, m_b = timed(lambda: pairwise_one_by_one(net, x1, x2, rects1, rects2, subset))
     after = forward_units(net, one, args.batch_size, args.repeats)
-    t_b = t_b_sub * (2 + 2 * args.samples) / (2 + 2 * len(subset))
+    t_b = tuple(t * (2 + 2 * args.samples) / (2 + 2 * len(subset)) for t in t_b_sub)
     results["pairwise"] = {
         "minimal_forwards": minimal, "b_samples_timed": len(subset), "b_measured_s_on_subset": t_b_sub,
         **rows_for(minimal, [before, after],
@@ -356,18 +357,18 @@ def markdown(results: dict, command: str) -> str:
             f"definition); the next column uses the per-image time of a forward of {s['batch_size']} images as the "
             "unit instead, i.e. how much of the run is model compute at that batch size."),
             "",
-            ("| implementation | s / pair | peak MiB | efficiency | efficiency (batched unit) | time vs simexplain "
-            "| simexplain's memory share |"),
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            ("| implementation | s / pair | CPU s / pair | peak MiB | efficiency | efficiency (batched unit) "
+             "| time vs simexplain | CPU time vs simexplain | simexplain's memory share |"),
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         ours = r["simexplain"]
         for name, label in (("simexplain", "simexplain"), ("authors_a", "(a) authors' scheme"),
                             ("one_by_one_b", "(b) one image per forward")):
             row = r[name]
             lines.append(
-                f"| {label} | {row['s_per_pair']:.1f} | {row['peak_mib']:.0f} | {row['efficiency']:.2f} | "
-                f"{row['efficiency_at_batch_size']:.2f} | "
-                f"{row['s_per_pair'] / ours['s_per_pair']:.2f}× | "
+                f"| {label} | {row['s_per_pair']:.1f} | {row['cpu_s_per_pair']:.1f} | {row['peak_mib']:.0f} | "
+                f"{row['efficiency']:.2f} | {row['efficiency_at_batch_size']:.2f} | "
+                f"{row['s_per_pair'] / ours['s_per_pair']:.2f}× | {row['cpu_s_per_pair'] / ours['cpu_s_per_pair']:.2f}× | "
                 f"{ours['peak_mib'] / max(row['peak_mib'], 1e-9):.2f} |"
             )
         diffs = {k: v for k, v in r.items() if k.startswith("max_rel_diff")}
