@@ -71,7 +71,7 @@ register_model(
     "MoCo v3 ViT-B/16, 300 epochs (vit-b-300ep.pth.tar); ASYMMETRIC pair (symmetric=True for the query branch twice)",
     embedding="256-d: image 1 predictor(base_encoder), image 2 momentum_encoder",
     preprocessing=_IMAGENET_INPUT,
-    layer="base_encoder.blocks.11 / momentum_encoder.blocks.11 patch tokens (block=N)",
+    layer="base_encoder.blocks.10 / momentum_encoder.blocks.10 patch tokens (block=N)",
     needs_weights=True,
 )(mocov3_vit_b)
 
@@ -89,7 +89,7 @@ register_model(
     "DINO ViT-B/16 backbone (dino_vitbase16_pretrain.pth, or a full checkpoint's teacher backbone)",
     embedding="768-d CLS token after the final norm",
     preprocessing="ImageNet mean/std; bicubic resize 256, crop 224",
-    layer="blocks.11 patch tokens (block=N)",
+    layer="blocks.10 patch tokens (block=N)",
     needs_weights=True,
 )(dino_vit_b16)
 
@@ -107,7 +107,7 @@ register_model(
     "any timm architecture with your weights file: timm:NAME (e.g. timm:vit_small_patch16_224)",
     embedding="pooled pre-logits features (embedding='output': the head's output)",
     preprocessing="the architecture's pretrained_cfg mean/std unless preprocessing= says otherwise",
-    layer="last feature_info module (e.g. layer4, blocks.11) (layer=NAME)",
+    layer="last feature_info module (e.g. layer4; blocks.10 of a class-token ViT) (layer=NAME)",
     needs_weights=True,
 )(timm_model)
 

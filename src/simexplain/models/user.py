@@ -119,15 +119,15 @@ def timm_model(
 
     ``embedding="pooled"`` builds the model with ``num_classes=0`` (timm's pooled pre-logits features; the file's
     classifier keys are ignored); ``"output"`` keeps the head. The default layer is the last entry of timm's
-    ``feature_info`` (e.g. ``layer4``, or ``blocks.11`` of a ViT, whose tokens are laid out by its patch size and
-    prefix tokens). ViTs resample their position embedding to other input sizes. ``options`` go to
+    ``feature_info`` (e.g. ``layer4``); a class-token ViT taps the block before its last (``blocks.10``), whose
+    patch tokens still reach the class token, laid out by its patch size and prefix tokens. ViTs resample their position embedding to other input sizes. ``options`` go to
     ``timm.create_model``.
 
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("timm:vit_small_patch16_224", weights="vit_s16.pth")  # doctest: +SKIP
         >>> model.layer, model.token_layout.patch_size
-        ('blocks.11', 16)
+        ('blocks.10', 16)
     """
     import timm
 
@@ -151,6 +151,10 @@ def timm_model(
     token_layout = None
     if layer is None and getattr(network, "feature_info", None):
         layer = network.feature_info[-1]["module"]
+        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
+            # A class-token ViT reads only the class token after its last block, so that block's patch tokens get
+            # zero gradients: tap the block before it.
+            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
     if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
         patch = network.patch_embed.patch_size
         token_layout = TokenLayout(patch_size=patch[0] if isinstance(patch, tuple) else patch,

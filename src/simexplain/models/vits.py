@@ -30,6 +30,11 @@ def vit_base16() -> VisionTransformer:
     )
 
 
+# The last block's patch tokens cannot reach the class token (only the class token is read after it), so
+# their CAM gradients are exactly zero; the block before it is the last one whose patch tokens matter.
+CAM_BLOCK = DEPTH - 2
+
+
 def _block(block: int) -> int:
     if not -DEPTH <= block < DEPTH:
         raise SimexplainError(f"block must be in 0..{DEPTH - 1} (or negative from the end), got {block}")
@@ -88,7 +93,7 @@ def mocov3_vit_b(
     weights: str | os.PathLike | None = None,
     *,
     symmetric: bool = False,
-    block: int = DEPTH - 1,
+    block: int = CAM_BLOCK,
     input_size: int | tuple[int, int] = 224,
 ) -> PairModel:
     """MoCo v3 ViT-B/16 from ``vit-b-300ep.pth.tar``: an asymmetric pair model (query encoder + predictor for
@@ -99,7 +104,7 @@ def mocov3_vit_b(
         >>> import simexplain
         >>> model = simexplain.load_model("mocov3-vit-b", weights="vit-b-300ep.pth.tar")  # doctest: +SKIP
         >>> model.layer, model.layer_b
-        ('base_encoder.blocks.11', 'momentum_encoder.blocks.11')
+        ('base_encoder.blocks.10', 'momentum_encoder.blocks.10')
     """
     name = "mocov3-vit-b"
     b = _block(block)
@@ -129,7 +134,7 @@ def dino_vit_b16(
     weights: str | os.PathLike | None = None,
     *,
     network: str = "teacher",
-    block: int = DEPTH - 1,
+    block: int = CAM_BLOCK,
     input_size: int | tuple[int, int] = 224,
 ) -> PairModel:
     """DINO ViT-B/16 from the backbone file ``dino_vitbase16_pretrain.pth`` (or the ``teacher``/``student``
@@ -139,7 +144,7 @@ def dino_vit_b16(
         >>> import simexplain
         >>> model = simexplain.load_model("dino-vit-b16", weights="dino_vitbase16_pretrain.pth")  # doctest: +SKIP
         >>> model.layer
-        'blocks.11'
+        'blocks.10'
     """
     import argparse
 
