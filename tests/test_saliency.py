@@ -125,12 +125,13 @@ def test_averaged_transforms_with_identity_is_input_x_gradient(mode):
     torch.testing.assert_close(e.score, base.score)
 
 
-def test_averaged_transforms_blend_path_matches_the_definition():
+@pytest.mark.parametrize("batch_size", [4, 64])  # image 1 in its own forward / riding in the path's forward
+def test_averaged_transforms_blend_path_matches_the_definition(batch_size):
     model, weight = linear_pair(preprocessing=IMAGENET)
     x1, x2 = images(2)
     x1, x2 = IMAGENET.to_model(x1), IMAGENET.to_model(x2)
     steps = 3
-    e = simexplain.explain(model, x1, x2, "averaged-transforms", transform="grayscale", steps=steps, batch_size=4)
+    e = simexplain.explain(model, x1, x2, "averaged-transforms", transform="grayscale", steps=steps, batch_size=batch_size)
     # T(x2) in [0, 1] space, back to model space; m_k = λ_k x2 + (1 − λ_k) T(x2), λ_k = 1 − k/K.
     gray = IMAGENET.to_pixels(x2)
     gray = (gray * torch.tensor([0.2989, 0.587, 0.114], dtype=gray.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
@@ -179,6 +180,9 @@ def test_image_one_is_embedded_once_and_the_path_is_batched():
     x1, x2 = (x.float() for x in images(2, size=16))
     simexplain.explain(model, x1, x2, "averaged-transforms", steps=10, seed=0, batch_size=8)
     assert (encoder.calls, encoder.images) == (1 + 3, 2 + 20)
+    encoder.calls = encoder.images = 0
+    simexplain.explain(model, x1, x2, "averaged-transforms", steps=10, seed=0, batch_size=22)
+    assert (encoder.calls, encoder.images) == (1, 22)  # all fits: x1 rides in the path's forward
 
 
 @pytest.mark.parametrize("options", [

@@ -222,7 +222,8 @@ def averaged_transforms(
 
     Cost: image 1 is embedded ONCE and differentiated ONCE: its gradient is the Jacobian-transpose of ``f`` at
     ``x1`` applied to the mean of the per-step embedding gradients; the path costs ``K`` image forwards and
-    backwards, batched.
+    backwards, batched. With a shared encoder and ``B·(K + 1) ≤ batch_size``, image 1 rides in the same forward
+    as the path and one backward gives everything.
 
     Example:
         >>> import torch, simexplain
@@ -264,6 +265,24 @@ def averaged_transforms(
     scores = torch.empty(batch, dtype=x1.dtype, device=x1.device)
     with _guidance(model, guided) as guide, torch.enable_grad():
         image1 = x1.detach().requires_grad_(True)
+        if model.shared and batch * (steps + 1) <= batch_size:
+            # Everything fits one forward [x1; m_1..m_K]: ONE backward of the summed s_k gives both gradients,
+            # autograd adding the K embedding gradients of z1 before differentiating f once.
+            items = torch.arange(batch * steps, device=x1.device)
+            pair, k = items // steps, items % steps + 1
+            with torch.no_grad():
+                m = path(pair, k)
+            m.requires_grad_(True)
+            z = model.embed(torch.cat([image1, m]), "a")
+            if guide is not None:
+                guide.check()
+            s = model.similarity(z[:batch][pair], z[batch:])
+            grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
+            grad2.index_add_(0, pair, grad_m)
+            last = k == steps
+            scores[pair[last]] = s.detach()[last].to(scores.dtype)
+            final[pair[last]] = m.detach()[last]
+            return _at_explanation(x1, grad1 / steps, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
         z1 = model.embed(image1, "a")
         if guide is not None:
             guide.check()
@@ -284,8 +303,13 @@ def averaged_transforms(
             scores[pair[last]] = s.detach()[last].to(scores.dtype)
             final[pair[last]] = m.detach()[last]
         (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
+    return _at_explanation(x1, grad1, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
+
+
+def _at_explanation(x1: Tensor, grad1: Tensor, final: Tensor, grad2: Tensor, scores: Tensor, t: Transform,
+                    steps: int, mode: str, noise: bool | float, guided: bool, seed: Seed) -> PairExplanation:
     return PairExplanation(
-        map1=saliency_map(x1, grad1), map2=saliency_map(final, grad2 / steps), score=scores,
+        map1=saliency_map(x1, grad1), map2=saliency_map(final, grad2), score=scores,
         method="averaged-transforms",
         params={"transform": t.name, "steps": steps, "mode": mode, "noise": noise, "guided": guided,
                 "seed": seed if isinstance(seed, int) else None},
