@@ -170,10 +170,34 @@ def run_naive(args: argparse.Namespace, encoder: nn.Module, device: torch.device
         param.requires_grad_(False)
     # the same batch-1 forward without autograd, to split the naive cost into autograd and batching
     batch1 = time_plain_forward(encoder, x1[:1], 1, args.repeats + 1)
+    interleaved = interleaved_costs(encoder, x1, args.batch_size, args.repeats + 1)
     return {
         "rows": rows, "ks": ks, "seconds": seconds, "forwards": naive.forwards, "pairs": args.naive_pairs,
-        "batch1_inference_s": batch1,
+        "batch1_inference_s": batch1, "interleaved": interleaved,
     }
+
+
+def interleaved_costs(encoder: nn.Module, x: Tensor, batch: int, repeats: int) -> dict[str, float]:
+    """Seconds per image of the three kinds of forward, taken in turns so that all see the same load
+    (a shared machine's load drifts over minutes; the long runs above do not see the same load)."""
+    chunk = x[torch.arange(batch) % len(x)]
+    times: dict[str, list[float]] = {"autograd_batch1": [], "inference_batch1": [], "inference_chunk": []}
+    for param in encoder.parameters():
+        param.requires_grad_(True)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder(chunk[:1])
+        times["autograd_batch1"].append(time.perf_counter() - start)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            encoder(chunk[:1])
+            times["inference_batch1"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            encoder(chunk)
+            times["inference_chunk"].append((time.perf_counter() - start) / batch)
+    for param in encoder.parameters():
+        param.requires_grad_(False)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def run_case(pairs: int, args: argparse.Namespace, encoder: nn.Module, device: torch.device, naive: dict) -> dict:
@@ -222,6 +246,7 @@ def run_case(pairs: int, args: argparse.Namespace, encoder: nn.Module, device: t
         "pairs_compared": min(pairs, naive["pairs"]),
         "naive_s_per_forward": naive["seconds"] / naive["forwards"],
         "batch1_inference_s": naive["batch1_inference_s"],
+        "interleaved_s_per_image": naive["interleaved"],
         "speedup": t_naive / t_ours,
         "minimal_images": minimal,
         "forward_s_per_image": t_forward,
@@ -311,6 +336,20 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
             + (f"; a batch-1 forward under inference mode took {c['batch1_inference_s']:.3f} s)."
                if "batch1_inference_s" in c else ").")
         )
+    costs = cases[0].get("interleaved_s_per_image")
+    if costs:
+        ratio = cases[0]["naive_full_forwards"] / cases[0]["minimal_images"]
+        expected = ratio * costs["autograd_batch1"] / costs["inference_chunk"]
+        lines += [
+            "",
+            (f"Per-image cost of each kind of forward, taken in turns under the same load: batch-1 with autograd "
+            f"{costs['autograd_batch1']:.3f} s, batch-1 under inference mode {costs['inference_batch1']:.3f} s, "
+            f"chunk of {meta['batch_size']} under inference mode {costs['inference_chunk']:.3f} s per image. At one "
+            f"load the expected speed-up is {ratio:.2f}× (images) × "
+            f"{costs['autograd_batch1'] / costs['inference_chunk']:.2f}× (per image) = {expected:.1f}×; the "
+            "measured ratios above differ from it as far as the load drifted between the long runs. At step 224 the "
+            "image ratio is 2708 / 904 = 3.00×."),
+        ]
     lines += [
         "",
         ("An efficiency above 1 is measurement noise: the plain-forward time is measured before and after the run "
