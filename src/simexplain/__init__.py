@@ -10,7 +10,7 @@ Example:
     torch.Size([1, 224, 224])
 """
 
-from . import methods
+from . import methods, metrics
 from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import load_image, load_images, sample_path
@@ -35,5 +35,6 @@ __all__ = [
     "load_images",
     "load_model",
     "methods",
+    "metrics",
     "sample_path",
 ]

@@ -29,8 +29,11 @@ def _parse_value(text: str) -> Any:
         return text  # plain words such as mean, blur, combine
 
 
-def method_params(methods: Sequence[str], settings: Sequence[str], seed: int | None) -> dict[str, dict]:
-    """Turn ``--set KEY=VALUE`` / ``--set METHOD.KEY=VALUE`` and ``--seed`` into per-method parameters."""
+def method_params(
+    methods: Sequence[str], settings: Sequence[str], seed: int | None, batch_size: int | None = None
+) -> dict[str, dict]:
+    """Turn ``--set KEY=VALUE`` / ``--set METHOD.KEY=VALUE``, ``--seed`` and ``--batch-size`` into per-method
+    parameters (the last two go to every method that has such a parameter)."""
     from .methods import get
 
     params: dict[str, dict] = {name: {} for name in methods}
@@ -47,10 +50,10 @@ def method_params(methods: Sequence[str], settings: Sequence[str], seed: int | N
             raise SimexplainError(f"--set {setting}: no chosen method has a parameter {key!r}")
         for name in targets:
             params[name][key] = _parse_value(value)
-    if seed is not None:
+    for key, value in (("seed", seed), ("batch_size", batch_size)):
         for name in methods:
-            if "seed" in known[name]:
-                params[name].setdefault("seed", seed)
+            if value is not None and key in known[name]:
+                params[name].setdefault(key, value)
     return params
 
 
@@ -87,7 +90,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not args.demo and len(args.images) != 2:
         raise SimexplainError(f"explain needs exactly two images, got {len(args.images)}")
     methods = args.method or (DEMO_METHODS if args.demo else DEFAULT_METHODS)
-    params = method_params(methods, args.set or [], args.seed)
+    params = method_params(methods, args.set or [], args.seed, args.batch_size)
     device = _device(args.device)
     model = load_model(args.model or DEFAULT_MODEL, weights=args.weights).to(device)
     if args.demo:
@@ -111,7 +114,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         "methods": {e.method: {"params": _jsonable(params[e.method]), "score": e.score.tolist()} for e in explanations},
     }
     if args.metrics:
-        report["metrics"] = _metrics(model, x1, x2, explanations, args.metrics)
+        report["metrics"] = _metrics(model, x1, x2, explanations, args.metrics, args.batch_size)
     out = args.out or ("demo.png" if args.demo else None)
     if out:
         title = f"{model.name}: similarity {score:.3f}"
@@ -125,16 +128,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics(model, x1, x2, explanations, wanted: str) -> dict:
+def _metrics(model, x1, x2, explanations, wanted: str, batch_size: int | None) -> dict:
     from . import metrics
 
-    names = list(metrics.METRICS) if wanted == "all" else [m.strip() for m in wanted.split(",") if m.strip()]
-    table = {}
-    for explanation in explanations:
-        results = metrics.evaluate(model, x1, x2, explanation, metrics=names)
-        table[explanation.method] = {key: _jsonable(value) for key, value in results.items()}
-    print(metrics.format_table(table))
-    return table
+    options = {"batch_size": batch_size} if batch_size else {}
+    results = {e.method: metrics.evaluate(model, x1, x2, e, wanted, **options) for e in explanations}
+    print(metrics.format_table(results))
+    return {name: result.to_dict(curves=False) for name, result in results.items()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
     explain.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
+    explain.add_argument("--batch-size", type=int, metavar="N", help="images per forward for batched methods and metrics")
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
 
