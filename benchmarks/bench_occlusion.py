@@ -325,6 +325,32 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def interleaved(args: argparse.Namespace) -> str:
+    """Conditional Occlusion, simexplain and (a) alternating ``--rounds`` times in one process (load drifts on a
+    shared machine; alternating exposes both to the same conditions). Returns a Markdown section."""
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None)
+    net.fc = torch.nn.Identity()
+    net.eval().requires_grad_(False)
+    model = simexplain.PairModel(net, preprocessing=simexplain.IMAGENET)
+    x1, x2 = simexplain.load_images(simexplain.sample_path("chelsea.jpg"), simexplain.sample_path("coffee.jpg"), model)
+    lines = [
+        f"## Interleaved check: Conditional Occlusion 64/{args.stride}, {args.rounds} alternating rounds", "",
+        "| round | simexplain batch | simexplain s | simexplain MiB | (a) s | (a) MiB | (a) / simexplain time |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for batch_size in args.interleave:
+        for r in range(args.rounds):
+            _, (t_ours, _), m_ours = timed(lambda size=batch_size: simexplain.explain(
+                model, x1, x2, "conditional-occlusion", window=args.window, stride=args.stride, batch_size=size
+            ))
+            _, (t_a, _), m_a = timed(lambda: conditional_authors(net, x1, x2, args.window, args.stride))
+            lines.append(f"| {r + 1} | {batch_size} | {t_ours:.1f} | {m_ours:.0f} | {t_a:.1f} | {m_a:.0f} | "
+                         f"{t_a / t_ours:.2f}× |")
+            print(lines[-1], flush=True)
+    return "\n".join([*lines, ""])
+
+
 def markdown(results: dict, command: str) -> str:
     s = results["settings"]
     lines = [
@@ -386,6 +412,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--b-windows", type=int, default=None, help="windows per image timed for (b)")
     parser.add_argument("--b-samples", type=int, default=None, help="samples timed for (b)")
+    parser.add_argument("--interleave", type=int, nargs="+", default=None, metavar="BATCH",
+                        help="only alternate simexplain (at these batch sizes) and (a) on Conditional Occlusion")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds for --interleave")
     parser.add_argument("--repeats", type=int, default=3, help="single-image forwards per timing of one forward")
     args = parser.parse_args()
     args.stride = args.stride or (32 if args.quick else 8)
@@ -393,6 +422,13 @@ def main() -> None:
     args.b_windows = args.b_windows or (12 if args.quick else 16)
     args.b_samples = args.b_samples or 10
     configure_malloc()
+    if args.interleave:
+        section = interleaved(args)
+        command = f"python benchmarks/bench_occlusion.py --quick --interleave {' '.join(map(str, args.interleave))}"
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "occlusion_interleaved.md").write_text(f"Command: `{command} --rounds {args.rounds}`\n\n{section}")
+        print(section)
+        return
     results = run(args)
     RESULTS.mkdir(exist_ok=True)
     name = "occlusion_quick" if args.quick else "occlusion"
