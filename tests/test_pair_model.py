@@ -94,3 +94,18 @@ def test_encoder_must_be_a_module():
     with pytest.raises(SimexplainError):
         PairModel(lambda x: x)  # type: ignore[arg-type]
     assert isinstance(PairModel.from_module(nn.Flatten()), PairModel)
+
+
+def test_tapping_a_module_that_runs_twice_per_forward_is_a_clear_error():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.block(self.block(x)).mean((2, 3))
+
+    model = PairModel(Twice(), layer="block")
+    with pytest.raises(SimexplainError, match="'block' runs more than once"):
+        model.activations_and_gradients(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    assert not model.encoder.block._forward_hooks  # released after the error

@@ -207,11 +207,13 @@ class PairModel(nn.Module):
         input_hw = (x1.shape[-2], x1.shape[-1])
 
         def capture(key: str) -> Callable:
+            name = self.layer_name("b" if key == "b" else "a", layer)
+
             def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
                 if not isinstance(output, Tensor):
-                    raise SimexplainError(f"layer {self.layer_name('a', layer)!r} returns {type(output).__name__}, not a tensor")
+                    raise SimexplainError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
                 if key in captured:
-                    raise SimexplainError(f"layer {self.layer_name('a', layer)!r} runs more than once per forward; tap another layer")
+                    raise SimexplainError(f"layer {name!r} runs more than once per forward; tap another layer")
                 # Start the graph here: parameters are frozen, so only the head after the layer is differentiated.
                 # The clone keeps the captured value intact if the network modifies its output in place.
                 out = output if output.requires_grad else output.detach().requires_grad_(True)
