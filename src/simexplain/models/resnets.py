@@ -81,7 +81,7 @@ def barlowtwins_r50(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("barlowtwins-r50", weights="checkpoint.pth")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'backbone.layer4'
     """
     name = "barlowtwins-r50"
@@ -134,7 +134,7 @@ def simsiam_r50(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("simsiam-r50", weights="checkpoint_0099.pth.tar")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'encoder.layer4'
     """
     name = "simsiam-r50"
@@ -196,7 +196,7 @@ def dino_r50(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("dino-r50", weights="dino_resnet50_pretrain.pth")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'layer4'
     """
     import argparse

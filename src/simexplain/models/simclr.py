@@ -238,7 +238,7 @@ def simclrv2(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("simclrv2", weights="r50_1x_sk0_ema.pth")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'resnet.net.4'
     """
     if variant is None:

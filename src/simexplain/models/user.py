@@ -70,7 +70,7 @@ def torchvision_model(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("torchvision:resnet50", weights="my_resnet50.pth")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'layer4'
     """
     import torchvision
@@ -126,7 +126,7 @@ def timm_model(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("timm:vit_small_patch16_224", weights="vit_s16.pth")  # doctest: +SKIP
-        >>> model.layer, model.token_layout.patch_size
+        >>> model.layer, model.token_layout.patch_size  # doctest: +SKIP
         ('blocks.10', 16)
     """
     import timm

@@ -103,7 +103,7 @@ def mocov3_vit_b(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("mocov3-vit-b", weights="vit-b-300ep.pth.tar")  # doctest: +SKIP
-        >>> model.layer, model.layer_b
+        >>> model.layer, model.layer_b  # doctest: +SKIP
         ('base_encoder.blocks.10', 'momentum_encoder.blocks.10')
     """
     name = "mocov3-vit-b"
@@ -143,7 +143,7 @@ def dino_vit_b16(
     Example:
         >>> import simexplain
         >>> model = simexplain.load_model("dino-vit-b16", weights="dino_vitbase16_pretrain.pth")  # doctest: +SKIP
-        >>> model.layer
+        >>> model.layer  # doctest: +SKIP
         'blocks.10'
     """
     import argparse
