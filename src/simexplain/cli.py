@@ -80,6 +80,7 @@ def _demo_pair(model, seed: int):
 def cmd_explain(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from .batching import progress_bars
     from .figures.pairs import pair_figure, save_figure
     from .images import load_images
     from .methods import explain
@@ -102,8 +103,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, not a contrastive model)")
 
     explanations = []
-    for name in tqdm(methods, desc="explaining", unit="method", disable=None, file=sys.stderr):
-        explanations.append(explain(model, x1, x2, name, **params[name]))
+    with progress_bars():
+        for name in tqdm(methods, desc="explaining", unit="method", disable=None, file=sys.stderr):
+            explanations.append(explain(model, x1, x2, name, **params[name]))
     score = explanations[0].score[0].item()
     print(f"similarity {score:.4f}  ({names[0]} vs {names[1]})")
 
@@ -130,9 +132,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _metrics(model, x1, x2, explanations, wanted: str, batch_size: int | None) -> dict:
     from . import metrics
+    from .batching import progress_bars
 
     options = {"batch_size": batch_size} if batch_size else {}
-    results = {e.method: metrics.evaluate(model, x1, x2, e, wanted, **options) for e in explanations}
+    with progress_bars():
+        results = {e.method: metrics.evaluate(model, x1, x2, e, wanted, **options) for e in explanations}
     print(metrics.format_table(results))
     return {name: result.to_dict(curves=False) for name, result in results.items()}
 
