@@ -466,13 +466,18 @@ def test_truncated_and_non_checkpoint_files_give_one_clear_line(tmp_path):
     path.write_bytes(data[: len(data) // 3])
     junk = tmp_path / "notes.pth"
     junk.write_text("not a checkpoint\n")
+    short = tmp_path / "short.pth"
+    short.write_text("junk\n")  # torch.load raises a bare KeyError on these bytes
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(bytes(range(256)) * 4)
     broken = tmp_path / "model.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00")
-    for file in (path, junk, broken, tmp_path / "absent.pth"):
+    for file in (path, junk, short, noise, broken, tmp_path / "absent.pth"):
         with pytest.raises(SimexplainError) as info:
             load_model("dino-r50", weights=file)
         assert "\n" not in str(info.value)
         assert str(file) in str(info.value)
+        assert "refused" not in str(info.value)  # foreign bytes are not mistaken for a code-running pickle
 
 
 def _keys_only(file: str) -> object:
