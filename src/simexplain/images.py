@@ -55,7 +55,7 @@ def read_image(source: ImageSource, label: str = "image") -> Image.Image:
         return _array_to_image(source, label)
     path = os.fspath(source)
     if not os.path.isfile(path):
-        raise SimexplainError(f"{path}: no such file")
+        raise SimexplainError(f"{path}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
     if os.path.getsize(path) == 0:
         raise SimexplainError(f"{path}: empty file")
     try:
