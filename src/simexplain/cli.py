@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -205,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simexplain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early: nothing left to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (keeps Python's exit flush from raising again)
+        return 0
     except Exception as error:  # noqa: BLE001  (one line for the user; the traceback only on request)
         if args.debug:
             traceback.print_exc()

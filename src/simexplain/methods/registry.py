@@ -42,9 +42,15 @@ def register(name: str, family: str, description: str) -> Callable[[MethodFn], M
     return decorate
 
 
+FAMILY_ORDER = ("saliency", "perturbation", "activation")  # the paper's order
+
+
 def available() -> dict[str, str]:
-    """Every method name with its one-line description."""
-    return {name: method.description for name, method in _METHODS.items()}
+    """Every method name with its one-line description, family by family in the paper's order."""
+    def rank(method: Method) -> int:
+        return FAMILY_ORDER.index(method.family) if method.family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+    return {m.name: m.description for m in sorted(_METHODS.values(), key=rank)}
 
 
 def get(name: str) -> Method:
