@@ -24,3 +24,16 @@ def test_progress_bars_are_off_unless_asked_for(monkeypatch):
     assert "occluding" in shown
     list(batching.chunk_slices(10, 2))  # and the switch is reset on leaving the context
     assert stderr.getvalue() == shown
+
+
+def test_batch_size_defaults_by_device_and_is_validated():
+    import pytest
+
+    from simexplain import SimexplainError
+
+    assert batching.resolve_batch_size(None, "cpu") == batching.CPU_BATCH_SIZE
+    assert batching.resolve_batch_size(None, "cuda:0") == batching.GPU_BATCH_SIZE
+    assert batching.resolve_batch_size(5, "cpu") == 5
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(SimexplainError, match="batch_size"):
+            batching.resolve_batch_size(bad, "cpu")

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..batching import DEFAULT_BATCH_SIZE, chunk_slices
+from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
@@ -108,12 +108,6 @@ def _embed_both(model: PairModel, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]
     return model.embed_pair(a, b)
 
 
-def _check_batch_size(batch_size: int) -> int:
-    if int(batch_size) < 1:
-        raise SimexplainError(f"batch_size must be at least 1 image per forward, got {batch_size}")
-    return int(batch_size)
-
-
 def _plain(t: Tensor) -> Tensor:
     # Tensors made under inference mode refuse in-place updates later; hand the caller ordinary ones.
     with torch.inference_mode(False):
@@ -184,7 +178,7 @@ def conditional_occlusion(
     stride: int = 8,
     fill: str = "zero",
     output: str = "pixels",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> PairExplanation:
     """Conditional Occlusion: ``d_1 = s − sim(f(x1 with a window filled), f(x2))`` per window, and symmetrically.
 
@@ -208,7 +202,7 @@ def conditional_occlusion(
         output: ``"pixels"`` (default): ``map_k`` is ``H×W`` and each pixel averages the drops of the windows
             covering it; ``"grid"``: ``map_k`` is the raw window grid (21×21 at 224² with 64/8), as the authors
             return it. The grid is always kept as ``grid1``/``grid2``.
-        batch_size: occluded images per forward.
+        batch_size: occluded images per forward; ``None`` = 8 on a CPU, 64 on a GPU.
 
     Drops are signed (an occlusion that raises the score gives a negative value) and not normalised. The clean
     embeddings come from one forward; ``params`` also records each image's window starts.
@@ -219,7 +213,7 @@ def conditional_occlusion(
         raise SimexplainError(f"unknown fill {fill!r}; choose one of {', '.join(FILLS)}")
     if int(window) < 1 or int(stride) < 1:
         raise SimexplainError(f"window and stride must be positive, got window={window}, stride={stride}")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size, x1.device)
     with torch.inference_mode():
         z1, z2 = _embed_both(model, x1, x2)
         score = model.similarity(z1, z2)
@@ -309,7 +303,7 @@ def pairwise_occlusion(
     fill: str = "zero",
     temperature: float = 1.0,
     seed: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> PairExplanation:
     """Pairwise Occlusion: both images erased at once; the softmax of the drops credits one rectangle per pair.
 
@@ -335,7 +329,7 @@ def pairwise_occlusion(
         seed: seeds the rectangles; ``None`` draws a fresh seed, recorded in ``params["seed"]``. The same
             rectangles serve every pair of the batch, so a pair explained alone with a seed gets the same map as
             inside a batch with that seed.
-        batch_size: images per forward (``batch_size // 2`` pairs).
+        batch_size: images per forward (``batch_size // 2`` pairs); ``None`` = 8 on a CPU, 64 on a GPU.
 
     The rectangles themselves are kept (never recovered by looking for zero pixels, which would also credit
     genuinely black pixels): ``params["rectangles1"]``/``["rectangles2"]`` are ``N×4`` ``(top, left, height,
@@ -348,7 +342,7 @@ def pairwise_occlusion(
     if not float(temperature) > 0:
         raise SimexplainError(f"temperature must be positive, got {temperature}")
     scale, ratio = _check_range("scale", scale), _check_range("ratio", ratio)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size, x1.device)
     samples = int(samples)
     generator = torch.Generator()
     seed = int(generator.seed() if seed is None else seed)

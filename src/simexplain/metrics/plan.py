@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..batching import DEFAULT_BATCH_SIZE, embed_lazily
+from ..batching import embed_lazily
 from ..pair import PairModel
 
 Maker = Callable[[slice], Tensor]
@@ -32,7 +32,7 @@ class Segment:
     group: str = ""
 
 
-def embed_segments(model: PairModel, segments: list[Segment], batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Tensor]:
+def embed_segments(model: PairModel, segments: list[Segment], batch_size: int | None = None) -> dict[str, Tensor]:
     """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared model)
     and group.
 

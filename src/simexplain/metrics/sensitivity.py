@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..batching import DEFAULT_BATCH_SIZE, chunk_slices
+from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import upsample_maps
 from ..methods import explain
@@ -30,7 +30,7 @@ def max_sensitivity(
     radius: float = 0.2,
     seed: int | None = None,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     **params,
 ) -> Tensor:
     """Per-pair maximum sensitivity of ``method``: mean over the two images of the max over noise samples.
@@ -52,6 +52,7 @@ def max_sensitivity(
     if samples < 1:
         raise SimexplainError(f"samples must be at least 1, got {samples}")
     x1, x2 = check_pair(model, x1, x2)
+    batch_size = resolve_batch_size(batch_size, x1.device)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def noise(shape: torch.Size) -> Tensor:
