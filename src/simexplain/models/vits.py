@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import SimexplainError
 from ..pair import PairModel, TokenLayout
-from .checkpoints import load_checkpoint, load_matching, state_dict_at
+from .checkpoints import load_checkpoint, load_matching, select, state_dict_at
 from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate
 
 DEPTH = 12
@@ -156,8 +156,7 @@ def dino_vit_b16(
         obj = load_checkpoint(weights, safe_globals=[argparse.Namespace])
         if isinstance(obj, dict) and network in obj:
             # A full training checkpoint: the ViT sits under ``backbone.``; its DINO head is not the embedding.
-            state = state_dict_at(obj, [network], what=name, file=weights)
-            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+            state = select(state_dict_at(obj, [network], what=name, file=weights), "backbone.")
         else:
             state = state_dict_at(obj, [], what=name, file=weights)
         load_matching(vit, state, what=name, source=obj, assign=True)
