@@ -116,14 +116,6 @@ def mismatch_report(module: nn.Module, state: Mapping[str, Tensor]) -> str:
     return "; ".join(parts)
 
 
-def load_strict(module: nn.Module, state: Mapping[str, Tensor], *, what: str) -> None:
-    """Load ``state`` into ``module`` requiring an exact key and shape match, else one readable error line."""
-    report = mismatch_report(module, state)
-    if report:
-        raise SimexplainError(f"{what}: checkpoint does not match the architecture ({report})")
-    module.load_state_dict(state, strict=True)
-
-
 # ---------------------------------------------------------------- official containers
 # Key signatures of the published files (after ``module.`` is stripped), so that a file handed to the wrong
 # loader is named in the error instead of producing a list of hundreds of missing keys.
@@ -198,7 +190,8 @@ def state_dict_at(obj: Any, path: Sequence[str], *, what: str, file: str | os.Pa
 def load_matching(
     module: nn.Module, state: Mapping[str, Tensor], *, what: str, source: Any = None, assign: bool = False
 ) -> None:
-    """:func:`load_strict`, naming the model the file seems to belong to when the keys do not match.
+    """Load ``state`` into ``module`` requiring an exact key and shape match, else one readable error line that
+    names the model the file seems to belong to.
 
     ``assign=True`` adopts the file's tensors (for a module built on the ``meta`` device: no wasted init).
     """

@@ -65,13 +65,13 @@ class PooledFeatures(nn.Module):
 
 def efficientnet_lite0(weights: str | None = None) -> PairModel:
     """EfficientNet-Lite0 (supervised ImageNet) as a pair model: 1280-d pooled features, CAM layer ``bn2``."""
-    from .checkpoints import load_state_dict_file, load_strict
+    from .checkpoints import load_matching, load_state_dict_file
 
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     state = load_state_dict_file(weights or wheel_weights_path())
     if any(key.startswith("_blocks.") for key in state):
         state = translate_lukemelas(state, network)
-    load_strict(network, state, what="efficientnet-lite0")
+    load_matching(network, state, what="efficientnet-lite0")
     return PairModel(
         PooledFeatures(network),
         layer="network.bn2",
