@@ -318,22 +318,20 @@ def test_simsiam_roundtrip_predictor_and_projector(tmp_path):
     assert_embeddings_close(model.embed(x), projector)
 
 
-def test_dino_r50_backbone_file_roundtrip_says_pooled_feature(tmp_path):
-    path, obj = _roundtrip(tmp_path, "dino_resnet50_pretrain.pth.json")
-    with pytest.warns(UserWarning, match="pooled 2048-d"):
-        model = load_model("dino-r50", weights=path, input_size=SIZE)
+@pytest.mark.parametrize(
+    ("file", "name", "warning", "described"),
+    [
+        ("dino_resnet50_pretrain.pth.json", "dino-r50", "pooled 2048-d", "pooled 2048-d"),
+        ("barlowtwins_resnet50.pth.json", "barlowtwins-r50", "no projector", "not the paper's 8192-d projector output"),
+    ],
+)
+def test_backbone_only_release_roundtrip_says_pooled_feature(tmp_path, file, name, warning, described):
+    path, obj = _roundtrip(tmp_path, file)
+    with pytest.warns(UserWarning, match=warning):
+        model = load_model(name, weights=path, input_size=SIZE)
     x = _x()
     assert_embeddings_close(model.embed(x), torchvision_trunk(obj, x))
-    assert model.layer == "layer4" and "pooled 2048-d" in model.description
-
-
-def test_barlowtwins_backbone_only_release_roundtrip_says_so(tmp_path):
-    path, obj = _roundtrip(tmp_path, "barlowtwins_resnet50.pth.json")
-    with pytest.warns(UserWarning, match="no projector"):
-        model = load_model("barlowtwins-r50", weights=path, input_size=SIZE)
-    x = _x()
-    assert_embeddings_close(model.embed(x), torchvision_trunk(obj, x))
-    assert "not the paper's 8192-d projector output" in model.description
+    assert model.layer == "layer4" and described in model.description
 
 
 @pytest.mark.slow
