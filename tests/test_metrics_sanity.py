@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from tiny import LinearEncoder, SmallCNN, assert_same_state, model_state, small_pair_model
@@ -78,6 +80,10 @@ def test_spearman_with_ties_and_constants() -> None:
     assert float(spearman(a, a)) == pytest.approx(1.0)
     assert float(spearman(a, -a)) == pytest.approx(-1.0)
     assert float(spearman(a, torch.zeros_like(a))) == 0.0
+    # a batch: each row on its own; tied ranks 1, 2.5, 2.5, 4 against 4, 3, 2, 1 give −4.5 / √(4.5 · 5)
+    b = torch.tensor([[[4.0, 3.0, 2.0, 1.0]]])
+    batch = spearman(torch.cat([a, a, a]), torch.cat([b, a, torch.zeros_like(a)]))
+    torch.testing.assert_close(batch, torch.tensor([-4.5 / math.sqrt(22.5), 1.0, 0.0], dtype=torch.float64))
 
 
 def test_cascade_order_runs_from_the_output_end() -> None:

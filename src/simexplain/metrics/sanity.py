@@ -21,13 +21,17 @@ from ..preprocessing import Preprocessing
 
 
 def _average_ranks(values: Tensor) -> Tensor:
-    """Ranks 1..n of a 1-D tensor, tied values sharing their average rank."""
-    ordered, order = values.sort(stable=True)
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    average = counts.cumsum(0).double() - (counts.double() - 1) / 2
-    ranks = torch.empty_like(average[inverse])
-    ranks[order] = average[inverse]
-    return ranks
+    """Ranks 1..n along the last dimension of ``B×n`` values, tied values sharing their average rank."""
+    ordered, order = values.sort(dim=1, stable=True)
+    positions = torch.arange(values.shape[1], device=values.device).expand_as(ordered)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    # first and last sorted position of each run of equal values; their mid-point (1-based) is the shared rank
+    first = torch.where(starts, positions, 0).cummax(1).values
+    last = torch.where(ends, positions, values.shape[1]).flip(1).cummin(1).values.flip(1)
+    return torch.empty_like(ordered, dtype=torch.float64).scatter_(1, order, (first + last).double() / 2 + 1)
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
@@ -40,13 +44,11 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
         >>> round(spearman(a, a).item(), 6), round(spearman(a, -a).item(), 6)
         (1.0, -1.0)
     """
-    out = []
-    for u, v in zip(a.flatten(1).cpu(), b.flatten(1).cpu()):
-        ru, rv = _average_ranks(u), _average_ranks(v)
-        ru, rv = ru - ru.mean(), rv - rv.mean()
-        denominator = ru.norm() * rv.norm()
-        out.append((ru @ rv) / denominator if denominator > 0 else torch.zeros((), dtype=torch.float64))
-    return torch.stack(out).clamp(-1, 1)
+    ru, rv = _average_ranks(a.flatten(1).cpu()), _average_ranks(b.flatten(1).cpu())
+    ru, rv = ru - ru.mean(1, keepdim=True), rv - rv.mean(1, keepdim=True)
+    denominator = ru.norm(dim=1) * rv.norm(dim=1)
+    correlation = (ru * rv).sum(1) / denominator.where(denominator > 0, torch.ones_like(denominator))
+    return correlation.where(denominator > 0, torch.zeros_like(correlation)).clamp(-1, 1)
 
 
 def ssim(a: Tensor, b: Tensor) -> Tensor | None:
@@ -198,8 +200,9 @@ def sanity_check(
             maps2.append(m2)
             scores.append(score)
     stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
-    spearman1 = torch.stack([spearman(stack1[0], m) for m in stack1])
-    spearman2 = torch.stack([spearman(stack2[0], m) for m in stack2])
+    # every step against the original, all steps and pairs in one batch: S×B×H×W → S×B
+    spearman1 = spearman(stack1[0].expand_as(stack1).flatten(0, 1), stack1.flatten(0, 1)).view(stack1.shape[:2])
+    spearman2 = spearman(stack2[0].expand_as(stack2).flatten(0, 1), stack2.flatten(0, 1)).view(stack2.shape[:2])
     ssim1 = [ssim(stack1[0], m) for m in stack1]
     ssim2 = [ssim(stack2[0], m) for m in stack2]
     return SanityResult(
