@@ -264,6 +264,14 @@ def averaged_transforms(
     grad2 = torch.zeros_like(x2)
     final = torch.empty_like(x2)
     scores = torch.empty(batch, dtype=x1.dtype, device=x1.device)
+
+    def record(pair: Tensor, k: Tensor, s: Tensor, m: Tensor, grad_m: Tensor) -> None:
+        """Add the path gradients of items ``(pair, k)``; keep the score and image of each pair's last step."""
+        grad2.index_add_(0, pair, grad_m)
+        last = k == steps
+        scores[pair[last]] = s.detach()[last].to(scores.dtype)
+        final[pair[last]] = m.detach()[last]
+
     with _guidance(model, guided) as guide, torch.enable_grad():
         image1 = x1.detach().requires_grad_(True)
         if model.shared and batch * (steps + 1) <= batch_size:
@@ -279,10 +287,7 @@ def averaged_transforms(
                 guide.check()
             s = model.similarity(z[:batch][pair], z[batch:])
             grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
-            grad2.index_add_(0, pair, grad_m)
-            last = k == steps
-            scores[pair[last]] = s.detach()[last].to(scores.dtype)
-            final[pair[last]] = m.detach()[last]
+            record(pair, k, s, m, grad_m)
             return _at_explanation(x1, grad1 / steps, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
         z1 = model.embed(image1, "a")
         if guide is not None:
@@ -299,10 +304,7 @@ def averaged_transforms(
             s = model.similarity(z1_cut[pair], model.embed(m, "b"))
             gz, gm = torch.autograd.grad(s.sum(), (z1_cut, m))
             grad_z1 += gz
-            grad2.index_add_(0, pair, gm)
-            last = k == steps
-            scores[pair[last]] = s.detach()[last].to(scores.dtype)
-            final[pair[last]] = m.detach()[last]
+            record(pair, k, s, m, gm)
         (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
     return _at_explanation(x1, grad1, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
 
