@@ -125,8 +125,9 @@ def _window_drops(
     stride: int,
     fill: str,
     batch_size: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Drops ``B×nh×nw`` of every window of image ``side`` against the partner's clean embedding."""
+) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+    """Drops ``B×nh×nw`` of every window of image ``side`` against the partner's clean embedding, with the
+    windows' row/column spans and start offsets."""
     batch, _, height, width = x.shape
     row_starts = window_starts(height, window[0], stride).to(x.device)
     col_starts = window_starts(width, window[1], stride).to(x.device)
@@ -144,7 +145,7 @@ def _window_drops(
         # Keep the similarity's argument order: a user similarity need not be symmetric.
         occluded = model.similarity(z, partner[pair]) if side == "a" else model.similarity(partner[pair], z)
         drops[part] = score[pair] - occluded
-    return drops.view(batch, n_rows, n_cols), rows, cols
+    return drops.view(batch, n_rows, n_cols), rows, cols, (row_starts, col_starts)
 
 
 def windows_to_pixels(grid: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -220,9 +221,10 @@ def conditional_occlusion(
         results = []
         for x, side, partner in ((x1, "a", z2), (x2, "b", z1)):
             clipped = (min(int(window), x.shape[-2]), min(int(window), x.shape[-1]))
-            grid, rows, cols = _window_drops(model, x, side, partner, score, clipped, int(stride), fill, batch_size)
+            grid, rows, cols, starts = _window_drops(
+                model, x, side, partner, score, clipped, int(stride), fill, batch_size
+            )
             pixels = windows_to_pixels(grid, rows, cols) if output == "pixels" else grid
-            starts = (rows.to(torch.uint8).argmax(1), cols.to(torch.uint8).argmax(1))
             results.append((pixels, grid, clipped, starts))
     (map1, grid1, win1, starts1), (map2, grid2, win2, starts2) = results
     params = {
