@@ -130,3 +130,14 @@ def test_unknown_names_list_the_known_ones():
     with pytest.raises(SimexplainError, match="known: identity, combine"):
         get_transform("warp")
     assert get_transform("jitter").name == "color-jitter"
+
+
+@pytest.mark.parametrize("name", ["grayscale", "hflip", "blur"])
+def test_the_apply_flag_gates_each_image(name):
+    x = pixels(2)
+    t = get_transform(name)
+    params = {**t.sample(2, generator=torch.Generator().manual_seed(0)), "apply": torch.tensor([True, False])}
+    out = t.apply(x, params, 1.0)
+    assert torch.equal(out[1], x[1])  # not drawn: unchanged
+    assert not torch.allclose(out[0], x[0])
+    torch.testing.assert_close(out[:1], t.apply(x[:1], {k: v[:1] for k, v in params.items()}, 1.0))

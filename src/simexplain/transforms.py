@@ -79,6 +79,12 @@ def _per_image(value: Strength, x: Tensor) -> Tensor:
     return value.view(-1, 1, 1, 1)
 
 
+def _gated(apply: Tensor, strength: Strength, x: Tensor) -> Tensor:
+    """The per-image strength ``[B]``, 0 for the images whose ``apply`` flag is false."""
+    s = _per_image(strength, x).view(-1)
+    return torch.where(apply, s, torch.zeros_like(s))
+
+
 def _where(flag: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(flag.view(-1, 1, 1, 1), a, b)
 
@@ -288,8 +294,7 @@ class GaussianBlur(Transform):
         }
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
-        s = _per_image(strength, pixels).view(-1)
-        sigma = torch.where(params["apply"], s * params["sigma"].to(pixels.dtype), torch.zeros_like(s))
+        sigma = _gated(params["apply"], strength, pixels) * params["sigma"].to(pixels.dtype)
         if not (sigma > 0).any():
             return pixels
         return gaussian_blur(pixels, sigma, self.kernel_size)
@@ -306,8 +311,7 @@ class Grayscale(Transform):
         return {"apply": _bernoulli(batch, self.p, generator, torch.device(device))}
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
-        s = torch.where(params["apply"], _per_image(strength, pixels).view(-1), torch.zeros(len(pixels), device=pixels.device))
-        return _blend(pixels, grayscale(pixels), s)
+        return _blend(pixels, grayscale(pixels), _gated(params["apply"], strength, pixels))
 
 
 class Solarize(Transform):
@@ -348,8 +352,7 @@ class HorizontalFlip(Transform):
         return {"apply": _bernoulli(batch, self.p, generator, torch.device(device))}
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
-        s = torch.where(params["apply"], _per_image(strength, pixels).view(-1), torch.zeros(len(pixels), device=pixels.device))
-        return _blend(pixels, pixels.flip(-1), s)
+        return _blend(pixels, pixels.flip(-1), _gated(params["apply"], strength, pixels))
 
 
 class Compose(Transform):
