@@ -278,6 +278,10 @@ def test_result_shape_table_and_json() -> None:
     data = r.to_dict()
     assert data["pairs"] == 2 and set(data["groups"]) == {"G1", "G2", "G3"}
     assert len(data["curves"]["SD"][0]) == curve_points(SIZE, SIZE, STEP)
+    assert data["per_pair"]["SD"] == [float(x) for x in r["SD"]]
+    assert data["curves"]["CI_2"] == [[float(x) for x in row] for row in r.curves["CI_2"]]
+    assert data["fractions"]["SD"] == [float(x) for x in r.fractions["SD"]]
+    assert all(isinstance(x, float) for x in data["curves"]["SD"][0] + data["fractions"]["SD"])
 
 
 def test_summary_groups() -> None:

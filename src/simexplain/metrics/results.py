@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
 
 # name → (higher is better, one-line meaning); the order is the order of the paper's tables
@@ -46,6 +45,7 @@ class MetricResults(dict):
         method: the explanation's method name.
 
     Example:
+        >>> import torch
         >>> r = MetricResults({"SD": torch.tensor([0.2, 0.4])}, method="demo")
         >>> round(r.means()["SD"], 3)
         0.3
@@ -86,28 +86,16 @@ class MetricResults(dict):
             "method": self.method,
             "pairs": len(next(iter(self.values()))) if self else 0,
             "mean": {k: _json_number(v) for k, v in self.means().items()},
-            "per_pair": {k: [_json_number(float(x)) for x in v] for k, v in self.items()},
+            "per_pair": {k: [_json_number(x) for x in v.double().tolist()] for k, v in self.items()},
             "counts": dict(self.counts),
             "groups": {k: _json_number(v) for k, v in self.groups().items()},
         }
         if curves:
-            out["curves"] = {k: [[float(x) for x in row] for row in v] for k, v in self.curves.items()}
-            out["fractions"] = {k: [float(x) for x in v] for k, v in self.fractions.items()}
+            out["curves"] = {k: v.double().tolist() for k, v in self.curves.items()}
+            out["fractions"] = {k: v.double().tolist() for k, v in self.fractions.items()}
         return out
 
     def __repr__(self) -> str:
         means = ", ".join(f"{k}={v:.4f}" for k, v in self.means().items() if k in METRIC_INFO)
         return f"MetricResults(method={self.method!r}, {means})"
 
-
-def stack_pairs(parts: list[MetricResults]) -> MetricResults:
-    """Concatenate results computed on consecutive groups of pairs (used to bound memory)."""
-    first = parts[0]
-    counts = {k: sum(p.counts.get(k, 0) for p in parts) for k in first.counts}
-    return MetricResults(
-        {k: torch.cat([p[k] for p in parts]) for k in first},
-        curves={k: torch.cat([p.curves[k] for p in parts]) for k in first.curves},
-        fractions=first.fractions,
-        counts=counts,
-        method=first.method,
-    )
