@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import SimexplainError
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from .checkpoints import load_matching, state_dict_at
 
 T = TypeVar("T", bound=nn.Module)
 
@@ -74,6 +75,15 @@ def random_init(module: nn.Module, seed: int = 0) -> None:
             param.fill_(1.0 if name.endswith("weight") else 0.0)
     for name, buffer in module.named_buffers():
         buffer.fill_(1 if name.endswith("running_var") else 0)
+
+
+def load_entry(
+    module: nn.Module, obj: Any, path: Sequence[str], *, what: str, file: str | os.PathLike, label: str | None = None
+) -> None:
+    """Load the state dict at ``path`` of the loaded checkpoint ``obj`` into ``module`` (built by
+    :func:`instantiate`): strict match, tensors assigned; ``label`` names the part in errors (default ``what``)."""
+    state = state_dict_at(obj, path, what=what, file=file)
+    load_matching(module, state, what=label or what, source=obj, assign=True)
 
 
 def finish(module: nn.Module, what: str) -> nn.Module:

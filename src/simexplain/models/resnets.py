@@ -18,8 +18,8 @@ from torchvision.models import resnet50
 
 from ..errors import SimexplainError
 from ..pair import PairModel
-from .checkpoints import describe_checkpoint, load_checkpoint, load_matching, state_dict_at
-from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate
+from .checkpoints import describe_checkpoint, load_checkpoint
+from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate, load_entry
 
 
 def resnet50_trunk() -> nn.Module:
@@ -46,7 +46,7 @@ def _is_trunk_only(state: dict[str, Tensor]) -> bool:
 
 def _trunk_model(obj: object, weights: str | os.PathLike, *, name: str, note: str, input_size) -> PairModel:
     trunk = instantiate(resnet50_trunk, random=False)
-    load_matching(trunk, state_dict_at(obj, [], what=name, file=weights), what=name, source=obj, assign=True)
+    load_entry(trunk, obj, [], what=name, file=weights)
     finish(trunk, name)
     warnings.warn(f"{name}: {os.path.basename(os.fspath(weights))} is {note}", UserWarning, stacklevel=3)
     return PairModel(
@@ -94,8 +94,7 @@ def barlowtwins_r50(
                 note="the backbone-only release (no projector): embedding = pooled 2048-d backbone feature, "
                 "not the paper's 8192-d projector output",
             )
-        state = state_dict_at(obj, ["model"], what=name, file=weights)
-        load_matching(network, state, what=name, source=obj, assign=True)
+        load_entry(network, obj, ["model"], what=name, file=weights)
     finish(network, name)
     return PairModel(
         network, layer="backbone.layer4", preprocessing=imagenet(input_size), name=name,
@@ -142,8 +141,7 @@ def simsiam_r50(
     network = instantiate(lambda: SimSiam(embedding), random=weights is None)
     if weights is not None:
         obj = load_checkpoint(weights)
-        state = state_dict_at(obj, ["state_dict"], what=name, file=weights)
-        load_matching(network, state, what=name, source=obj, assign=True)
+        load_entry(network, obj, ["state_dict"], what=name, file=weights)
     finish(network, name)
     what = "2048-d predictor output (paper)" if embedding == "predictor" else "2048-d projector output"
     return PairModel(
@@ -221,8 +219,7 @@ def dino_r50(
     chosen = check_choice("dino-r50 embedding", embedding or "head", ("head", "bottleneck", "backbone"))
     net = instantiate(lambda: DINOResNet(chosen), random=obj is None)
     if obj is not None:
-        state = state_dict_at(obj, [network], what=name, file=weights)
-        load_matching(net, state, what=f"{name} {network}", source=obj, assign=True)
+        load_entry(net, obj, [network], what=name, file=weights, label=f"{name} {network}")
     finish(net, name)
     what = {"head": "60000-d head output", "bottleneck": "256-d L2-normalised bottleneck", "backbone": "pooled 2048-d"}
     return PairModel(

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from ..errors import SimexplainError
 from ..pair import PairModel
-from .checkpoints import load_checkpoint, load_matching, state_dict_at
-from .common import RANDOM_WEIGHTS, check_choice, file_name, finish, instantiate, sized
+from .checkpoints import load_checkpoint
+from .common import RANDOM_WEIGHTS, check_choice, file_name, finish, instantiate, load_entry, sized
 
 BN_EPS = 1e-5
 SK_RATIO = 0.0625
@@ -258,8 +258,7 @@ def simclrv2(
     if weights is not None:
         obj = load_checkpoint(weights)
         for part in ("resnet", "head"):
-            state = state_dict_at(obj, [part], what=label, file=weights)
-            load_matching(getattr(encoder, part), state, what=f"{label} {part}", source=obj, assign=True)
+            load_entry(getattr(encoder, part), obj, [part], what=label, file=weights, label=f"{label} {part}")
     finish(encoder, label)
     what = "128-d projection-head output" if embedding == "head" else f"pooled {chosen.features}-d trunk features"
     return PairModel(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..errors import SimexplainError
 from ..pair import PairModel, TokenLayout
 from .checkpoints import load_checkpoint, load_matching, select, state_dict_at
-from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate
+from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate, load_entry
 
 DEPTH = 12
 VIT_LAYOUT = TokenLayout(patch_size=16, prefix_tokens=1)
@@ -111,8 +111,7 @@ def mocov3_vit_b(
     network = instantiate(MoCoV3, random=weights is None)
     if weights is not None:
         obj = load_checkpoint(weights)
-        state = state_dict_at(obj, ["state_dict"], what=name, file=weights)
-        load_matching(network, state, what=name, source=obj, assign=True)
+        load_entry(network, obj, ["state_dict"], what=name, file=weights)
     finish(network, name)
     query = MoCoV3Query(network)
     pairing = "symmetric: query encoder + predictor for both images" if symmetric else (
