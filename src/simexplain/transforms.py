@@ -264,11 +264,10 @@ class ColorJitter(Transform):
         out = pixels
         for position in range(4):
             step = params["order"][:, position]
-            # Each image runs its own op at this position; the others pass through unchanged.
+            # Each image runs its own op at this position; the others pass through unchanged. No `.any()` test
+            # to skip an op nobody chose: it would cost a device-to-host sync per op and position.
             for index, op in enumerate(ops):
-                chosen = step == index
-                if chosen.any():
-                    out = _where(chosen, op(out), out)
+                out = _where(step == index, op(out), out)
         # Keep strength 0 the exact identity even where clamping would change out-of-range inputs.
         return _where(params["apply"] & (s > 0), out, pixels)
 
