@@ -120,12 +120,12 @@ def evaluate(
     insertion = any(n in names for n in ("SI", "CI"))
     average_drop = any(n in names for n in ("SAD", "CAD"))
     with model.explaining(), torch.inference_mode():
-        ranks1, ranks2 = pixel_ranks(map1), pixel_ranks(map2)
         options = {"step": step, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma}
         segments = []
-        for image, x, maps, ranks, side in ((1, x1, map1, ranks1, "a"), (2, x2, map2, ranks2, "b")):
+        for image, x, maps, side in ((1, x1, map1, "a"), (2, x2, map2, "b")):
             size = "×".join(map(str, x.shape[-2:]))  # images of different sizes cannot share a forward
             segments.append(Segment(f"clean{image}", side, len(x), lambda part, x=x: x[part], size))
+            ranks = pixel_ranks(maps) if deletion or insertion else None  # only the curves need the pixel order
             for kind, wanted in (("deletion", deletion), ("insertion", insertion)):
                 if wanted:
                     make, total = sequence_source(x, ranks, kind, **options)
