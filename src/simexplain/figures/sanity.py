@@ -22,6 +22,14 @@ def _display(image: Tensor, result: SanityResult) -> Tensor:
     return pixels.clamp(0, 1).permute(1, 2, 0)
 
 
+def _save(figure: Figure, path: str | Path | None) -> None:
+    """Write ``figure`` to ``path`` (format from the suffix, PNG without one; folders made) when a path is given."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format=path.suffix.lstrip(".").lower() or "png")
+
+
 def sanity_figure(
     results: SanityResult | Mapping[str, SanityResult],
     path: str | Path | None = None,
@@ -74,10 +82,7 @@ def sanity_figure(
             for axis in row[1 + len(picks[name]) :]:
                 axis.set_axis_off()
     figure.suptitle("Sanity check: cascading randomisation from the output end", fontsize=8)
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format=path.suffix.lstrip(".").lower() or "png")
+    _save(figure, path)
     return figure
 
 
@@ -93,8 +98,5 @@ def spearman_curve_figure(result: SanityResult, path: str | Path | None = None, 
     axis.set_ylabel("similarity to original map")
     axis.set_title(f"{result.method}: sanity check", fontsize=8)
     axis.legend(fontsize=7)
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format=path.suffix.lstrip(".").lower() or "png")
+    _save(figure, path)
     return figure
