@@ -29,12 +29,14 @@ import os
 import platform
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torchvision
 
 import simexplain
+from simexplain.methods.common import saliency_map
 from simexplain.transforms import get_transform, in_model_space, simclr_view
 
 RESULTS = Path(__file__).parent / "results"
@@ -83,17 +85,24 @@ def one_pass_seconds(model: simexplain.PairModel, x: torch.Tensor, repeats: int,
     return statistics.median(times[1:])  # the first call warms up
 
 
-def saliency(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    return (x * grad).abs().amax(1)
-
-
 # ------------------------------------------------------------------------------------------------ naive loops
-def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
-    params = [p for p in model.parameters()]
+@contextmanager
+def parameters_requiring_grad(model):
+    """As the authors left their models: parameter gradients computed at every backward; restored afterwards."""
+    params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     for p in params:
-        p.requires_grad_(True)  # as the authors left them: parameter gradients computed at every backward
+        p.requires_grad_(True)
     try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
+    with parameters_requiring_grad(model):
         generator = torch.Generator(device=x1.device).manual_seed(seed)
         flat = x1.flatten(1)
         sigma = 0.15 / (flat.amax() - flat.amin())
@@ -107,19 +116,11 @@ def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
             g1 += a.grad
             g2 += b.grad
             model.zero_grad()
-        return saliency(x1, g1 / samples), saliency(x2, g2 / samples)
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-            p.grad = None
+        return saliency_map(x1, g1 / samples), saliency_map(x2, g2 / samples)
 
 
 def naive_averaged_transforms(model, x1, x2, steps: int, seed: int):
-    params = [p for p in model.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(True)
-    try:
+    with parameters_requiring_grad(model):
         generator = torch.Generator(device=x1.device).manual_seed(seed)
         transform = get_transform("combine")
         settings = transform.sample(1, generator=generator, device=x1.device)
@@ -135,11 +136,7 @@ def naive_averaged_transforms(model, x1, x2, steps: int, seed: int):
             g1 += a.grad
             g2 += m.grad
             model.zero_grad()
-        return saliency(x1, g1 / steps), saliency(target, g2 / steps)
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-            p.grad = None
+        return saliency_map(x1, g1 / steps), saliency_map(target, g2 / steps)
 
 
 # ------------------------------------------------------------------------------------------------ main
