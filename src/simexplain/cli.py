@@ -66,15 +66,14 @@ def _device(name: str) -> torch.device:
 
 def _demo_pair(model, seed: int):
     """The bundled cat photo and one SimCLR augmentation of it (the paper's demo setting)."""
-    from .images import load_image, read_image, sample_path, to_pixels
+    from .images import read_image, sample_path, to_pixels
     from .transforms import simclr_view
 
     path = sample_path("chelsea.jpg")
-    x1 = load_image(path, model)
-    pixels = to_pixels(read_image(path), model.preprocessing).unsqueeze(0)
+    pixels = to_pixels(read_image(path), model.preprocessing).unsqueeze(0)  # the photo is read once
     generator = torch.Generator().manual_seed(seed)
     view = simclr_view(pixels, generator=generator, size=model.preprocessing.input_size)
-    x2 = model.preprocessing.to_model(view).to(model.device)
+    x1, x2 = (model.preprocessing.to_model(p).to(model.device) for p in (pixels, view))
     return x1, x2, [str(path), f"SimCLR view of {path.name} (seed {seed})"]
 
 

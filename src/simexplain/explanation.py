@@ -103,9 +103,6 @@ class PairExplanation:
             grid1=take(self.grid1), grid2=take(self.grid2), image1=take(self.image1), image2=take(self.image2),
         )
 
-    def maps(self) -> tuple[Tensor, Tensor]:
-        return self.map1, self.map2
-
     def normalized(self) -> PairExplanation:
         """Copy with each map min–max scaled to [0, 1] (constant maps → zeros)."""
         return replace(self, map1=normalize_maps(self.map1), map2=normalize_maps(self.map2))

@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms import functional as TF
@@ -134,7 +133,3 @@ def load_images(a: ImageSource, b: ImageSource, model: PairModel | Preprocessing
     """
     return load_image(a, model, "image 1"), load_image(b, model, "image 2")
 
-
-def stack_images(sources: list[ImageSource], model: PairModel | Preprocessing) -> Tensor:
-    """Several images as one ``N×3×H×W`` batch."""
-    return torch.cat([load_image(source, model, f"image {i + 1}") for i, source in enumerate(sources)])
