@@ -18,6 +18,11 @@ T = TypeVar("T", bound=nn.Module)
 RANDOM_WEIGHTS = "RANDOM WEIGHTS (no checkpoint given: architecture only)"
 
 
+def random_note(weights: str | os.PathLike | None) -> str:
+    """The description suffix of a model built without a checkpoint ("" when ``weights`` is given)."""
+    return "" if weights is not None else f"; {RANDOM_WEIGHTS}"
+
+
 def sized(size: int | tuple[int, int], *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), description: str) -> Preprocessing:
     """Preprocessing facts at ``size`` (the paper: resize 256, centre crop 224; other sizes keep that ratio).
 

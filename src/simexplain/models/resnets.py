@@ -19,7 +19,7 @@ from torchvision.models import resnet50
 from ..errors import SimexplainError
 from ..pair import PairModel
 from .checkpoints import describe_checkpoint, load_checkpoint
-from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate, load_entry
+from .common import check_choice, finish, imagenet, instantiate, load_entry, random_note
 
 
 def resnet50_trunk() -> nn.Module:
@@ -99,7 +99,7 @@ def barlowtwins_r50(
     return PairModel(
         network, layer="backbone.layer4", preprocessing=imagenet(input_size), name=name,
         description="Barlow Twins ResNet-50; embedding: 8192-d projector output"
-        + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        + random_note(weights),
     )
 
 
@@ -146,7 +146,7 @@ def simsiam_r50(
     what = "2048-d predictor output (paper)" if embedding == "predictor" else "2048-d projector output"
     return PairModel(
         network, layer="encoder.layer4", preprocessing=imagenet(input_size), name=name,
-        description=f"SimSiam ResNet-50; embedding: {what}" + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        description=f"SimSiam ResNet-50; embedding: {what}" + random_note(weights),
     )
 
 
@@ -225,5 +225,5 @@ def dino_r50(
     return PairModel(
         net, layer="backbone.layer4", preprocessing=imagenet(input_size, ", bicubic resize"), name=name,
         description=f"DINO ResNet-50 ({network}); embedding: {what[chosen]}"
-        + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        + random_note(weights),
     )

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..errors import SimexplainError
 from ..pair import PairModel
 from .checkpoints import load_checkpoint
-from .common import RANDOM_WEIGHTS, check_choice, file_name, finish, instantiate, load_entry, sized
+from .common import check_choice, file_name, finish, instantiate, load_entry, random_note, sized
 
 BN_EPS = 1e-5
 SK_RATIO = 0.0625
@@ -267,5 +267,5 @@ def simclrv2(
         preprocessing=sized(input_size, description="[0, 1] pixels, no mean/std normalisation (TF SimCLR)"),
         name=label,
         description=f"SimCLRv2 ResNet-{chosen.depth} {chosen.width}x sk{int(chosen.sk)}; embedding: {what}"
-        + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        + random_note(weights),
     )

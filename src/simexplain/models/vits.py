@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..errors import SimexplainError
 from ..pair import PairModel, TokenLayout
 from .checkpoints import load_checkpoint, load_matching, select, state_dict_at
-from .common import RANDOM_WEIGHTS, check_choice, finish, imagenet, instantiate, load_entry
+from .common import check_choice, finish, imagenet, instantiate, load_entry, random_note
 
 DEPTH = 12
 VIT_LAYOUT = TokenLayout(patch_size=16, prefix_tokens=1)
@@ -125,7 +125,7 @@ def mocov3_vit_b(
         preprocessing=imagenet(input_size),
         token_layout=VIT_LAYOUT,
         name=name,
-        description=f"MoCo v3 ViT-B/16, {pairing}; 256-d embeddings" + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        description=f"MoCo v3 ViT-B/16, {pairing}; 256-d embeddings" + random_note(weights),
     )
 
 
@@ -164,5 +164,5 @@ def dino_vit_b16(
         vit, layer=f"blocks.{b}", preprocessing=imagenet(input_size, ", bicubic resize"),
         token_layout=VIT_LAYOUT, name=name,
         description="DINO ViT-B/16 backbone; embedding: 768-d CLS token after the final norm"
-        + ("" if weights is not None else f"; {RANDOM_WEIGHTS}"),
+        + random_note(weights),
     )
