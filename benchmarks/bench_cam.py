@@ -121,7 +121,10 @@ def run(pairs: int, naive_pairs: int, size: int, seed: int = 0) -> dict:
         grid1 = torch.stack([m1 for _, m1, _ in naive])
         grid2 = torch.stack([m2 for _, _, m2 in naive])
         scores = torch.cat([s for s, _, _ in naive])
-        diff = max((e.grid1[:naive_pairs] - grid1).abs().max().item(), (e.grid2[:naive_pairs] - grid2).abs().max().item())
+        diff = max(
+            (e.grid1[:naive_pairs] - grid1).abs().max().item(),
+            (e.grid2[:naive_pairs] - grid2).abs().max().item(),
+        )
         scale = max(grid1.abs().max().item(), grid2.abs().max().item())
         row = {
             "method": method,
@@ -165,17 +168,23 @@ def markdown(result: dict) -> str:
     lines = [
         "# Activation family: batched CAMs against one pair at a time",
         "",
-        (f"ResNet-50 (torchvision, random weights), layer4, {result['size']}×{result['size']}, "
-        f"simexplain on {result['pairs']} pairs in one batch; naive (a forward per image, parameters requiring grad, "
-        f"full backward) one pair at a time on the first {result['naive_pairs']} of them. torch {result['torch']}, "
-        f"CPU, torch threads: {result['threads']}."),
+        (
+            f"ResNet-50 (torchvision, random weights), layer4, {result['size']}×{result['size']}, "
+            f"simexplain on {result['pairs']} pairs in one batch; naive (a forward per image, parameters requiring grad, "
+            f"full backward) one pair at a time on the first {result['naive_pairs']} of them. torch {result['torch']}, "
+            f"CPU, torch threads: {result['threads']}."
+        ),
         "",
-        ("**Ran on a shared 2-core CPU while four other engineers ran their own work**: absolute times are noisy; "
-        "the ratios, measured side by side in one process, are the numbers to read, and the CPU-time ratio "
-        "(this process's CPU seconds) is steadier than the wall-clock one."),
+        (
+            "**Ran on a shared 2-core CPU while four other engineers ran their own work**: absolute times are noisy; "
+            "the ratios, measured side by side in one process, are the numbers to read, and the CPU-time ratio "
+            "(this process's CPU seconds) is steadier than the wall-clock one."
+        ),
         "",
-        ("| variant | simexplain s/pair | naive s/pair | ratio | CPU s/pair (simexplain / naive) | CPU ratio "
-        "| max abs diff | max rel diff |"),
+        (
+            "| variant | simexplain s/pair | naive s/pair | ratio | CPU s/pair (simexplain / naive) | CPU ratio "
+            "| max abs diff | max rel diff |"
+        ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
@@ -188,11 +197,14 @@ def markdown(result: dict) -> str:
         "",
         "Max diff: simexplain's feature-grid maps against the naive ones on the same pairs (relative: divided by the "
         "largest |value| of the naive maps). Command: `.venv/bin/python benchmarks/bench_cam.py"
-        + (" --quick" if result.get("quick") else "") + "`.",
+        + (" --quick" if result.get("quick") else "")
+        + "`.",
         "",
-        ("Where the gain comes from on a CPU: the naive way computes parameter gradients and back-propagates "
-         "through the whole trunk, simexplain's backward stops at the tapped layer. Batching itself buys little "
-         "on a compute-bound CPU with one thread; on a GPU it would add more (not measured here)."),
+        (
+            "Where the gain comes from on a CPU: the naive way computes parameter gradients and back-propagates "
+            "through the whole trunk, simexplain's backward stops at the tapped layer. Batching itself buys little "
+            "on a compute-bound CPU with one thread; on a GPU it would add more (not measured here)."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -205,12 +217,16 @@ def main() -> None:
     parser.add_argument("--naive-pairs", type=int, default=4, help="pairs the one-at-a-time reference runs")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch threads; 1 keeps CPU time honest on a busy machine (no spinning at thread barriers)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pairs, naive_pairs, size = (2, 1, 32) if args.quick else (args.pairs, min(args.naive_pairs, args.pairs), args.size)
+    pairs, naive_pairs, size = (
+        (2, 1, 32) if args.quick else (args.pairs, min(args.naive_pairs, args.pairs), args.size)
+    )
     result = run(pairs, naive_pairs, size)
     result["quick"] = args.quick
     out = Path(__file__).parent / "results"

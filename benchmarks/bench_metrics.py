@@ -60,8 +60,9 @@ def resnet50_encoder(seed: int) -> nn.Module:
 def make_pairs(count: int, size: int, seed: int) -> tuple[Tensor, Tensor, PairExplanation]:
     """The sample photos, each with a flipped, slightly noisy second view; smooth 7×7 maps like a CAM's."""
     names = ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
-    prep = simexplain.Preprocessing(input_size=(size, size), resize=size, mean=simexplain.IMAGENET.mean,
-                                    std=simexplain.IMAGENET.std)
+    prep = simexplain.Preprocessing(
+        input_size=(size, size), resize=size, mean=simexplain.IMAGENET.mean, std=simexplain.IMAGENET.std
+    )
     photos = torch.cat([simexplain.load_image(simexplain.sample_path(n), prep) for n in names])
     x1 = photos[torch.arange(count) % len(names)]
     x2, map1, map2 = [], [], []
@@ -70,7 +71,11 @@ def make_pairs(count: int, size: int, seed: int) -> tuple[Tensor, Tensor, PairEx
         x2.append(x1[i].flip(-1) + 0.05 * torch.randn(x1[i].shape, generator=generator))
         map1.append(torch.rand(7, 7, generator=generator))
         map2.append(torch.rand(7, 7, generator=generator))
-    return x1, torch.stack(x2), PairExplanation(map1=torch.stack(map1), map2=torch.stack(map2), method="random 7×7")
+    return (
+        x1,
+        torch.stack(x2),
+        PairExplanation(map1=torch.stack(map1), map2=torch.stack(map2), method="random 7×7"),
+    )
 
 
 # ------------------------------------------------------------------------------------------ naive reference
@@ -160,7 +165,10 @@ def run_naive(args: argparse.Namespace, encoder: nn.Module, device: torch.device
     subset = n if args.naive_points is None else min(args.naive_points, n)
     ks = sorted({round(i * (n - 1) / max(1, subset - 1)) for i in range(subset)})
     naive = Naive(encoder, step)
-    maps1, maps2 = upsample_maps(explanation.map1, (size, size)), upsample_maps(explanation.map2, (size, size))
+    maps1, maps2 = (
+        upsample_maps(explanation.map1, (size, size)),
+        upsample_maps(explanation.map2, (size, size)),
+    )
     sync(device)
     start = time.perf_counter()
     rows = [naive.pair(x1[i], x2[i], maps1[i], maps2[i], ks) for i in range(args.naive_pairs)]
@@ -172,8 +180,13 @@ def run_naive(args: argparse.Namespace, encoder: nn.Module, device: torch.device
     batch1 = time_plain_forward(encoder, x1[:1], 1, args.repeats + 1)
     interleaved = interleaved_costs(encoder, x1, args.batch_size, args.repeats + 1)
     return {
-        "rows": rows, "ks": ks, "seconds": seconds, "forwards": naive.forwards, "pairs": args.naive_pairs,
-        "batch1_inference_s": batch1, "interleaved": interleaved,
+        "rows": rows,
+        "ks": ks,
+        "seconds": seconds,
+        "forwards": naive.forwards,
+        "pairs": args.naive_pairs,
+        "batch1_inference_s": batch1,
+        "interleaved": interleaved,
     }
 
 
@@ -200,7 +213,9 @@ def interleaved_costs(encoder: nn.Module, x: Tensor, batch: int, repeats: int) -
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
-def run_case(pairs: int, args: argparse.Namespace, encoder: nn.Module, device: torch.device, naive: dict) -> dict:
+def run_case(
+    pairs: int, args: argparse.Namespace, encoder: nn.Module, device: torch.device, naive: dict
+) -> dict:
     size, step = args.size, args.step
     x1, x2, explanation = make_pairs(pairs, size, args.seed)
     x1, x2, explanation = x1.to(device), x2.to(device), explanation.to(device)
@@ -220,7 +235,10 @@ def run_case(pairs: int, args: argparse.Namespace, encoder: nn.Module, device: t
     ks, worst = naive["ks"], 0.0
     for i, row in enumerate(naive["rows"][:pairs]):
         for key in ("SI", "SD", "CI_1", "CI_2", "CD_1", "CD_2"):
-            worst = max(worst, float((ours.curves[key][i, ks] - torch.tensor(row[key], dtype=torch.float64)).abs().max()))
+            worst = max(
+                worst,
+                float((ours.curves[key][i, ks] - torch.tensor(row[key], dtype=torch.float64)).abs().max()),
+            )
         for key in ("SAD", "CAD"):
             worst = max(worst, abs(float(ours[key][i]) - row[key][0]))
         if len(ks) == n:  # whole curves: compare the AUCs too
@@ -263,7 +281,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--step", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--naive-pairs", type=int, default=1, help="pairs the naive way runs (then extrapolated)")
+    parser.add_argument(
+        "--naive-pairs", type=int, default=1, help="pairs the naive way runs (then extrapolated)"
+    )
     parser.add_argument("--naive-points", type=int, default=None, help="curve points the naive way runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -272,7 +292,13 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a line for the md (e.g. the machine's load)")
     args = parser.parse_args()
     if args.quick:
-        args.pairs, args.step, args.naive_points, args.batch_size, args.repeats = [1, 2], args.size**2 // 4, 3, 16, 1
+        args.pairs, args.step, args.naive_points, args.batch_size, args.repeats = (
+            [1, 2],
+            args.size**2 // 4,
+            3,
+            16,
+            1,
+        )
     device = torch.device(args.device)
     encoder = resnet50_encoder(args.seed).to(device)
     naive = run_naive(args, encoder, device)
@@ -282,7 +308,9 @@ def main() -> None:
         "size": args.size,
         "step": args.step,
         "batch_size": args.batch_size,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -300,14 +328,18 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
     lines = [
         "# Pair metrics: simexplain vs the naive one-image-per-forward way",
         "",
-        (f"Six metrics (SI SD CI CD SAD CAD), {meta['model']}, {meta['size']}×{meta['size']}, step {meta['step']} "
-        f"({cases[0]['curve_points']} curve points), chunks of {meta['batch_size']} images; device: {meta['device']} "
-        f"({meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads), torch {meta['torch']}."),
+        (
+            f"Six metrics (SI SD CI CD SAD CAD), {meta['model']}, {meta['size']}×{meta['size']}, step {meta['step']} "
+            f"({cases[0]['curve_points']} curve points), chunks of {meta['batch_size']} images; device: {meta['device']} "
+            f"({meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads), torch {meta['torch']}."
+        ),
         "",
         f"Command: `{meta['command']}`",
         "",
-        ("| pairs | simexplain (s) | naive (s) | speed-up | min. images | s / image (plain fwd) | efficiency | "
-        "max abs diff |"),
+        (
+            "| pairs | simexplain (s) | naive (s) | speed-up | min. images | s / image (plain fwd) | efficiency | "
+            "max abs diff |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in cases:
@@ -333,8 +365,11 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
             f"images (each sequence once, no re-embedded clean image) × {per_forward / (c['simexplain_s'] / c['minimal_images']):.2f}× "
             f"less time per image (naive {per_forward:.3f} s per batch-1 forward with autograd, simexplain "
             f"{c['simexplain_s'] / c['minimal_images']:.3f} s per image in chunks under inference mode"
-            + (f"; a batch-1 forward under inference mode took {c['batch1_inference_s']:.3f} s)."
-               if "batch1_inference_s" in c else ").")
+            + (
+                f"; a batch-1 forward under inference mode took {c['batch1_inference_s']:.3f} s)."
+                if "batch1_inference_s" in c
+                else ")."
+            )
         )
     costs = cases[0].get("interleaved_s_per_image")
     if costs:
@@ -342,25 +377,31 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
         expected = ratio * costs["autograd_batch1"] / costs["inference_chunk"]
         lines += [
             "",
-            (f"Per-image cost of each kind of forward, taken in turns under the same load: batch-1 with autograd "
-            f"{costs['autograd_batch1']:.3f} s, batch-1 under inference mode {costs['inference_batch1']:.3f} s, "
-            f"chunk of {meta['batch_size']} under inference mode {costs['inference_chunk']:.3f} s per image. At one "
-            f"load the expected speed-up is {ratio:.2f}× (images) × "
-            f"{costs['autograd_batch1'] / costs['inference_chunk']:.2f}× (per image) = {expected:.1f}×; the "
-            "measured ratios above differ from it as far as the load drifted between the long runs. At step 224 the "
-            "image ratio is 2708 / 904 = 3.00×."),
+            (
+                f"Per-image cost of each kind of forward, taken in turns under the same load: batch-1 with autograd "
+                f"{costs['autograd_batch1']:.3f} s, batch-1 under inference mode {costs['inference_batch1']:.3f} s, "
+                f"chunk of {meta['batch_size']} under inference mode {costs['inference_chunk']:.3f} s per image. At one "
+                f"load the expected speed-up is {ratio:.2f}× (images) × "
+                f"{costs['autograd_batch1'] / costs['inference_chunk']:.2f}× (per image) = {expected:.1f}×; the "
+                "measured ratios above differ from it as far as the load drifted between the long runs. At step 224 the "
+                "image ratio is 2708 / 904 = 3.00×."
+            ),
         ]
     lines += [
         "",
-        ("An efficiency above 1 is measurement noise: the plain-forward time is measured before and after the run "
-        "and averaged, and the machine's load changed in between. A random-weight ResNet-50 embeds nearly "
-        "everything alike (cosines near 1), so the metric values themselves mean nothing here; only the equality "
-        "and the times do."),
+        (
+            "An efficiency above 1 is measurement noise: the plain-forward time is measured before and after the run "
+            "and averaged, and the machine's load changed in between. A random-weight ResNet-50 embeds nearly "
+            "everything alike (cosines near 1), so the metric values themselves mean nothing here; only the equality "
+            "and the times do."
+        ),
         "",
-        ("Naive = the authors' way: one image per forward, autograd on, the clean image re-embedded at every "
-        "conditional step (12·n + 8 forwards per pair). Minimal = 4·n + 4 images per pair (simexplain embeds "
-        "exactly these: each perturbed sequence once, shared by the simultaneous and conditional curves). "
-        "Efficiency = minimal images × s/image of a plain inference forward at the same chunk size / measured time."),
+        (
+            "Naive = the authors' way: one image per forward, autograd on, the clean image re-embedded at every "
+            "conditional step (12·n + 8 forwards per pair). Minimal = 4·n + 4 images per pair (simexplain embeds "
+            "exactly these: each perturbed sequence once, shared by the simultaneous and conditional curves). "
+            "Efficiency = minimal images × s/image of a plain inference forward at the same chunk size / measured time."
+        ),
     ]
     if meta["note"]:
         lines += ["", meta["note"]]

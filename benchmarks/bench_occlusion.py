@@ -102,20 +102,27 @@ def one_forward_seconds(net: torch.nn.Module, x: torch.Tensor, repeats: int) -> 
     return statistics.median(times)
 
 
-def forward_units(net: torch.nn.Module, x: torch.Tensor, batch_size: int, repeats: int) -> tuple[float, float]:
+def forward_units(
+    net: torch.nn.Module, x: torch.Tensor, batch_size: int, repeats: int
+) -> tuple[float, float]:
     """(time of a single-image forward, per-image time of a forward of ``batch_size`` images), medians."""
     batch = x.expand(batch_size, -1, -1, -1).contiguous()
     return one_forward_seconds(net, x, repeats), one_forward_seconds(net, batch, repeats) / batch_size
 
 
-def rows_for(minimal: int, units: list[tuple[float, float]], runs: dict[str, tuple[tuple[float, float], float]]) -> dict:
+def rows_for(
+    minimal: int, units: list[tuple[float, float]], runs: dict[str, tuple[tuple[float, float], float]]
+) -> dict:
     """Seconds, peak memory and both efficiencies of every implementation (units averaged over before/after)."""
     single = statistics.mean(u[0] for u in units)
     batched = statistics.mean(u[1] for u in units)
     out: dict = {"one_forward_s": single, "per_image_forward_at_batch_size_s": batched}
     for name, ((seconds, cpu), mib) in runs.items():
         out[name] = {
-            "s_per_pair": seconds, "cpu_s_per_pair": cpu, "peak_mib": mib, "efficiency": minimal * single / seconds,
+            "s_per_pair": seconds,
+            "cpu_s_per_pair": cpu,
+            "peak_mib": mib,
+            "efficiency": minimal * single / seconds,
             "efficiency_at_batch_size": minimal * batched / seconds,
         }
     return out
@@ -262,9 +269,15 @@ def run(args: argparse.Namespace) -> dict:
     one_forward_seconds(net, one, 2)  # warm-up
     results: dict = {
         "settings": {
-            "model": "torchvision resnet50, random weights (seed 0), pooled 2048-d embedding", "size": 224,
-            "batch_size": args.batch_size, "window": args.window, "stride": args.stride, "samples": args.samples,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or "cpu",
+            "model": "torchvision resnet50, random weights (seed 0), pooled 2048-d embedding",
+            "size": 224,
+            "batch_size": args.batch_size,
+            "window": args.window,
+            "stride": args.stride,
+            "samples": args.samples,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or "cpu",
             "load_average_start": os.getloadavg()[0],
             "memory": "peak RSS above the pre-run level, polled every 1 ms (/proc/self/statm), glibc mmap "
             "threshold fixed at 1 MiB and malloc_trim before each run",
@@ -275,12 +288,22 @@ def run(args: argparse.Namespace) -> dict:
     positions = len(_windows(224, args.window, args.stride))
     minimal = 2 + 2 * positions
     before = forward_units(net, one, args.batch_size, args.repeats)
-    ours, t_ours, m_ours = timed(lambda: simexplain.explain(
-        model, x1, x2, "conditional-occlusion", window=args.window, stride=args.stride, batch_size=args.batch_size
-    ))
+    ours, t_ours, m_ours = timed(
+        lambda: simexplain.explain(
+            model,
+            x1,
+            x2,
+            "conditional-occlusion",
+            window=args.window,
+            stride=args.stride,
+            batch_size=args.batch_size,
+        )
+    )
     (a1, a2), t_a, m_a = timed(lambda: conditional_authors(net, x1, x2, args.window, args.stride))
     subset = evenly(positions, args.b_windows)
-    (b1, b2), t_b_sub, m_b = timed(lambda: conditional_one_by_one(net, x1, x2, args.window, args.stride, subset))
+    (b1, b2), t_b_sub, m_b = timed(
+        lambda: conditional_one_by_one(net, x1, x2, args.window, args.stride, subset)
+    )
     after = forward_units(net, one, args.batch_size, args.repeats)
     # (b) = 2 clean forwards + 4 forwards per window position; extrapolate its per-window cost to all windows.
     t_b = tuple(t * (2 + 4 * positions) / (2 + 4 * len(subset)) for t in t_b_sub)
@@ -289,12 +312,19 @@ def run(args: argparse.Namespace) -> dict:
     pixels_a = windows_to_pixels(grid_a, rows, rows)
     ours_grid = torch.cat([ours.grid1, ours.grid2]).flatten(1)
     results["conditional"] = {
-        "minimal_forwards": minimal, "windows_per_image": positions, "b_windows_timed": len(subset),
+        "minimal_forwards": minimal,
+        "windows_per_image": positions,
+        "b_windows_timed": len(subset),
         "b_measured_s_on_subset": t_b_sub,
-        **rows_for(minimal, [before, after],
-                   {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)}),
+        **rows_for(
+            minimal,
+            [before, after],
+            {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)},
+        ),
         "max_abs_drop": float(ours_grid.abs().max()),
-        "max_rel_diff_vs_a_pixels": max(max_rel_diff(ours.map1[0], pixels_a[0]), max_rel_diff(ours.map2[0], pixels_a[1])),
+        "max_rel_diff_vs_a_pixels": max(
+            max_rel_diff(ours.map1[0], pixels_a[0]), max_rel_diff(ours.map2[0], pixels_a[1])
+        ),
         "max_rel_diff_vs_b_grid": max_rel_diff(torch.stack([b1, b2]), ours_grid[:, subset]),
     }
     print(json.dumps(results["conditional"], indent=1), flush=True)
@@ -302,9 +332,11 @@ def run(args: argparse.Namespace) -> dict:
     # ---------------- pairwise occlusion
     minimal = 2 + 2 * args.samples
     before = forward_units(net, one, args.batch_size, args.repeats)
-    pw, t_ours, m_ours = timed(lambda: simexplain.explain(
-        model, x1, x2, "pairwise-occlusion", samples=args.samples, seed=0, batch_size=args.batch_size
-    ))
+    pw, t_ours, m_ours = timed(
+        lambda: simexplain.explain(
+            model, x1, x2, "pairwise-occlusion", samples=args.samples, seed=0, batch_size=args.batch_size
+        )
+    )
     rects1, rects2 = pw.params["rectangles1"].tolist(), pw.params["rectangles2"].tolist()
     (maps_a, drops_a), t_a, m_a = timed(lambda: pairwise_authors(net, x1, x2, rects1, rects2))
     subset = evenly(args.samples, args.b_samples)
@@ -312,11 +344,18 @@ def run(args: argparse.Namespace) -> dict:
     after = forward_units(net, one, args.batch_size, args.repeats)
     t_b = tuple(t * (2 + 2 * args.samples) / (2 + 2 * len(subset)) for t in t_b_sub)
     results["pairwise"] = {
-        "minimal_forwards": minimal, "b_samples_timed": len(subset), "b_measured_s_on_subset": t_b_sub,
-        **rows_for(minimal, [before, after],
-                   {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)}),
+        "minimal_forwards": minimal,
+        "b_samples_timed": len(subset),
+        "b_measured_s_on_subset": t_b_sub,
+        **rows_for(
+            minimal,
+            [before, after],
+            {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)},
+        ),
         "max_abs_drop": float(pw.params["drops"].abs().max()),
-        "max_rel_diff_vs_a_maps": max(max_rel_diff(pw.map1[0], maps_a[0]), max_rel_diff(pw.map2[0], maps_a[1])),
+        "max_rel_diff_vs_a_maps": max(
+            max_rel_diff(pw.map1[0], maps_a[0]), max_rel_diff(pw.map2[0], maps_a[1])
+        ),
         "max_rel_diff_vs_a_drops": max_rel_diff(pw.params["drops"][0], drops_a),
         "max_rel_diff_vs_b_drops": max_rel_diff(drops_b, pw.params["drops"][0, subset]),
     }
@@ -333,20 +372,33 @@ def interleaved(args: argparse.Namespace) -> str:
     net.fc = torch.nn.Identity()
     net.eval().requires_grad_(False)
     model = simexplain.PairModel(net, preprocessing=simexplain.IMAGENET)
-    x1, x2 = simexplain.load_images(simexplain.sample_path("chelsea.jpg"), simexplain.sample_path("coffee.jpg"), model)
+    x1, x2 = simexplain.load_images(
+        simexplain.sample_path("chelsea.jpg"), simexplain.sample_path("coffee.jpg"), model
+    )
     lines = [
-        f"## Interleaved check: Conditional Occlusion 64/{args.stride}, {args.rounds} alternating rounds", "",
+        f"## Interleaved check: Conditional Occlusion 64/{args.stride}, {args.rounds} alternating rounds",
+        "",
         "| round | simexplain batch | simexplain s | simexplain MiB | (a) s | (a) MiB | (a) / simexplain time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for batch_size in args.interleave:
         for r in range(args.rounds):
-            _, (t_ours, _), m_ours = timed(lambda size=batch_size: simexplain.explain(
-                model, x1, x2, "conditional-occlusion", window=args.window, stride=args.stride, batch_size=size
-            ))
+            _, (t_ours, _), m_ours = timed(
+                lambda size=batch_size: simexplain.explain(
+                    model,
+                    x1,
+                    x2,
+                    "conditional-occlusion",
+                    window=args.window,
+                    stride=args.stride,
+                    batch_size=size,
+                )
+            )
             _, (t_a, _), m_a = timed(lambda: conditional_authors(net, x1, x2, args.window, args.stride))
-            lines.append(f"| {r + 1} | {batch_size} | {t_ours:.1f} | {m_ours:.0f} | {t_a:.1f} | {m_a:.0f} | "
-                         f"{t_a / t_ours:.2f}× |")
+            lines.append(
+                f"| {r + 1} | {batch_size} | {t_ours:.1f} | {m_ours:.0f} | {t_a:.1f} | {m_a:.0f} | "
+                f"{t_a / t_ours:.2f}× |"
+            )
             print(lines[-1], flush=True)
     return "\n".join([*lines, ""])
 
@@ -358,38 +410,51 @@ def markdown(results: dict, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        (f"Model: {s['model']}; one 224×224 pair (chelsea / coffee); simexplain batch_size {s['batch_size']}; "
-         f"torch {s['torch']}, {s['threads']} threads. **Shared 2-core CPU** (other jobs ran at the same time; "
-         f"load average {s['load_average_start']:.1f} at start, {s['load_average_end']:.1f} at end): absolute "
-         "times are noisy, the ratios were measured side by side in one process."),
+        (
+            f"Model: {s['model']}; one 224×224 pair (chelsea / coffee); simexplain batch_size {s['batch_size']}; "
+            f"torch {s['torch']}, {s['threads']} threads. **Shared 2-core CPU** (other jobs ran at the same time; "
+            f"load average {s['load_average_start']:.1f} at start, {s['load_average_end']:.1f} at end): absolute "
+            "times are noisy, the ratios were measured side by side in one process."
+        ),
         "",
         f"Peak memory: {s['memory']}.",
         "",
     ]
-    for key, title in (("conditional", f"Conditional Occlusion (window {s['window']}, stride {s['stride']})"),
-                       ("pairwise", f"Pairwise Occlusion ({s['samples']} samples)")):
+    for key, title in (
+        ("conditional", f"Conditional Occlusion (window {s['window']}, stride {s['stride']})"),
+        ("pairwise", f"Pairwise Occlusion ({s['samples']} samples)"),
+    ):
         r = results[key]
         subset = r.get("b_windows_timed", r.get("b_samples_timed"))
         unit = "windows per image" if key == "conditional" else "samples"
         lines += [
             f"## {title}",
             "",
-            (f"Minimal forwards: {r['minimal_forwards']} images; one single-image forward: "
-             f"{r['one_forward_s']:.3f} s; per image in a forward of {s['batch_size']}: "
-             f"{r['per_image_forward_at_batch_size_s']:.3f} s (medians, measured before and after the three runs). "
-             f"(b) timed on {subset} {unit} and extrapolated linearly."),
+            (
+                f"Minimal forwards: {r['minimal_forwards']} images; one single-image forward: "
+                f"{r['one_forward_s']:.3f} s; per image in a forward of {s['batch_size']}: "
+                f"{r['per_image_forward_at_batch_size_s']:.3f} s (medians, measured before and after the three runs). "
+                f"(b) timed on {subset} {unit} and extrapolated linearly."
+            ),
             "",
-            ("Efficiency = minimal forwards × time of one single-image forward / measured time (the issue's "
-            f"definition); the next column uses the per-image time of a forward of {s['batch_size']} images as the "
-            "unit instead, i.e. how much of the run is model compute at that batch size."),
+            (
+                "Efficiency = minimal forwards × time of one single-image forward / measured time (the issue's "
+                f"definition); the next column uses the per-image time of a forward of {s['batch_size']} images as the "
+                "unit instead, i.e. how much of the run is model compute at that batch size."
+            ),
             "",
-            ("| implementation | s / pair | CPU s / pair | peak MiB | efficiency | efficiency (batched unit) "
-             "| time vs simexplain | CPU time vs simexplain | simexplain's memory share |"),
+            (
+                "| implementation | s / pair | CPU s / pair | peak MiB | efficiency | efficiency (batched unit) "
+                "| time vs simexplain | CPU time vs simexplain | simexplain's memory share |"
+            ),
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         ours = r["simexplain"]
-        for name, label in (("simexplain", "simexplain"), ("authors_a", "(a) authors' scheme"),
-                            ("one_by_one_b", "(b) one image per forward")):
+        for name, label in (
+            ("simexplain", "simexplain"),
+            ("authors_a", "(a) authors' scheme"),
+            ("one_by_one_b", "(b) one image per forward"),
+        ):
             row = r[name]
             lines.append(
                 f"| {label} | {row['s_per_pair']:.1f} | {row['cpu_s_per_pair']:.1f} | {row['peak_mib']:.0f} | "
@@ -398,8 +463,13 @@ def markdown(results: dict, command: str) -> str:
                 f"{ours['peak_mib'] / max(row['peak_mib'], 1e-9):.2f} |"
             )
         diffs = {k: v for k, v in r.items() if k.startswith("max_rel_diff")}
-        lines += ["", "Equal maps: " + ", ".join(f"{k} = {v:.1e}" for k, v in diffs.items())
-                  + f" (largest drop {r['max_abs_drop']:.1e}; float32, different batch compositions).", ""]
+        lines += [
+            "",
+            "Equal maps: "
+            + ", ".join(f"{k} = {v:.1e}" for k, v in diffs.items())
+            + f" (largest drop {r['max_abs_drop']:.1e}; float32, different batch compositions).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -412,10 +482,18 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--b-windows", type=int, default=None, help="windows per image timed for (b)")
     parser.add_argument("--b-samples", type=int, default=None, help="samples timed for (b)")
-    parser.add_argument("--interleave", type=int, nargs="+", default=None, metavar="BATCH",
-                        help="only alternate simexplain (at these batch sizes) and (a) on Conditional Occlusion")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="BATCH",
+        help="only alternate simexplain (at these batch sizes) and (a) on Conditional Occlusion",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds for --interleave")
-    parser.add_argument("--repeats", type=int, default=3, help="single-image forwards per timing of one forward")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="single-image forwards per timing of one forward"
+    )
     args = parser.parse_args()
     args.stride = args.stride or (32 if args.quick else 8)
     args.samples = args.samples or (20 if args.quick else 100)
@@ -424,9 +502,13 @@ def main() -> None:
     configure_malloc()
     if args.interleave:
         section = interleaved(args)
-        command = f"python benchmarks/bench_occlusion.py --quick --interleave {' '.join(map(str, args.interleave))}"
+        command = (
+            f"python benchmarks/bench_occlusion.py --quick --interleave {' '.join(map(str, args.interleave))}"
+        )
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "occlusion_interleaved.md").write_text(f"Command: `{command} --rounds {args.rounds}`\n\n{section}")
+        (RESULTS / "occlusion_interleaved.md").write_text(
+            f"Command: `{command} --rounds {args.rounds}`\n\n{section}"
+        )
         print(section)
         return
     results = run(args)

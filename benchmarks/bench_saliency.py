@@ -65,13 +65,20 @@ def build(device: torch.device) -> tuple[simexplain.PairModel, torch.Tensor, tor
     net = torchvision.models.resnet50(weights=None)
     net.fc = torch.nn.Identity()
     model = simexplain.PairModel(net.to(device), preprocessing=simexplain.IMAGENET, name="resnet50-random")
-    pixels = simexplain.IMAGENET.to_pixels(simexplain.load_image(simexplain.sample_path("chelsea.jpg"), model))
+    pixels = simexplain.IMAGENET.to_pixels(
+        simexplain.load_image(simexplain.sample_path("chelsea.jpg"), model)
+    )
     view = simclr_view(pixels, generator=torch.Generator().manual_seed(1), size=224)
-    return model, model.preprocessing.to_model(pixels).to(device), model.preprocessing.to_model(view).to(device)
+    return (
+        model,
+        model.preprocessing.to_model(pixels).to(device),
+        model.preprocessing.to_model(view).to(device),
+    )
 
 
-def one_pass_seconds(model: simexplain.PairModel, x: torch.Tensor, repeats: int, batch: int = 1,
-                     clock=time.perf_counter) -> float:
+def one_pass_seconds(
+    model: simexplain.PairModel, x: torch.Tensor, repeats: int, batch: int = 1, clock=time.perf_counter
+) -> float:
     """Median time per image of one forward + input-gradient backward of ``batch`` copies, parameters frozen."""
     times = []
     with model.explaining():
@@ -130,7 +137,11 @@ def naive_averaged_transforms(model, x1, x2, steps: int, seed: int):
         for k in range(1, steps + 1):
             fraction = torch.tensor(k / steps, dtype=x2.dtype, device=x2.device)  # λ_k = 1 − k/K
             a = x1.clone().requires_grad_(True)  # the clean image, re-embedded at every step
-            m = (target if k == steps else (1 - fraction) * x2 + fraction * target).clone().requires_grad_(True)
+            m = (
+                (target if k == steps else (1 - fraction) * x2 + fraction * target)
+                .clone()
+                .requires_grad_(True)
+            )
             score = model.similarity(model.embed(a), model.embed(m))
             score.sum().backward()
             g1 += a.grad
@@ -158,13 +169,24 @@ def compare(name, model, x1, ours_fn, naive_fn, passes, repeats, batch_size):
     diff = max((ours.map1 - naive[0]).abs().max().item(), (ours.map2 - naive[1]).abs().max().item())
     scale = max(naive[0].abs().max().item(), naive[1].abs().max().item())
     row = {
-        "method": name, "clock": "wall" if clock is time.perf_counter else "process CPU time",
-        "naive_s": naive_s, "simexplain_s": ours_s, "speedup": naive_s / ours_s,
-        "naive_wall_s": naive_wall, "simexplain_wall_s": ours_wall, "wall_speedup": naive_wall / ours_wall,
-        "minimal_passes": passes, "one_pass_s": single_s, "one_pass_in_batch_s": batched_s,
-        "efficiency": passes * batched_s / ours_s, "efficiency_vs_single_image_pass": passes * single_s / ours_s,
-        "naive_efficiency": passes * single_s / naive_s, "max_abs_diff": diff, "max_abs_map": scale,
-        "relative_diff": diff / scale, "load_average_before_after": load,
+        "method": name,
+        "clock": "wall" if clock is time.perf_counter else "process CPU time",
+        "naive_s": naive_s,
+        "simexplain_s": ours_s,
+        "speedup": naive_s / ours_s,
+        "naive_wall_s": naive_wall,
+        "simexplain_wall_s": ours_wall,
+        "wall_speedup": naive_wall / ours_wall,
+        "minimal_passes": passes,
+        "one_pass_s": single_s,
+        "one_pass_in_batch_s": batched_s,
+        "efficiency": passes * batched_s / ours_s,
+        "efficiency_vs_single_image_pass": passes * single_s / ours_s,
+        "naive_efficiency": passes * single_s / naive_s,
+        "max_abs_diff": diff,
+        "max_abs_map": scale,
+        "relative_diff": diff / scale,
+        "load_average_before_after": load,
     }
     print(json.dumps(row), flush=True)
     return row
@@ -185,35 +207,63 @@ def main() -> None:
     repeats = 3
     rows = [
         compare(
-            "smooth-grad", model, x1,
-            lambda: simexplain.explain(model, x1, x2, "smooth-grad", samples=samples, seed=0, batch_size=args.batch_size),
-            lambda: naive_smooth_grad(model, x1, x2, samples, seed=0), 2 * samples, repeats, args.batch_size,
+            "smooth-grad",
+            model,
+            x1,
+            lambda: simexplain.explain(
+                model, x1, x2, "smooth-grad", samples=samples, seed=0, batch_size=args.batch_size
+            ),
+            lambda: naive_smooth_grad(model, x1, x2, samples, seed=0),
+            2 * samples,
+            repeats,
+            args.batch_size,
         ),
         compare(
-            "averaged-transforms", model, x1,
-            lambda: simexplain.explain(model, x1, x2, "averaged-transforms", steps=steps, seed=0,
-                                       batch_size=args.batch_size),
-            lambda: naive_averaged_transforms(model, x1, x2, steps, seed=0), steps + 1, repeats, args.batch_size,
+            "averaged-transforms",
+            model,
+            x1,
+            lambda: simexplain.explain(
+                model, x1, x2, "averaged-transforms", steps=steps, seed=0, batch_size=args.batch_size
+            ),
+            lambda: naive_averaged_transforms(model, x1, x2, steps, seed=0),
+            steps + 1,
+            repeats,
+            args.batch_size,
         ),
     ]
     info = {
         "command": "benchmarks/bench_saliency.py" + (" --quick" if args.quick else ""),
-        "samples": samples, "steps": steps, "batch_size": args.batch_size, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "model": "torchvision resnet50, random weights",
-        "input": "224×224, chelsea.jpg and one SimCLR view of it", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "samples": samples,
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "model": "torchvision resnet50, random weights",
+        "input": "224×224, chelsea.jpg and one SimCLR view of it",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "note": "CPU timings on a 2-core machine shared with other jobs: absolute times are noisy, ratios are side by side",
     }
     RESULTS.mkdir(exist_ok=True)
     suffix = "-quick" if args.quick else ""
     (RESULTS / f"saliency{suffix}.json").write_text(json.dumps({"info": info, "results": rows}, indent=2))
     lines = [
-        "# Saliency benchmark (Smooth-Grad, Averaged Transforms)", "",
-        (f"`.venv/bin/python {info['command']}` — {info['date']}, {info['device']} ({info['threads']} threads), "
-        f"torch {info['torch']}, {info['model']}, {info['input']}; simexplain batch size {args.batch_size}."), "",
-        f"Note: {info['note']}.", "",
-        ("| method | naive (s) | simexplain (s) | speed-up | wall-clock speed-up | minimal passes | one pass: alone / in a batch (s) | "
-         "efficiency (batched pass) | efficiency (single pass) | naive efficiency | max abs diff (max map) | load |"),
+        "# Saliency benchmark (Smooth-Grad, Averaged Transforms)",
+        "",
+        (
+            f"`.venv/bin/python {info['command']}` — {info['date']}, {info['device']} ({info['threads']} threads), "
+            f"torch {info['torch']}, {info['model']}, {info['input']}; simexplain batch size {args.batch_size}."
+        ),
+        "",
+        f"Note: {info['note']}.",
+        "",
+        (
+            "| method | naive (s) | simexplain (s) | speed-up | wall-clock speed-up | minimal passes | one pass: alone / in a batch (s) | "
+            "efficiency (batched pass) | efficiency (single pass) | naive efficiency | max abs diff (max map) | load |"
+        ),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -226,13 +276,16 @@ def main() -> None:
             f"{r['load_average_before_after'][0]:.1f} → {r['load_average_before_after'][1]:.1f} |"
         )
     lines += [
-        "", f"Times are {rows[0]['clock']} seconds (on a CPU: CPU seconds of this process, all threads, which other",
+        "",
+        f"Times are {rows[0]['clock']} seconds (on a CPU: CPU seconds of this process, all threads, which other",
         "jobs' load inflates far less than wall time; the wall-clock speed-up is shown too).",
         f"Smooth-Grad: {samples} samples; Averaged Transforms: {steps} steps, blend mode, `combine` transform.",
         "One pass = forward + input-gradient backward of one 224² image with frozen parameters, timed alone (batch 1)",
         f"and per image inside a batch of {args.batch_size} (the batch simexplain uses), before and after the runs.",
-        (f"Here an image cost {min(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}–"
-        f"{max(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}× as much alone as inside a batch, so"),
+        (
+            f"Here an image cost {min(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}–"
+            f"{max(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}× as much alone as inside a batch, so"
+        ),
         "the single-pass efficiency exceeds 1 and most of the speed-up is batching; the batched-pass efficiency says",
         "how close simexplain is to the minimal work. The naive loop runs",
         "one image per forward, so its efficiency uses the single pass. Load = 1-minute load average of the machine.",

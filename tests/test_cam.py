@@ -10,14 +10,20 @@ from simexplain.methods import cam
 
 VARIANTS = [
     ("pair-grad-cam", {}),
-    *[("interaction-cam", {"reduction": r, "gradient_interaction": gi}) for r in cam.REDUCTIONS for gi in (False, True)],
+    *[
+        ("interaction-cam", {"reduction": r, "gradient_interaction": gi})
+        for r in cam.REDUCTIONS
+        for gi in (False, True)
+    ],
     ("deep-similarity", {}),
 ]
 
 
 def pair(b: int = 3, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, size, size, generator=generator), torch.rand(b, 3, size, size, generator=generator)
+    return torch.rand(b, 3, size, size, generator=generator), torch.rand(
+        b, 3, size, size, generator=generator
+    )
 
 
 class SpatialCNN(nn.Module):
@@ -101,7 +107,9 @@ def test_pair_as_batch_equals_two_separate_forwards_with_autograd_grad():
         if reduction is None:
             e = simexplain.explain(model, x1, x2, "pair-grad-cam")
         else:
-            e = simexplain.explain(model, x1, x2, "interaction-cam", reduction=reduction, gradient_interaction=gi)
+            e = simexplain.explain(
+                model, x1, x2, "interaction-cam", reduction=reduction, gradient_interaction=gi
+            )
         assert (counting.calls, counting.images) == (1, 6)  # one forward of [x1; x2]
         m1, m2 = hand_maps(a1, a2, g1, g2, reduction, gi)
         assert_maps_close(e.grid1, m1)
@@ -109,7 +117,9 @@ def test_pair_as_batch_equals_two_separate_forwards_with_autograd_grad():
         torch.testing.assert_close(e.score, s)
 
 
-@pytest.mark.parametrize("method, params", VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values())))
+@pytest.mark.parametrize(
+    "method, params", VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values()))
+)
 def test_cam_score_equals_the_model_score_and_maps_are_upsampled_grids(method, params):
     model = small_pair_model()
     x1, x2 = pair(2)
@@ -151,7 +161,9 @@ def test_attn_reduction_matches_a_hand_computation():
     # attn sits between mean and max-like pooling: a dominant position pulls it towards that position.
     spike = torch.zeros(1, 2, 3, 3)
     spike[0, :, 1, 1] = 10.0
-    torch.testing.assert_close(cam.reduce_activation(spike, "attn"), torch.full((1, 2), 10.0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        cam.reduce_activation(spike, "attn"), torch.full((1, 2), 10.0), atol=1e-4, rtol=0
+    )
 
 
 def test_attn_interaction_cam_end_to_end_matches_hand_version():
@@ -186,7 +198,12 @@ def test_timm_vit_block_gives_maps_on_the_patch_grid(reg_tokens):
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     vit = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=3, num_classes=0,
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        depth=3,
+        num_classes=0,
         reg_tokens=reg_tokens,
     )
     layout = TokenLayout(patch_size=8, prefix_tokens=vit.num_prefix_tokens)
@@ -287,5 +304,7 @@ def test_errors_and_the_model_is_left_untouched():
         simexplain.explain(model, x1, x2, method, **params)
     assert_same_state(before, model_state(model))
     assert simexplain.methods.get("interaction-cam").parameters() == {
-        "reduction": "mean", "gradient_interaction": False, "layer": None
+        "reduction": "mean",
+        "gradient_interaction": False,
+        "layer": None,
     }

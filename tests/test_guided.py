@@ -19,7 +19,9 @@ class ReusedReLUNet(nn.Module):
         self.l2 = nn.Linear(10, 10, dtype=torch.float64)
         self.l3 = nn.Linear(10, 9, dtype=torch.float64)
         self.relu = nn.ReLU(inplace=True)
-        self.head = nn.Sequential(nn.Linear(9, 8, dtype=torch.float64), nn.ReLU(), nn.Linear(8, 5, dtype=torch.float64))
+        self.head = nn.Sequential(
+            nn.Linear(9, 8, dtype=torch.float64), nn.ReLU(), nn.Linear(8, 5, dtype=torch.float64)
+        )
 
     def forward(self, x):
         h = self.relu(self.l1(x.flatten(1)))
@@ -76,7 +78,7 @@ def test_relu6_is_guided_with_its_own_mask():
     x1, x2 = torch.rand(4, 3, 2, 2, dtype=torch.float64), torch.rand(4, 3, 2, 2, dtype=torch.float64)
     gz1, _ = embedding_gradients(model, x1, x2)
     pre = x1.flatten(1) @ lin1.weight.T + lin1.bias
-    assert ((pre > 6).any() and (pre < 0).any())
+    assert (pre > 6).any() and (pre < 0).any()
     expected = (((gz1 @ lin2.weight).clamp_min(0) * ((pre > 0) & (pre < 6))) @ lin1.weight).view_as(x1)
     e = simexplain.explain(model, x1, x2, "input-x-gradient", guided=True)
     torch.testing.assert_close(e.map1, (x1 * expected).abs().amax(1))
@@ -145,8 +147,16 @@ def test_every_functional_form_of_relu_is_seen_and_hardtanh_only_with_a_zero_flo
     model = PairModel(nn.Flatten())
     x = torch.randn(4, requires_grad=True)
     with guided_backprop(model) as guide:
-        for out in (x.relu(), torch.relu(x), F.relu(x), (x * 1).relu_(), torch.relu_(x * 1), F.relu6(x),
-                    F.hardtanh(x, 0.0, 6.0), nn.ReLU6()(x)):
+        for out in (
+            x.relu(),
+            torch.relu(x),
+            F.relu(x),
+            (x * 1).relu_(),
+            torch.relu_(x * 1),
+            F.relu6(x),
+            F.hardtanh(x, 0.0, 6.0),
+            nn.ReLU6()(x),
+        ):
             (grad,) = torch.autograd.grad(-out.sum(), x)
             assert grad.abs().max() == 0  # negative gradients are blocked: guided
         F.hardtanh(x)  # bounds (−1, 1): not a ReLU

@@ -116,7 +116,9 @@ def test_cli_demo_writes_a_png(tmp_path, capsys):
 def test_cli_set_routes_parameters_to_the_methods_that_have_them():
     from simexplain.cli import method_params
 
-    params = method_params(["smooth-grad", "interaction-cam"], ["samples=3", "interaction-cam.reduction=max"], 7)
+    params = method_params(
+        ["smooth-grad", "interaction-cam"], ["samples=3", "interaction-cam.reduction=max"], 7
+    )
     assert params == {"smooth-grad": {"samples": 3, "seed": 7}, "interaction-cam": {"reduction": "max"}}
     with pytest.raises(SimexplainError, match="no chosen method"):
         method_params(["input-x-gradient"], ["samples=3"], None)
@@ -125,7 +127,9 @@ def test_cli_set_routes_parameters_to_the_methods_that_have_them():
 def test_cli_metrics_print_a_table_and_go_into_the_json(tmp_path, capsys):
     report = tmp_path / "out.json"
     paths = [str(simexplain.sample_path(n)) for n in ("chelsea.jpg", "coffee.jpg")]
-    code = main(["explain", *paths, "--method", "input-x-gradient", "--metrics", "SAD,CAD", "--json", str(report)])
+    code = main(
+        ["explain", *paths, "--method", "input-x-gradient", "--metrics", "SAD,CAD", "--json", str(report)]
+    )
     assert code == 0
     assert "SAD" in capsys.readouterr().out
     import json

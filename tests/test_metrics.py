@@ -41,7 +41,9 @@ class RegionLinear(nn.Module):
         return x[:, :, r0:r1, c0:c1].flatten(1) @ self.weight.T
 
 
-def pairs(batch: int = 2, size: int | tuple[int, int] = SIZE, noise: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+def pairs(
+    batch: int = 2, size: int | tuple[int, int] = SIZE, noise: float = 0.3, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """Image 2 = image 1 plus noise, so the clean similarity is high."""
     h, w = (size, size) if isinstance(size, int) else size
     generator = torch.Generator().manual_seed(seed)
@@ -170,7 +172,10 @@ def test_conditional_metrics_embed_the_fixed_image_once_and_respect_batch_size()
 
 def test_asymmetric_model_sends_each_image_through_its_own_encoder_once() -> None:
     batch, points = 2, curve_points(SIZE, SIZE, STEP)
-    side_a, side_b = CountingEncoder(LinearEncoder(size=SIZE, seed=0)), CountingEncoder(LinearEncoder(size=SIZE, seed=1))
+    side_a, side_b = (
+        CountingEncoder(LinearEncoder(size=SIZE, seed=0)),
+        CountingEncoder(LinearEncoder(size=SIZE, seed=1)),
+    )
     model = simexplain.PairModel(side_a, encoder_b=side_b)
     x1, x2 = pairs(batch=batch)
     e = PairExplanation(map1=torch.rand(batch, SIZE, SIZE), map2=torch.rand(batch, SIZE, SIZE))
@@ -260,7 +265,9 @@ def test_batched_equals_one_pair_at_a_time_and_leaves_the_model_alone() -> None:
         alone = evaluate(model, x1[i : i + 1], x2[i : i + 1], e[i], "all", step=STEP, batch_size=64)
         for name in together:
             torch.testing.assert_close(together[name][i : i + 1], alone[name], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(together.curves["CI_2"][i : i + 1], alone.curves["CI_2"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            together.curves["CI_2"][i : i + 1], alone.curves["CI_2"], atol=1e-5, rtol=1e-5
+        )
 
 
 def test_result_shape_table_and_json() -> None:
@@ -269,11 +276,15 @@ def test_result_shape_table_and_json() -> None:
     r = evaluate(model, x1, x2, simexplain.explain(model, x1, x2), "all", step=STEP)
     assert isinstance(r, dict) and isinstance(r, MetricResults)
     assert list(r)[:6] == list(METRICS)
-    assert {"CI_1", "CI_2", "CD_1", "CD_2", "CAD_1", "CAD_2", "SAD_increase", "CAD_increase", "base"} <= set(r)
+    assert {"CI_1", "CI_2", "CD_1", "CD_2", "CAD_1", "CAD_2", "SAD_increase", "CAD_increase", "base"} <= set(
+        r
+    )
     assert set(r.curves) == {"SI", "SD", "CI_1", "CI_2", "CD_1", "CD_2"}
     assert all(v.shape == (2,) and v.dtype == torch.float64 for v in r.values())
     table = format_table({"input-x-gradient": r, "again": r})
-    assert table.splitlines()[0].startswith("| method | pairs | SI ↑ | SD ↓ | CI ↑ | CD ↓ | SAD ↓ | CAD ↓ | G1 ↑")
+    assert table.splitlines()[0].startswith(
+        "| method | pairs | SI ↑ | SD ↓ | CI ↑ | CD ↓ | SAD ↓ | CAD ↓ | G1 ↑"
+    )
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 4
     data = r.to_dict()
     assert data["pairs"] == 2 and set(data["groups"]) == {"G1", "G2", "G3"}
@@ -285,7 +296,9 @@ def test_result_shape_table_and_json() -> None:
 
 
 def test_summary_groups() -> None:
-    groups = summary_groups({"SI": 0.6, "CI": 0.8, "SD": 0.2, "CD": 0.4, "SAD": torch.tensor([0.5, 0.5]), "CAD": 0.3})
+    groups = summary_groups(
+        {"SI": 0.6, "CI": 0.8, "SD": 0.2, "CD": 0.4, "SAD": torch.tensor([0.5, 0.5]), "CAD": 0.3}
+    )
     assert groups == pytest.approx({"G1": 0.7, "G2": 0.7, "G3": 0.6})
     assert summary_groups({"SI": 0.5}) == {}
 

@@ -28,7 +28,10 @@ def images(batch: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
 def test_max_sensitivity_is_zero_without_noise_and_seeded() -> None:
     model = small_pair_model()
     x1, x2 = images()
-    assert torch.equal(max_sensitivity(model, x1, x2, "input-x-gradient", samples=3, radius=0.0, seed=0), torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(
+        max_sensitivity(model, x1, x2, "input-x-gradient", samples=3, radius=0.0, seed=0),
+        torch.zeros(2, dtype=torch.float64),
+    )
     a = max_sensitivity(model, x1, x2, "input-x-gradient", samples=4, seed=7, batch_size=3)
     b = max_sensitivity(model, x1, x2, "input-x-gradient", samples=4, seed=7)
     torch.testing.assert_close(a, b)

@@ -44,7 +44,8 @@ def state_dict_specs(m: dict) -> list[tuple[list[str], dict, dict]]:
     """(state_dict_path, tensors, counts) for the main state dict and every other one in the file."""
     main = m["counts"].get("this_state_dict", m["counts"])
     return [(m["state_dict_path"], m["tensors"], main)] + [
-        (extra["state_dict_path"], extra["tensors"], extra["counts"]) for extra in m.get("more_state_dicts", [])
+        (extra["state_dict_path"], extra["tensors"], extra["counts"])
+        for extra in m.get("more_state_dicts", [])
     ]
 
 
@@ -106,7 +107,14 @@ def stripped(state: dict) -> dict:
 
 def bn(x: Tensor, sd: dict, p: str) -> Tensor:
     return F.batch_norm(
-        x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd.get(f"{p}.weight"), sd.get(f"{p}.bias"), False, 0.0, 1e-5
+        x,
+        sd[f"{p}.running_mean"],
+        sd[f"{p}.running_var"],
+        sd.get(f"{p}.weight"),
+        sd.get(f"{p}.bias"),
+        False,
+        0.0,
+        1e-5,
     )
 
 
@@ -124,7 +132,9 @@ def torchvision_trunk(sd: dict, x: Tensor, p: str = "") -> Tensor:
             h = F.relu(bn(conv(x, sd[f"{q}.conv1.weight"]), sd, f"{q}.bn1"))
             h = F.relu(bn(conv(h, sd[f"{q}.conv2.weight"], stride), sd, f"{q}.bn2"))
             h = bn(conv(h, sd[f"{q}.conv3.weight"]), sd, f"{q}.bn3")
-            short = bn(conv(x, sd[f"{q}.downsample.0.weight"], stride), sd, f"{q}.downsample.1") if i == 0 else x
+            short = (
+                bn(conv(x, sd[f"{q}.downsample.0.weight"], stride), sd, f"{q}.downsample.1") if i == 0 else x
+            )
             x = F.relu(h + short)
     return x.mean((2, 3))
 
@@ -145,10 +155,14 @@ def simclr_trunk(sd: dict, x: Tensor, sk: bool) -> Tensor:
             stride = 2 if i == 0 and stage > 1 else 1
             h = F.relu(bn(conv(x, sd[f"{q}.net.0.weight"]), sd, f"{q}.net.1.0"))
             if sk:
-                both = F.relu(bn(conv(h, sd[f"{q}.net.2.main_conv.0.weight"], stride), sd, f"{q}.net.2.main_conv.1.0"))
+                both = F.relu(
+                    bn(conv(h, sd[f"{q}.net.2.main_conv.0.weight"], stride), sd, f"{q}.net.2.main_conv.1.0")
+                )
                 a, b = both.chunk(2, dim=1)
                 g = (a + b).mean((2, 3), keepdim=True)
-                g = F.relu(bn(conv(g, sd[f"{q}.net.2.mixing_conv.0.weight"]), sd, f"{q}.net.2.mixing_conv.1.0"))
+                g = F.relu(
+                    bn(conv(g, sd[f"{q}.net.2.mixing_conv.0.weight"]), sd, f"{q}.net.2.mixing_conv.1.0")
+                )
                 ma, mb = conv(g, sd[f"{q}.net.2.mixing_conv.2.weight"]).chunk(2, dim=1)
                 wa = torch.exp(ma) / (torch.exp(ma) + torch.exp(mb))
                 h = a * wa + b * (1 - wa)
@@ -185,7 +199,11 @@ def mlp(sd: dict, x: Tensor, p: str, plan: str) -> Tensor:
 
 def vit(sd: dict, x: Tensor, p: str = "") -> Tensor:
     """ViT-B/16 CLS token after the final LayerNorm (224×224 input: no position-embedding resampling)."""
-    t = F.conv2d(x, sd[f"{p}patch_embed.proj.weight"], sd[f"{p}patch_embed.proj.bias"], stride=16).flatten(2).transpose(1, 2)
+    t = (
+        F.conv2d(x, sd[f"{p}patch_embed.proj.weight"], sd[f"{p}patch_embed.proj.bias"], stride=16)
+        .flatten(2)
+        .transpose(1, 2)
+    )
     t = torch.cat([sd[f"{p}cls_token"].expand(len(x), -1, -1), t], 1) + sd[f"{p}pos_embed"]
     ln = lambda v, q: F.layer_norm(v, (768,), sd[f"{q}.weight"], sd[f"{q}.bias"], 1e-6)
     for i in range(12):
@@ -193,7 +211,9 @@ def vit(sd: dict, x: Tensor, p: str = "") -> Tensor:
         qkv = F.linear(ln(t, f"{q}.norm1"), sd[f"{q}.attn.qkv.weight"], sd[f"{q}.attn.qkv.bias"])
         qh, kh, vh = qkv.unflatten(-1, (3, 12, 64)).permute(2, 0, 3, 1, 4)
         attn = (qh @ kh.transpose(-1, -2) / 8.0).softmax(-1) @ vh
-        t = t + F.linear(attn.transpose(1, 2).flatten(2), sd[f"{q}.attn.proj.weight"], sd[f"{q}.attn.proj.bias"])
+        t = t + F.linear(
+            attn.transpose(1, 2).flatten(2), sd[f"{q}.attn.proj.weight"], sd[f"{q}.attn.proj.bias"]
+        )
         h = F.gelu(F.linear(ln(t, f"{q}.norm2"), sd[f"{q}.mlp.fc1.weight"], sd[f"{q}.mlp.fc1.bias"]))
         t = t + F.linear(h, sd[f"{q}.mlp.fc2.weight"], sd[f"{q}.mlp.fc2.bias"])
     return ln(t, f"{p}norm")[:, 0]
@@ -204,8 +224,12 @@ def assert_embeddings_close(actual: Tensor, expected: Tensor) -> None:
     scale = expected.abs().max().item()
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * scale)
     # The similarity the methods explain must agree too, not only the raw vectors.
-    torch.testing.assert_close(F.cosine_similarity(actual[:1], actual[1:]), F.cosine_similarity(expected[:1], expected[1:]),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        F.cosine_similarity(actual[:1], actual[1:]),
+        F.cosine_similarity(expected[:1], expected[1:]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 # ---------------------------------------------------------------- key layout of every manifest (meta device: fast)
@@ -239,9 +263,13 @@ def test_every_manifest_state_dict_has_a_layout_check():
     assert wanted and wanted == covered
 
 
-@pytest.mark.parametrize(("file", "path", "factory"), LAYOUTS, ids=[f"{f}:{'/'.join(p)}" for f, p, _ in LAYOUTS])
+@pytest.mark.parametrize(
+    ("file", "path", "factory"), LAYOUTS, ids=[f"{f}:{'/'.join(p)}" for f, p, _ in LAYOUTS]
+)
 def test_library_state_dict_equals_the_official_layout(file, path, factory):
-    spec, counts = next((tensors, counts) for p, tensors, counts in state_dict_specs(manifest(file)) if p == path)
+    spec, counts = next(
+        (tensors, counts) for p, tensors, counts in state_dict_specs(manifest(file)) if p == path
+    )
     with torch.device("meta"):
         module = factory()
     ours = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in module.state_dict().items()]
@@ -253,9 +281,19 @@ def test_library_state_dict_equals_the_official_layout(file, path, factory):
 
 # Published sizes (SimCLRv2 paper, Table of ResNet variants, millions of parameters without the fc layer).
 SIMCLR_SIZES_M = {
-    "r50_1x_sk0": 24, "r50_1x_sk1": 35, "r50_2x_sk0": 94, "r50_2x_sk1": 140, "r101_1x_sk0": 43, "r101_1x_sk1": 65,
-    "r101_2x_sk0": 170, "r101_2x_sk1": 257, "r152_1x_sk0": 58, "r152_1x_sk1": 89, "r152_2x_sk0": 233,
-    "r152_2x_sk1": 354, "r152_3x_sk1": 795,
+    "r50_1x_sk0": 24,
+    "r50_1x_sk1": 35,
+    "r50_2x_sk0": 94,
+    "r50_2x_sk1": 140,
+    "r101_1x_sk0": 43,
+    "r101_1x_sk1": 65,
+    "r101_2x_sk0": 170,
+    "r101_2x_sk1": 257,
+    "r152_1x_sk0": 58,
+    "r152_1x_sk1": 89,
+    "r152_2x_sk0": 233,
+    "r152_2x_sk1": 354,
+    "r152_3x_sk1": 795,
 }
 
 
@@ -293,7 +331,9 @@ def test_simclrv2_r50_1x_roundtrip(tmp_path):
     x = _x()
     expected = mlp(obj["head"], simclr_trunk(obj["resnet"], x, sk=False), "layers.", "LBRLBRLB")
     assert_embeddings_close(model.embed(x), expected)
-    assert model.name == "simclrv2-r50-1x" and model.layer == "resnet.net.4" and model.preprocessing.is_identity
+    assert (
+        model.name == "simclrv2-r50-1x" and model.layer == "resnet.net.4" and model.preprocessing.is_identity
+    )
     assert model.preprocessing.input_size == (SIZE, SIZE)
 
 
@@ -322,7 +362,12 @@ def test_simsiam_roundtrip_predictor_and_projector(tmp_path):
     ("file", "name", "warning", "described"),
     [
         ("dino_resnet50_pretrain.pth.json", "dino-r50", "pooled 2048-d", "pooled 2048-d"),
-        ("barlowtwins_resnet50.pth.json", "barlowtwins-r50", "no projector", "not the paper's 8192-d projector output"),
+        (
+            "barlowtwins_resnet50.pth.json",
+            "barlowtwins-r50",
+            "no projector",
+            "not the paper's 8192-d projector output",
+        ),
     ],
 )
 def test_backbone_only_release_roundtrip_says_pooled_feature(tmp_path, file, name, warning, described):
@@ -337,8 +382,10 @@ def test_backbone_only_release_roundtrip_says_pooled_feature(tmp_path, file, nam
 @pytest.mark.slow
 def test_simclrv2_sk1_and_2x_roundtrips(tmp_path):
     x = _x()
-    for file, name, sk in (("simclrv2_r50_1x_sk1_ema.pth.json", "simclrv2-r50-1x-sk1", True),
-                           ("simclrv2_r50_2x_sk0_ema.pth.json", "simclrv2-r50-2x", False)):
+    for file, name, sk in (
+        ("simclrv2_r50_1x_sk1_ema.pth.json", "simclrv2-r50-1x-sk1", True),
+        ("simclrv2_r50_2x_sk0_ema.pth.json", "simclrv2-r50-2x", False),
+    ):
         path, obj = _roundtrip(tmp_path, file)
         expected = mlp(obj["head"], simclr_trunk(obj["resnet"], x, sk=sk), "layers.", "LBRLBRLB")
         assert_embeddings_close(load_model(name, weights=path).embed(x), expected)
@@ -411,7 +458,9 @@ def test_dino_vit_forward_matches_hand_written_vit_at_a_small_input():
 
     model = simexplain.models.dino_vit_b16(input_size=SIZE)
     sd = dict(model.encoder.state_dict())
-    sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], (SIZE // 16, SIZE // 16), (14, 14), num_prefix_tokens=1)
+    sd["pos_embed"] = resample_abs_pos_embed(
+        sd["pos_embed"], (SIZE // 16, SIZE // 16), (14, 14), num_prefix_tokens=1
+    )
     x = _x()
     with torch.no_grad():
         assert_embeddings_close(model.embed(x), vit(sd, x))
@@ -559,7 +608,9 @@ def test_torchvision_user_model_from_a_weights_file(tmp_path):
 def test_timm_user_vit_at_a_small_input(tmp_path):
     import timm
 
-    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True).eval()
+    reference = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True
+    ).eval()
     path = tmp_path / "model.safetensors"  # the format of timm's releases: tensors only, no pickle
     from safetensors.torch import save_file
 
@@ -598,7 +649,9 @@ def _one_method_per_family() -> dict[str, list[str]]:
 )
 def test_zoo_model_runs_one_method_of_each_family(name):
     options = {"variant": "r50_1x_sk0"} if name == "simclrv2" else {}  # the generic name needs a variant
-    model = available()[name].builder(weights=None, input_size=SIZE, **options)  # random weights: architecture only
+    model = available()[name].builder(
+        weights=None, input_size=SIZE, **options
+    )  # random weights: architecture only
     assert "RANDOM WEIGHTS" in model.description
     x1, x2 = _x(1), _x(2)
     for family, methods in _one_method_per_family().items():

@@ -51,7 +51,9 @@ def test_windows_away_from_the_region_have_zero_drop_and_the_map_peaks_on_it():
     x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
     e = simexplain.explain(model, x, x.clone(), "conditional-occlusion", window=8, stride=4)
     starts = window_starts(32, 8, 4)
-    touches = windows_touch_region(starts, 8, *REGION[:2])[:, None] & windows_touch_region(starts, 8, *REGION[2:])
+    touches = windows_touch_region(starts, 8, *REGION[:2])[:, None] & windows_touch_region(
+        starts, 8, *REGION[2:]
+    )
     for grid, pixels in ((e.grid1, e.map1), (e.grid2, e.map2)):
         assert grid.shape == (2, len(starts), len(starts))
         assert grid[:, ~touches].abs().max() < 1e-12
@@ -82,7 +84,9 @@ def test_each_grid_value_is_the_drop_of_its_window_and_pixels_average_the_grid()
             torch.testing.assert_close(e.grid1[:, i, j], drop, atol=1e-6, rtol=1e-5)
             occluded2 = x2.clone()
             occluded2[:, :, r : r + 6, c : c + 6] = 0
-            torch.testing.assert_close(e.grid2[:, i, j], clean - model(x1, occluded2).detach(), atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(
+                e.grid2[:, i, j], clean - model(x1, occluded2).detach(), atol=1e-6, rtol=1e-5
+            )
             total[:, r : r + 6, c : c + 6] += drop[:, None, None]
             count[r : r + 6, c : c + 6] += 1
     assert count.min() >= 1  # every pixel covered
@@ -147,7 +151,10 @@ def test_asymmetric_model_occludes_each_image_through_its_own_encoder():
 # ---------------------------------------------------------------------------------------------- both methods
 @pytest.mark.parametrize(
     "method, params",
-    [("conditional-occlusion", {"window": 8, "stride": 4}), ("pairwise-occlusion", {"samples": 12, "seed": 3})],
+    [
+        ("conditional-occlusion", {"window": 8, "stride": 4}),
+        ("pairwise-occlusion", {"samples": 12, "seed": 3}),
+    ],
 )
 def test_clean_embeddings_once_and_forwards_bounded_by_batch_size(method, params):
     encoder = SizeRecorder(RegionEncoder(REGION))
@@ -159,8 +166,9 @@ def test_clean_embeddings_once_and_forwards_bounded_by_batch_size(method, params
     assert encoder.sizes[0] == 6
     assert encoder.images == 6 + 2 * perturbed
     assert max(encoder.sizes[1:]) <= 10
-    assert encoder.calls == 1 + (2 * math.ceil(perturbed / 10) if method == "conditional-occlusion"
-                                 else math.ceil(perturbed / 5))
+    assert encoder.calls == 1 + (
+        2 * math.ceil(perturbed / 10) if method == "conditional-occlusion" else math.ceil(perturbed / 5)
+    )
 
 
 @pytest.mark.parametrize(
@@ -239,11 +247,15 @@ def test_pairwise_matches_a_direct_loop_over_samples():
     torch.manual_seed(2)
     model = PairModel(SmallCNN())
     x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    e = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=9, seed=11, temperature=0.05, batch_size=4)
+    e = simexplain.explain(
+        model, x1, x2, "pairwise-occlusion", samples=9, seed=11, temperature=0.05, batch_size=4
+    )
     clean = model(x1, x2).detach()
     maps1, maps2 = torch.zeros(2, 16, 16), torch.zeros(2, 16, 16)
     drops, to_first = [], []
-    for (t1, l1, h1, w1), (t2, l2, h2, w2) in zip(e.params["rectangles1"].tolist(), e.params["rectangles2"].tolist()):
+    for (t1, l1, h1, w1), (t2, l2, h2, w2) in zip(
+        e.params["rectangles1"].tolist(), e.params["rectangles2"].tolist()
+    ):
         p1, p2 = x1.clone(), x2.clone()
         p1[:, :, t1 : t1 + h1, l1 : l1 + w1] = 0
         p2[:, :, t2 : t2 + h2, l2 : l2 + w2] = 0

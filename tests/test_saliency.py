@@ -24,8 +24,10 @@ def linear_pair(**options):
 
 def images(batch=2, seed=0, size=SIZE):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(batch, 3, size, size, generator=g, dtype=torch.float64),
-            torch.rand(batch, 3, size, size, generator=g, dtype=torch.float64))
+    return (
+        torch.rand(batch, 3, size, size, generator=g, dtype=torch.float64),
+        torch.rand(batch, 3, size, size, generator=g, dtype=torch.float64),
+    )
 
 
 def smap(x, g):
@@ -55,7 +57,9 @@ def test_smooth_grad_one_sample_equals_the_hand_computed_noisy_gradient(shared):
         eps2 = eps1 if shared else torch.randn(3, SIZE, SIZE, generator=g, dtype=torch.float64)
         n1, n2 = x1[i : i + 1] + sigma[i] * eps1, x2[i : i + 1] + sigma[i] * eps2
         g1, g2 = analytic_cosine_gradients(weight, n1, n2)
-        torch.testing.assert_close(e.map1[i : i + 1], smap(x1[i : i + 1], g1))  # the map multiplies the CLEAN image
+        torch.testing.assert_close(
+            e.map1[i : i + 1], smap(x1[i : i + 1], g1)
+        )  # the map multiplies the CLEAN image
         torch.testing.assert_close(e.map2[i : i + 1], smap(x2[i : i + 1], g2))
 
 
@@ -96,7 +100,9 @@ def test_smooth_grad_seeds_reproduce_and_differ():
 def test_smooth_grad_batched_equals_one_by_one_with_the_generator_passed_along():
     model = PairModel(SmallCNN())
     x1, x2 = (x.float() for x in images(3))
-    batched = simexplain.explain(model, x1, x2, "smooth-grad", samples=3, seed=torch.Generator().manual_seed(5))
+    batched = simexplain.explain(
+        model, x1, x2, "smooth-grad", samples=3, seed=torch.Generator().manual_seed(5)
+    )
     g = torch.Generator().manual_seed(5)
     for i in range(3):
         single = simexplain.explain(model, x1[i], x2[i], "smooth-grad", samples=3, seed=g)
@@ -119,7 +125,9 @@ def test_averaged_transforms_with_identity_is_input_x_gradient(mode):
     model, _ = linear_pair()
     x1, x2 = images(3)
     base = simexplain.explain(model, x1, x2, "input-x-gradient")
-    e = simexplain.explain(model, x1, x2, "averaged-transforms", transform="identity", steps=4, mode=mode, batch_size=5)
+    e = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="identity", steps=4, mode=mode, batch_size=5
+    )
     torch.testing.assert_close(e.map1, base.map1)
     torch.testing.assert_close(e.map2, base.map2)
     torch.testing.assert_close(e.score, base.score)
@@ -131,10 +139,14 @@ def test_averaged_transforms_blend_path_matches_the_definition(batch_size):
     x1, x2 = images(2)
     x1, x2 = IMAGENET.to_model(x1), IMAGENET.to_model(x2)
     steps = 3
-    e = simexplain.explain(model, x1, x2, "averaged-transforms", transform="grayscale", steps=steps, batch_size=batch_size)
+    e = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="grayscale", steps=steps, batch_size=batch_size
+    )
     # T(x2) in [0, 1] space, back to model space; m_k = λ_k x2 + (1 − λ_k) T(x2), λ_k = 1 − k/K.
     gray = IMAGENET.to_pixels(x2)
-    gray = (gray * torch.tensor([0.2989, 0.587, 0.114], dtype=gray.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    gray = (gray * torch.tensor([0.2989, 0.587, 0.114], dtype=gray.dtype).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    )
     target = IMAGENET.to_model(gray.expand_as(x2))
     g1 = g2 = 0
     for k in range(1, steps + 1):
@@ -162,7 +174,9 @@ def test_one_step_explains_the_transformed_pair(mode):
 def test_strength_mode_rotation_walks_the_angle_and_keeps_the_rotated_view():
     model, weight = linear_pair()
     x1, x2 = images(1)
-    e = simexplain.explain(model, x1, x2, "averaged-transforms", transform=Rotation(90), steps=3, mode="strength")
+    e = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform=Rotation(90), steps=3, mode="strength"
+    )
     rotation = get_transform("rotate-90")
     g1 = g2 = 0
     for k in (1, 2, 3):
@@ -185,11 +199,14 @@ def test_image_one_is_embedded_once_and_the_path_is_batched():
     assert (encoder.calls, encoder.images) == (1, 22)  # all fits: x1 rides in the path's forward
 
 
-@pytest.mark.parametrize("options", [
-    {"transform": "combine", "noise": True},
-    {"transform": "combine", "mode": "strength", "noise": True, "guided": True},
-    {"transform": "color-jitter", "guided": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"transform": "combine", "noise": True},
+        {"transform": "combine", "mode": "strength", "noise": True, "guided": True},
+        {"transform": "color-jitter", "guided": True},
+    ],
+)
 def test_averaged_transforms_seeds_reproduce_differ_and_ignore_batch_size(options):
     model = PairModel(SmallCNN())
     x1, x2 = (x.float() for x in images(2, size=16))
@@ -205,9 +222,13 @@ def test_noise_touches_only_the_intermediate_steps():
     model, _ = linear_pair()
     x1, x2 = images(2)
     clean = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-30", steps=1, seed=0)
-    noisy = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-30", steps=1, seed=0, noise=True)
+    noisy = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="rotate-30", steps=1, seed=0, noise=True
+    )
     torch.testing.assert_close(noisy.map1, clean.map1)  # K = 1: no intermediate step to noise
-    noisy3 = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-30", steps=3, seed=0, noise=0.5)
+    noisy3 = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="rotate-30", steps=3, seed=0, noise=0.5
+    )
     clean3 = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-30", steps=3, seed=0)
     torch.testing.assert_close(noisy3.image2, clean3.image2)
     assert not torch.allclose(noisy3.map1, clean3.map1)
@@ -216,9 +237,13 @@ def test_noise_touches_only_the_intermediate_steps():
 def test_averaged_transforms_batched_equals_one_by_one():
     model = PairModel(SmallCNN())
     x1, x2 = (x.float() for x in images(3, size=16))
-    batched = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-60", mode="strength", steps=3)
+    batched = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="rotate-60", mode="strength", steps=3
+    )
     for i in range(3):
-        single = simexplain.explain(model, x1[i], x2[i], "averaged-transforms", transform="rotate-60", mode="strength", steps=3)
+        single = simexplain.explain(
+            model, x1[i], x2[i], "averaged-transforms", transform="rotate-60", mode="strength", steps=3
+        )
         torch.testing.assert_close(batched.map1[i : i + 1], single.map1)
         torch.testing.assert_close(batched.map2[i : i + 1], single.map2)
 

@@ -37,9 +37,13 @@ def test_strength_zero_is_the_identity_and_strength_one_the_transform(name):
 
 def test_deterministic_transforms_match_their_definitions():
     x = pixels()
-    torch.testing.assert_close(get_transform("rotate-90")(x), torch.rot90(x, 1, (-2, -1)))  # counter-clockwise
+    torch.testing.assert_close(
+        get_transform("rotate-90")(x), torch.rot90(x, 1, (-2, -1))
+    )  # counter-clockwise
     torch.testing.assert_close(get_transform("rotate-180")(x), x.flip(-1, -2))
-    torch.testing.assert_close(get_transform("rotate-30")(x), TF.rotate(x, 30.0, TF.InterpolationMode.BILINEAR))
+    torch.testing.assert_close(
+        get_transform("rotate-30")(x), TF.rotate(x, 30.0, TF.InterpolationMode.BILINEAR)
+    )
     torch.testing.assert_close(get_transform("hflip")(x), x.flip(-1))
     torch.testing.assert_close(get_transform("grayscale")(x), TF.rgb_to_grayscale(x, 3))
     torch.testing.assert_close(get_transform("solarise")(x), TF.solarize(x, 0.5))
@@ -49,8 +53,11 @@ def test_deterministic_transforms_match_their_definitions():
 def test_colour_operations_match_torchvision():
     x = pixels(2, dtype=torch.float32)
     f = torch.tensor([0.4, 1.7])
-    for mine, theirs in ((adjust_brightness, TF.adjust_brightness), (adjust_contrast, TF.adjust_contrast),
-                         (adjust_saturation, TF.adjust_saturation)):
+    for mine, theirs in (
+        (adjust_brightness, TF.adjust_brightness),
+        (adjust_contrast, TF.adjust_contrast),
+        (adjust_saturation, TF.adjust_saturation),
+    ):
         expected = torch.stack([theirs(x[i], f[i].item()) for i in range(2)])
         torch.testing.assert_close(mine(x, f), expected, atol=1e-5, rtol=0)
     shift = torch.tensor([0.3, -0.15])
@@ -68,7 +75,9 @@ def test_per_image_strength_interpolates_the_setting():
     assert torch.equal(out[0], x[0])
     torch.testing.assert_close(out[1:], TF.rotate(x[1:], 45.0, TF.InterpolationMode.BILINEAR))
     blur = GaussianBlur(5, 2.0)
-    torch.testing.assert_close(blur.apply(x, blur.sample(2), 0.25), gaussian_blur(x, torch.tensor([0.5, 0.5]), 5))
+    torch.testing.assert_close(
+        blur.apply(x, blur.sample(2), 0.25), gaussian_blur(x, torch.tensor([0.5, 0.5]), 5)
+    )
 
 
 def test_jitter_strength_moves_the_factors_from_one():
@@ -76,8 +85,13 @@ def test_jitter_strength_moves_the_factors_from_one():
     params = jitter.sample(4, generator=torch.Generator().manual_seed(0))
     params["order"] = torch.arange(4).expand(4, 4)  # brightness, contrast, saturation, hue
     x = pixels(4)
-    half = {**params, "brightness": 1 + 0.5 * (params["brightness"] - 1), "contrast": 1 + 0.5 * (params["contrast"] - 1),
-            "saturation": 1 + 0.5 * (params["saturation"] - 1), "hue": 0.5 * params["hue"]}
+    half = {
+        **params,
+        "brightness": 1 + 0.5 * (params["brightness"] - 1),
+        "contrast": 1 + 0.5 * (params["contrast"] - 1),
+        "saturation": 1 + 0.5 * (params["saturation"] - 1),
+        "hue": 0.5 * params["hue"],
+    }
     torch.testing.assert_close(jitter.apply(x, params, 0.5), jitter.apply(x, half, 1.0))
 
 
@@ -111,8 +125,10 @@ def test_in_model_space_transforms_pixels_not_normalised_values():
     x = pixels(2)
     model_x = IMAGENET.to_model(x)
     t = get_transform("grayscale")
-    torch.testing.assert_close(in_model_space(t, model_x, {"apply": torch.tensor([True, True])}, 1.0, IMAGENET),
-                               IMAGENET.to_model(TF.rgb_to_grayscale(x, 3)))
+    torch.testing.assert_close(
+        in_model_space(t, model_x, {"apply": torch.tensor([True, True])}, 1.0, IMAGENET),
+        IMAGENET.to_model(TF.rgb_to_grayscale(x, 3)),
+    )
 
 
 def test_simclr_view_shapes_ranges_and_seeds():

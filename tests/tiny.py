@@ -14,7 +14,9 @@ class LinearEncoder(nn.Module):
     def __init__(self, size: int = 8, dim: int = 5, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.weight = nn.Parameter(torch.randn(dim, 3 * size * size, generator=generator, dtype=torch.float64))
+        self.weight = nn.Parameter(
+            torch.randn(dim, 3 * size * size, generator=generator, dtype=torch.float64)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(1).to(self.weight.dtype) @ self.weight.T
@@ -37,7 +39,10 @@ class SmallCNN(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, stride=2), nn.ReLU()
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, stride=2),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Linear(width, 16), nn.ReLU(), nn.Linear(16, dim))
 
@@ -83,7 +88,9 @@ def model_state(module: nn.Module) -> dict:
         "modes": [m.training for m in module.modules()],
         "flags": [p.requires_grad for p in module.parameters()],
         "hooks": [
-            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+            len(m._forward_hooks)
+            + len(m._forward_pre_hooks)
+            + len(m._backward_hooks)
             + len(getattr(m, "_backward_pre_hooks", {}))
             for m in module.modules()
         ],

@@ -35,8 +35,11 @@ def resolve_batch_size(batch_size: int | None, device: torch.device | str) -> in
     if batch_size is None:
         return default_batch_size(device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise SimexplainError(f"batch_size must be a positive integer (images per forward), got {batch_size!r}")
+        raise SimexplainError(
+            f"batch_size must be a positive integer (images per forward), got {batch_size!r}"
+        )
     return batch_size
+
 
 # Off by default: a library should not print; the command line turns bars on for its long runs.
 _PROGRESS: ContextVar[bool] = ContextVar("simexplain_progress", default=False)

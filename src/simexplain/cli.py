@@ -46,7 +46,9 @@ def method_params(
         target, _, key = key.rpartition(".")
         targets = [target] if target else [name for name in methods if key in known[name]]
         if target and target not in params:
-            raise SimexplainError(f"--set {setting}: {target!r} is not among the chosen methods {', '.join(methods)}")
+            raise SimexplainError(
+                f"--set {setting}: {target!r} is not among the chosen methods {', '.join(methods)}"
+            )
         if not targets or any(key not in known[name] for name in targets):
             raise SimexplainError(f"--set {setting}: no chosen method has a parameter {key!r}")
         for name in targets:
@@ -100,7 +102,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         x1, x2 = load_images(args.images[0], args.images[1], model)
         names = list(args.images)
     if model.name == DEFAULT_MODEL:
-        print(f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, not a contrastive model)")
+        print(
+            f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, not a contrastive model)"
+        )
 
     explanations = []
     with progress_bars():
@@ -113,7 +117,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         "model": model.name,
         "images": names,
         "score": score,
-        "methods": {e.method: {"params": _jsonable(params[e.method]), "score": e.score.tolist()} for e in explanations},
+        "methods": {
+            e.method: {"params": _jsonable(params[e.method]), "score": e.score.tolist()} for e in explanations
+        },
     }
     if args.metrics:
         report["metrics"] = _metrics(model, x1, x2, explanations, args.metrics, args.batch_size)
@@ -158,7 +164,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for entry in available().values():
         print(f"{entry.name}\n    {entry.description}")
-        print(f"    embedding: {entry.embedding or '-'}; input: {entry.preprocessing or '-'}; CAM layer: {entry.layer or '-'}")
+        print(
+            f"    embedding: {entry.embedding or '-'}; input: {entry.preprocessing or '-'}; CAM layer: {entry.layer or '-'}"
+        )
     return 0
 
 
@@ -173,23 +181,36 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simexplain", description="Explain why a two-image model finds two images similar.")
+    parser = argparse.ArgumentParser(
+        prog="simexplain", description="Explain why a two-image model finds two images similar."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
     explain = commands.add_parser("explain", help="explain the similarity of two images and draw a figure")
     explain.add_argument("images", nargs="*", metavar="IMG", help="the two images (paths)")
-    explain.add_argument("--demo", action="store_true", help="the bundled photo and a SimCLR augmentation of it")
-    explain.add_argument("--model", help="model name (default: efficientnet-lite0, a supervised model; see `simexplain models`)")
+    explain.add_argument(
+        "--demo", action="store_true", help="the bundled photo and a SimCLR augmentation of it"
+    )
+    explain.add_argument(
+        "--model",
+        help="model name (default: efficientnet-lite0, a supervised model; see `simexplain models`)",
+    )
     explain.add_argument("--weights", help="checkpoint file for the model")
-    explain.add_argument("--method", action="append", metavar="NAME", help="method, repeatable (see `simexplain methods`)")
-    explain.add_argument("--set", action="append", metavar="[METHOD.]KEY=VALUE", help="method parameter, repeatable")
+    explain.add_argument(
+        "--method", action="append", metavar="NAME", help="method, repeatable (see `simexplain methods`)"
+    )
+    explain.add_argument(
+        "--set", action="append", metavar="[METHOD.]KEY=VALUE", help="method parameter, repeatable"
+    )
     explain.add_argument("--metrics", metavar="all|SI,SD,...", help="evaluate the maps and print a table")
     explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
     explain.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
-    explain.add_argument("--batch-size", type=int, metavar="N", help="images per forward for batched methods and metrics")
+    explain.add_argument(
+        "--batch-size", type=int, metavar="N", help="images per forward for batched methods and metrics"
+    )
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
 

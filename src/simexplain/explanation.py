@@ -30,7 +30,9 @@ def normalize_maps(maps: Tensor) -> Tensor:
     flat = maps.flatten(1)
     low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     span = high - low
-    scaled = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    scaled = torch.where(
+        span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat)
+    )
     return scaled.view_as(maps)
 
 
@@ -99,8 +101,14 @@ class PairExplanation:
             return None if t is None else t[pick]
 
         return replace(
-            self, map1=take(self.map1), map2=take(self.map2), score=take(self.score),
-            grid1=take(self.grid1), grid2=take(self.grid2), image1=take(self.image1), image2=take(self.image2),
+            self,
+            map1=take(self.map1),
+            map2=take(self.map2),
+            score=take(self.score),
+            grid1=take(self.grid1),
+            grid2=take(self.grid2),
+            image1=take(self.image1),
+            image2=take(self.image2),
         )
 
     def normalized(self) -> PairExplanation:
@@ -113,15 +121,23 @@ class PairExplanation:
 
     def blurred(self, kernel_size: int = 11, sigma: float = 5.0) -> PairExplanation:
         """Copy with Gaussian-blurred maps, for display only."""
-        return replace(self, map1=blur_maps(self.map1, kernel_size, sigma), map2=blur_maps(self.map2, kernel_size, sigma))
+        return replace(
+            self, map1=blur_maps(self.map1, kernel_size, sigma), map2=blur_maps(self.map2, kernel_size, sigma)
+        )
 
     def to(self, device: torch.device | str) -> PairExplanation:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)
 
         return replace(
-            self, map1=move(self.map1), map2=move(self.map2), score=move(self.score), grid1=move(self.grid1),
-            grid2=move(self.grid2), image1=move(self.image1), image2=move(self.image2),
+            self,
+            map1=move(self.map1),
+            map2=move(self.map2),
+            score=move(self.score),
+            grid1=move(self.grid1),
+            grid2=move(self.grid2),
+            image1=move(self.image1),
+            image2=move(self.image2),
         )
 
     def cpu(self) -> PairExplanation:

@@ -98,7 +98,9 @@ def _array_to_image(array: np.ndarray | Tensor, label: str) -> Image.Image:
             raise SimexplainError(f"{label}: array holds NaN or infinite values")
         array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     else:
-        raise SimexplainError(f"{label}: unsupported array dtype {array.dtype} (use uint8, uint16 or float in [0, 1])")
+        raise SimexplainError(
+            f"{label}: unsupported array dtype {array.dtype} (use uint8, uint16 or float in [0, 1])"
+        )
     return _to_rgb(Image.fromarray(array))
 
 
@@ -108,7 +110,9 @@ def to_pixels(image: Image.Image, preprocessing: Preprocessing) -> Tensor:
     if preprocessing.resize is None:
         image = image.resize((width, height), Image.BICUBIC)
     else:
-        image = TF.resize(image, preprocessing.resize, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        image = TF.resize(
+            image, preprocessing.resize, interpolation=TF.InterpolationMode.BICUBIC, antialias=True
+        )
         image = TF.center_crop(image, [height, width])
     return TF.to_tensor(image)
 
@@ -132,4 +136,3 @@ def load_images(a: ImageSource, b: ImageSource, model: PairModel | Preprocessing
         torch.Size([1, 3, 224, 224])
     """
     return load_image(a, model, "image 1"), load_image(b, model, "image 2")
-

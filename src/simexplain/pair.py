@@ -63,7 +63,9 @@ def _resolve_similarity(similarity: str | Similarity) -> Similarity:
     if callable(similarity):
         return similarity
     if similarity not in SIMILARITIES:
-        raise SimexplainError(f"unknown similarity {similarity!r}; known: {', '.join(SIMILARITIES)} or a callable")
+        raise SimexplainError(
+            f"unknown similarity {similarity!r}; known: {', '.join(SIMILARITIES)} or a callable"
+        )
     return SIMILARITIES[similarity]
 
 
@@ -107,7 +109,9 @@ class PairModel(nn.Module):
         description: str = "",
     ) -> None:
         super().__init__()
-        if not isinstance(encoder, nn.Module) or (encoder_b is not None and not isinstance(encoder_b, nn.Module)):
+        if not isinstance(encoder, nn.Module) or (
+            encoder_b is not None and not isinstance(encoder_b, nn.Module)
+        ):
             raise SimexplainError("PairModel needs torch.nn.Module encoders")
         self.encoder = encoder.eval()
         self.encoder_b = encoder_b.eval() if encoder_b is not None else None
@@ -213,7 +217,9 @@ class PairModel(nn.Module):
                 if not isinstance(output, Tensor):
                     raise SimexplainError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
                 if key in captured:
-                    raise SimexplainError(f"layer {name!r} runs more than once per forward; tap another layer")
+                    raise SimexplainError(
+                        f"layer {name!r} runs more than once per forward; tap another layer"
+                    )
                 # Start the graph here: parameters are frozen, so only the head after the layer is differentiated.
                 # The clone keeps the captured value intact if the network modifies its output in place.
                 out = output if output.requires_grad else output.detach().requires_grad_(True)
@@ -249,7 +255,9 @@ class PairModel(nn.Module):
         if t.dim() == 3:
             layout = self.token_layout or TokenLayout()
             return layout.to_grid(t, input_hw)
-        raise SimexplainError(f"tapped activation has shape {tuple(t.shape)}; expected B×D×h×w or B×N×D tokens")
+        raise SimexplainError(
+            f"tapped activation has shape {tuple(t.shape)}; expected B×D×h×w or B×N×D tokens"
+        )
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, shared={self.shared}, layer={self.layer!r}"

@@ -61,7 +61,9 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
     return torch.rand(shape, generator=generator, device=where).to(device)
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
+def _uniform(
+    n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     return low + (high - low) * _rand((n,), generator, device)
 
 
@@ -75,7 +77,9 @@ def _per_image(value: Strength, x: Tensor) -> Tensor:
     if value.dim() == 0:
         value = value.expand(x.shape[0])
     if value.shape != (x.shape[0],):
-        raise SimexplainError(f"strength must be a float or one value per image ({x.shape[0]}), got {tuple(value.shape)}")
+        raise SimexplainError(
+            f"strength must be a float or one value per image ({x.shape[0]}), got {tuple(value.shape)}"
+        )
     return value.view(-1, 1, 1, 1)
 
 
@@ -121,7 +125,9 @@ def adjust_hue(pixels: Tensor, shift: Tensor) -> Tensor:
     low, _ = pixels.min(1)
     span = high - low
     safe = torch.where(span > 0, span, torch.ones_like(span))
-    sat = torch.where(high > 0, span / torch.where(high > 0, high, torch.ones_like(high)), torch.zeros_like(high))
+    sat = torch.where(
+        high > 0, span / torch.where(high > 0, high, torch.ones_like(high)), torch.zeros_like(high)
+    )
     # Hue in sixths of a turn, by which channel is the maximum (ties resolved r, then g, then b).
     hue_r = ((g - b) / safe) % 6
     hue_g = (b - r) / safe + 2
@@ -199,7 +205,9 @@ class Transform:
 
     name = "transform"
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         """Random settings of ``batch`` images (none for deterministic transforms)."""
         return {}
 
@@ -209,7 +217,9 @@ class Transform:
     def __call__(self, pixels: Tensor, *, generator: Seed = None, strength: Strength = 1.0) -> Tensor:
         """Draw settings for every image and apply them at ``strength``."""
         generator = make_generator(generator, pixels.device)
-        return self.apply(pixels, self.sample(pixels.shape[0], generator=generator, device=pixels.device), strength)
+        return self.apply(
+            pixels, self.sample(pixels.shape[0], generator=generator, device=pixels.device), strength
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -231,14 +241,28 @@ class ColorJitter(Transform):
     Strength ``s`` moves each factor from 1 towards its drawn value (``1 + s·(f − 1)``) and the hue shift from 0.
     """
 
-    def __init__(self, brightness: float = 0.8, contrast: float = 0.8, saturation: float = 0.8, hue: float = 0.4,
-                 p: float = 1.0) -> None:
+    def __init__(
+        self,
+        brightness: float = 0.8,
+        contrast: float = 0.8,
+        saturation: float = 0.8,
+        hue: float = 0.4,
+        p: float = 1.0,
+    ) -> None:
         if not 0 <= hue <= 0.5:
             raise SimexplainError(f"hue must lie in [0, 0.5], got {hue}")
-        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = (
+            brightness,
+            contrast,
+            saturation,
+            hue,
+            p,
+        )
         self.name = "color-jitter"
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         device = torch.device(device)
 
         def factor(amount: float) -> Tensor:
@@ -278,14 +302,18 @@ class GaussianBlur(Transform):
     Strength ``s`` scales σ (``s = 0`` is the identity).
     """
 
-    def __init__(self, kernel_size: int = 11, sigma: float | tuple[float, float] = 5.0, p: float = 1.0) -> None:
+    def __init__(
+        self, kernel_size: int = 11, sigma: float | tuple[float, float] = 5.0, p: float = 1.0
+    ) -> None:
         if kernel_size % 2 != 1 or kernel_size < 1:
             raise SimexplainError(f"kernel_size must be an odd positive integer, got {kernel_size}")
         self.kernel_size, self.p = kernel_size, p
         self.sigma_range = (sigma, sigma) if isinstance(sigma, int | float) else tuple(sigma)
         self.name = "blur"
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         device = torch.device(device)
         return {
             "apply": _bernoulli(batch, self.p, generator, device),
@@ -306,7 +334,9 @@ class Grayscale(Transform):
         self.p = p
         self.name = "grayscale"
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         return {"apply": _bernoulli(batch, self.p, generator, torch.device(device))}
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
@@ -347,7 +377,9 @@ class HorizontalFlip(Transform):
         self.p = p
         self.name = "hflip"
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         return {"apply": _bernoulli(batch, self.p, generator, torch.device(device))}
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
@@ -361,10 +393,14 @@ class Compose(Transform):
         self.transforms = transforms
         self.name = name
 
-    def sample(self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Params:
+    def sample(
+        self, batch: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> Params:
         params: Params = {}
         for i, t in enumerate(self.transforms):
-            params.update({f"{i}.{k}": v for k, v in t.sample(batch, generator=generator, device=device).items()})
+            params.update(
+                {f"{i}.{k}": v for k, v in t.sample(batch, generator=generator, device=device).items()}
+            )
         return params
 
     def apply(self, pixels: Tensor, params: Mapping[str, Tensor], strength: Strength = 1.0) -> Tensor:
@@ -378,7 +414,10 @@ def combine() -> Compose:
     """The SimCLR colour pipeline without crop: jitter 0.8/0.8/0.8/0.2 (p 0.8), grayscale (p 0.2), blur kernel 21
     σ ~ U(0.1, 2) (p 0.5)."""
     return Compose(
-        ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8), Grayscale(p=0.2), GaussianBlur(21, (0.1, 2.0), p=0.5), name="combine"
+        ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8),
+        Grayscale(p=0.2),
+        GaussianBlur(21, (0.1, 2.0), p=0.5),
+        name="combine",
     )
 
 
@@ -396,8 +435,14 @@ _TRANSFORMS: dict[str, Callable[[], Transform]] = {
     "rotate-180": lambda: Rotation(180),
     "hflip": HorizontalFlip,
 }
-_ALIASES = {"jitter": "color-jitter", "colour-jitter": "color-jitter", "solarise": "solarize", "gray": "grayscale",
-            "greyscale": "grayscale", "flip": "hflip"}
+_ALIASES = {
+    "jitter": "color-jitter",
+    "colour-jitter": "color-jitter",
+    "solarise": "solarize",
+    "gray": "grayscale",
+    "greyscale": "grayscale",
+    "flip": "hflip",
+}
 
 
 def available_transforms() -> list[str]:
@@ -421,15 +466,24 @@ def get_transform(name: str | Transform) -> Transform:
 
 
 def in_model_space(
-    transform: Transform, x: Tensor, params: Mapping[str, Tensor], strength: Strength, preprocessing: Preprocessing
+    transform: Transform,
+    x: Tensor,
+    params: Mapping[str, Tensor],
+    strength: Strength,
+    preprocessing: Preprocessing,
 ) -> Tensor:
     """Apply a pixel-space transform to model-input tensors: undo the normalisation, transform, redo it."""
     return preprocessing.to_model(transform.apply(preprocessing.to_pixels(x), params, strength))
 
 
 # ---------------------------------------------------------------------------------------------------- SimCLR view
-def _crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-              generator: torch.Generator | None) -> tuple[int, int, int, int]:
+def _crop_box(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop sampling (10 tries, then a centre crop of clamped aspect ratio)."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -440,7 +494,9 @@ def _crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[
         w = round(math.sqrt(target * aspect))
         h = round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
-            corner = torch.rand(2, generator=generator, device=generator.device if generator else "cpu").tolist()
+            corner = torch.rand(
+                2, generator=generator, device=generator.device if generator else "cpu"
+            ).tolist()
             top = min(int(corner[0] * (height - h + 1)), height - h)
             left = min(int(corner[1] * (width - w + 1)), width - w)
             return top, left, h, w
@@ -454,8 +510,14 @@ def _crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def random_resized_crop(pixels: Tensor, size: int | tuple[int, int], *, scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), generator: Seed = None) -> Tensor:
+def random_resized_crop(
+    pixels: Tensor,
+    size: int | tuple[int, int],
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: Seed = None,
+) -> Tensor:
     """A random crop per image (area fraction ``scale``, aspect ``ratio``) resized to ``size`` (antialiased)."""
     generator = make_generator(generator, "cpu")
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -488,15 +550,38 @@ def simclr_view(pixels: Tensor, *, generator: Seed = None, size: int | tuple[int
     generator = make_generator(generator, "cpu")
     view = random_resized_crop(pixels, size, generator=generator)
     colour = Compose(
-        HorizontalFlip(p=0.5), ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8), Grayscale(p=0.2),
-        GaussianBlur(21, (0.1, 2.0), p=0.5), name="simclr",
+        HorizontalFlip(p=0.5),
+        ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8),
+        Grayscale(p=0.2),
+        GaussianBlur(21, (0.1, 2.0), p=0.5),
+        name="simclr",
     )
     return colour.apply(view, colour.sample(view.shape[0], generator=generator, device=view.device), 1.0)
 
 
 __all__ = [
-    "ColorJitter", "Compose", "GaussianBlur", "Grayscale", "HorizontalFlip", "Identity", "Rotation", "Solarize",
-    "Transform", "adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "available_transforms",
-    "combine", "gaussian_blur", "get_transform", "grayscale", "in_model_space", "make_generator",
-    "random_resized_crop", "rotate", "simclr_view", "solarize",
+    "ColorJitter",
+    "Compose",
+    "GaussianBlur",
+    "Grayscale",
+    "HorizontalFlip",
+    "Identity",
+    "Rotation",
+    "Solarize",
+    "Transform",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_hue",
+    "adjust_saturation",
+    "available_transforms",
+    "combine",
+    "gaussian_blur",
+    "get_transform",
+    "grayscale",
+    "in_model_space",
+    "make_generator",
+    "random_resized_crop",
+    "rotate",
+    "simclr_view",
+    "solarize",
 ]

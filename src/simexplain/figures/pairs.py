@@ -72,8 +72,15 @@ def pair_figure(
     height = 3.0 * rows + 0.4
     fig = plt.figure(figsize=(6.4, height))
     # A fixed margin in inches above the grid, so the title sits close to the images at any number of rows.
-    grid = fig.add_gridspec(rows, 3, width_ratios=[1, 1, 0.05], wspace=0.05, hspace=0.25, top=1 - 0.6 / height,
-                            bottom=0.1 / height)
+    grid = fig.add_gridspec(
+        rows,
+        3,
+        width_ratios=[1, 1, 0.05],
+        wspace=0.05,
+        hspace=0.25,
+        top=1 - 0.6 / height,
+        bottom=0.1 / height,
+    )
     image1, image2 = to_display(x1[index], preprocessing), to_display(x2[index], preprocessing)
     _axis(fig.add_subplot(grid[0, 0]), image1, "image 1")
     _axis(fig.add_subplot(grid[0, 1]), image2, "image 2")

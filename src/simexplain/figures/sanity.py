@@ -93,7 +93,9 @@ def spearman_curve_figure(result: SanityResult, path: str | Path | None = None, 
     steps = torch.arange(len(result.layers))
     axis.plot(steps.numpy(), result.mean_spearman().numpy(), marker="o", label="Spearman")
     if result.ssim1 is not None and result.ssim2 is not None:
-        axis.plot(steps.numpy(), ((result.ssim1 + result.ssim2).mean(1) / 2).numpy(), marker="s", label="SSIM")
+        axis.plot(
+            steps.numpy(), ((result.ssim1 + result.ssim2).mean(1) / 2).numpy(), marker="s", label="SSIM"
+        )
     axis.set_xticks(steps.numpy(), result.layers, rotation=90, fontsize=6)
     axis.set_ylabel("similarity to original map")
     axis.set_title(f"{result.method}: sanity check", fontsize=8)

@@ -17,7 +17,9 @@ from .common import check_pair
 from .registry import Method, available, check_params, get, register
 
 
-def explain(model: PairModel, x1: Tensor, x2: Tensor, method: str = "input-x-gradient", **params) -> PairExplanation:
+def explain(
+    model: PairModel, x1: Tensor, x2: Tensor, method: str = "input-x-gradient", **params
+) -> PairExplanation:
     """Explain the similarity of the pairs ``(x1[i], x2[i])`` with ``method``.
 
     Example:

@@ -109,7 +109,9 @@ def gradient_interaction_weights(g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor
             f"or inputs/layers with equal grids"
         )
     if g1.shape[1] != g2.shape[1]:
-        raise SimexplainError(f"gradient interaction needs equal channels, got {g1.shape[1]} and {g2.shape[1]}")
+        raise SimexplainError(
+            f"gradient interaction needs equal channels, got {g1.shape[1]} and {g2.shape[1]}"
+        )
     # B×D×D: one batched matrix product, no loop over pairs.
     c = torch.bmm(g1.flatten(2), g2.flatten(2).transpose(1, 2))
     return c.amax(2), c.amax(1)
@@ -128,7 +130,13 @@ def pair_grad_cam_maps(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[
 
 
 def interaction_cam_maps(
-    a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor, *, reduction: str = "mean", gradient_interaction: bool = False
+    a1: Tensor,
+    a2: Tensor,
+    g1: Tensor,
+    g2: Tensor,
+    *,
+    reduction: str = "mean",
+    gradient_interaction: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Interaction-CAM grids ``M_k = Σ_d A_k · J · relu(G_k)`` (SPEC 3.2), ``G_k`` replaced by ``g_k`` with GI.
 
@@ -157,7 +165,9 @@ def deep_similarity_maps(a1: Tensor, a2: Tensor, eps: float = 1e-8) -> tuple[Ten
         1.0
     """
     if a1.shape[1] != a2.shape[1]:
-        raise SimexplainError(f"Deep Similarity needs equal channels on both sides, got {a1.shape[1]} and {a2.shape[1]}")
+        raise SimexplainError(
+            f"Deep Similarity needs equal channels on both sides, got {a1.shape[1]} and {a2.shape[1]}"
+        )
     pooled1, pooled2 = a1.mean((2, 3)), a2.mean((2, 3))
     # Same eps convention as the cosine score: the norm product is clamped, never a division by zero.
     norm = (pooled1.norm(dim=1) * pooled2.norm(dim=1)).clamp_min(eps)[:, None, None]
@@ -184,7 +194,11 @@ def _explain_with(
     )
 
 
-@register("pair-grad-cam", "activation", "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline; SPEC 3.1)")
+@register(
+    "pair-grad-cam",
+    "activation",
+    "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline; SPEC 3.1)",
+)
 def pair_grad_cam(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:
     """Pair Grad-CAM (paper Eq. 1), element-wise gradient weighting, for all pairs in one forward + backward.
 
@@ -203,7 +217,8 @@ def pair_grad_cam(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None
 
 
 @register(
-    "interaction-cam", "activation",
+    "interaction-cam",
+    "activation",
     "Interaction-CAM: Pair Grad-CAM weighted by the joint activation r(A1)⊙r(A2), optional gradient interaction "
     "(proposed; SPEC 3.2)",
 )
@@ -251,7 +266,8 @@ def interaction_cam(
 
 
 @register(
-    "deep-similarity", "activation",
+    "deep-similarity",
+    "activation",
     "Deep Similarity (Stylianou et al.): per-position share of the cosine of pooled layer features (SPEC 3.3)",
 )
 def deep_similarity(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:

@@ -228,13 +228,24 @@ def conditional_occlusion(
             results.append((pixels, grid, clipped, starts))
     (map1, grid1, win1, starts1), (map2, grid2, win2, starts2) = results
     params = {
-        "window": window, "stride": stride, "fill": fill, "output": output, "batch_size": batch_size,
-        "window1": win1, "window2": win2,
-        "starts1": tuple(_plain(s) for s in starts1), "starts2": tuple(_plain(s) for s in starts2),
+        "window": window,
+        "stride": stride,
+        "fill": fill,
+        "output": output,
+        "batch_size": batch_size,
+        "window1": win1,
+        "window2": win2,
+        "starts1": tuple(_plain(s) for s in starts1),
+        "starts2": tuple(_plain(s) for s in starts2),
     }
     return PairExplanation(
-        map1=_plain(map1), map2=_plain(map2), score=_plain(score), grid1=_plain(grid1), grid2=_plain(grid2),
-        method="conditional-occlusion", params=params,
+        map1=_plain(map1),
+        map2=_plain(map2),
+        score=_plain(score),
+        grid1=_plain(grid1),
+        grid2=_plain(grid2),
+        method="conditional-occlusion",
+        params=params,
     )
 
 
@@ -382,9 +393,17 @@ def pairwise_occlusion(
         map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
         credited = torch.where(first_smaller, 1, 2).to(torch.uint8)
     params = {
-        "samples": samples, "scale": scale, "ratio": ratio, "fill": fill, "temperature": temperature, "seed": seed,
-        "batch_size": batch_size, "rectangles1": rects[0], "rectangles2": rects[1],
-        "drops": _plain(drops), "credited": _plain(credited),
+        "samples": samples,
+        "scale": scale,
+        "ratio": ratio,
+        "fill": fill,
+        "temperature": temperature,
+        "seed": seed,
+        "batch_size": batch_size,
+        "rectangles1": rects[0],
+        "rectangles2": rects[1],
+        "drops": _plain(drops),
+        "credited": _plain(credited),
     }
     return PairExplanation(
         map1=_plain(map1), map2=_plain(map2), score=_plain(score), method="pairwise-occlusion", params=params

@@ -47,6 +47,7 @@ FAMILY_ORDER = ("saliency", "perturbation", "activation")  # the paper's order
 
 def available() -> dict[str, str]:
     """Every method name with its one-line description, family by family in the paper's order."""
+
     def rank(method: Method) -> int:
         return FAMILY_ORDER.index(method.family) if method.family in FAMILY_ORDER else len(FAMILY_ORDER)
 

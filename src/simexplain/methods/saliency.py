@@ -55,9 +55,13 @@ def noise_scale(x1: Tensor, sigma: float | None) -> Tensor:
     if sigma is None:
         flat = x1.flatten(1)
         span = flat.amax(1) - flat.amin(1)
-        return torch.where(span > 0, PAPER_NOISE_LEVEL / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span))
+        return torch.where(
+            span > 0, PAPER_NOISE_LEVEL / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span)
+        )
     if isinstance(sigma, bool) or not isinstance(sigma, int | float) or sigma < 0:
-        raise SimexplainError(f"sigma must be a non-negative number (model-input units) or None, got {sigma!r}")
+        raise SimexplainError(
+            f"sigma must be a non-negative number (model-input units) or None, got {sigma!r}"
+        )
     return torch.full((x1.shape[0],), float(sigma), dtype=x1.dtype, device=x1.device)
 
 
@@ -82,12 +86,19 @@ def input_x_gradient(model: PairModel, x1: Tensor, x2: Tensor, *, guided: bool =
     with _guidance(model, guided):
         scores, g1, g2 = scores_and_input_gradients(model, x1, x2)
     return PairExplanation(
-        map1=saliency_map(x1, g1), map2=saliency_map(x2, g2), score=scores, method="input-x-gradient",
+        map1=saliency_map(x1, g1),
+        map2=saliency_map(x2, g2),
+        score=scores,
+        method="input-x-gradient",
         params={"guided": guided},
     )
 
 
-@register("smooth-grad", "saliency", "Smooth-Grad: gradients averaged over noisy copies of the pair (baseline; SPEC 1.2)")
+@register(
+    "smooth-grad",
+    "saliency",
+    "Smooth-Grad: gradients averaged over noisy copies of the pair (baseline; SPEC 1.2)",
+)
 def smooth_grad(
     model: PairModel,
     x1: Tensor,
@@ -145,10 +156,17 @@ def smooth_grad(
     with torch.no_grad():
         clean = model(x1, x2)
     return PairExplanation(
-        map1=saliency_map(x1, grad1 / samples), map2=saliency_map(x2, grad2 / samples), score=clean,
+        map1=saliency_map(x1, grad1 / samples),
+        map2=saliency_map(x2, grad2 / samples),
+        score=clean,
         method="smooth-grad",
-        params={"samples": samples, "sigma": sigma, "shared_noise": shared_noise, "guided": guided,
-                "seed": seed if isinstance(seed, int) else None},
+        params={
+            "samples": samples,
+            "sigma": sigma,
+            "shared_noise": shared_noise,
+            "guided": guided,
+            "seed": seed if isinstance(seed, int) else None,
+        },
     )
 
 
@@ -173,19 +191,24 @@ def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor]) 
         return get_transform(transform)
     if callable(transform):
         return _CallableTransform(transform)
-    raise SimexplainError(f"transform must be a name, a Transform or a callable, got {type(transform).__name__}")
+    raise SimexplainError(
+        f"transform must be a name, a Transform or a callable, got {type(transform).__name__}"
+    )
 
 
 def _path_noise(x1: Tensor, noise: bool | float) -> Tensor | None:
     if noise is False or noise is None:
         return None
     if noise is not True and (not isinstance(noise, int | float) or noise < 0):
-        raise SimexplainError(f"noise must be True, False or a non-negative σ (model-input units), got {noise!r}")
+        raise SimexplainError(
+            f"noise must be True, False or a non-negative σ (model-input units), got {noise!r}"
+        )
     return noise_scale(x1, None if noise is True else float(noise))
 
 
 @register(
-    "averaged-transforms", "saliency",
+    "averaged-transforms",
+    "saliency",
     "Averaged Transforms: gradients averaged along a path from image 2 to its transformation (proposed; SPEC 1.4)",
 )
 def averaged_transforms(
@@ -288,7 +311,9 @@ def averaged_transforms(
             s = model.similarity(z[:batch][pair], z[batch:])
             grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
             record(pair, k, s, m, grad_m)
-            return _at_explanation(x1, grad1 / steps, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
+            return _at_explanation(
+                x1, grad1 / steps, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed
+            )
         z1 = model.embed(image1, "a")
         if guide is not None:
             guide.check()
@@ -309,12 +334,31 @@ def averaged_transforms(
     return _at_explanation(x1, grad1, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
 
 
-def _at_explanation(x1: Tensor, grad1: Tensor, final: Tensor, grad2: Tensor, scores: Tensor, t: Transform,
-                    steps: int, mode: str, noise: bool | float, guided: bool, seed: Seed) -> PairExplanation:
+def _at_explanation(
+    x1: Tensor,
+    grad1: Tensor,
+    final: Tensor,
+    grad2: Tensor,
+    scores: Tensor,
+    t: Transform,
+    steps: int,
+    mode: str,
+    noise: bool | float,
+    guided: bool,
+    seed: Seed,
+) -> PairExplanation:
     return PairExplanation(
-        map1=saliency_map(x1, grad1), map2=saliency_map(final, grad2), score=scores,
+        map1=saliency_map(x1, grad1),
+        map2=saliency_map(final, grad2),
+        score=scores,
         method="averaged-transforms",
-        params={"transform": t.name, "steps": steps, "mode": mode, "noise": noise, "guided": guided,
-                "seed": seed if isinstance(seed, int) else None},
+        params={
+            "transform": t.name,
+            "steps": steps,
+            "mode": mode,
+            "noise": noise,
+            "guided": guided,
+            "seed": seed if isinstance(seed, int) else None,
+        },
         image2=final,
     )

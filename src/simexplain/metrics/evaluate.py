@@ -125,7 +125,9 @@ def evaluate(
         for image, x, maps, side in ((1, x1, map1, "a"), (2, x2, map2, "b")):
             size = "×".join(map(str, x.shape[-2:]))  # images of different sizes cannot share a forward
             segments.append(Segment(f"clean{image}", side, len(x), lambda part, x=x: x[part], size))
-            ranks = pixel_ranks(maps) if deletion or insertion else None  # only the curves need the pixel order
+            ranks = (
+                pixel_ranks(maps) if deletion or insertion else None
+            )  # only the curves need the pixel order
             for kind, wanted in (("deletion", deletion), ("insertion", insertion)):
                 if wanted:
                     make, total = sequence_source(x, ranks, kind, **options)
@@ -133,7 +135,11 @@ def evaluate(
             if average_drop:
                 segments.append(
                     Segment(
-                        f"masked{image}", side, len(x), lambda part, x=x, maps=maps: masked_images(x[part], maps[part]), size
+                        f"masked{image}",
+                        side,
+                        len(x),
+                        lambda part, x=x, maps=maps: masked_images(x[part], maps[part]),
+                        size,
                     )
                 )
         # one chained virtual batch per encoder: each perturbed sequence and the clean images embedded once
@@ -149,13 +155,23 @@ def evaluate(
             found = curves_from_sequences(model, seq1, seq2, clean1, clean2)
             if "simultaneous" in found:
                 curves[simultaneous], fractions[simultaneous] = found["simultaneous"].double().cpu(), frac1
-            curves[f"{conditional}_1"], fractions[f"{conditional}_1"] = found["conditional_1"].double().cpu(), frac1
-            curves[f"{conditional}_2"], fractions[f"{conditional}_2"] = found["conditional_2"].double().cpu(), frac2
+            curves[f"{conditional}_1"], fractions[f"{conditional}_1"] = (
+                found["conditional_1"].double().cpu(),
+                frac1,
+            )
+            curves[f"{conditional}_2"], fractions[f"{conditional}_2"] = (
+                found["conditional_2"].double().cpu(),
+                frac2,
+            )
             if simultaneous in names:
                 values[simultaneous] = auc(curves[simultaneous], frac1)
             if conditional in names:
                 one, two = auc(curves[f"{conditional}_1"], frac1), auc(curves[f"{conditional}_2"], frac2)
-                values[conditional], values[f"{conditional}_1"], values[f"{conditional}_2"] = (one + two) / 2, one, two
+                values[conditional], values[f"{conditional}_1"], values[f"{conditional}_2"] = (
+                    (one + two) / 2,
+                    one,
+                    two,
+                )
         if average_drop:
             drops = average_drop_scores(model.similarity, clean1, clean2, z["masked1"], z["masked2"])
             for name in ("SAD", "CAD"):
@@ -167,10 +183,14 @@ def evaluate(
         values["MS"] = _sensitivity_of(model, *inputs, explanation, batch_size)
     ordered = {n: values[n] for n in names}
     ordered.update({k: v for k, v in values.items() if k not in ordered})
-    return MetricResults(ordered, curves=curves, fractions=fractions, counts=counts, method=explanation.method)
+    return MetricResults(
+        ordered, curves=curves, fractions=fractions, counts=counts, method=explanation.method
+    )
 
 
-def _sensitivity_of(model: PairModel, x1: Tensor, x2: Tensor, explanation: PairExplanation, batch_size: int) -> Tensor:
+def _sensitivity_of(
+    model: PairModel, x1: Tensor, x2: Tensor, explanation: PairExplanation, batch_size: int
+) -> Tensor:
     from ..methods import registry
     from .sensitivity import max_sensitivity
 

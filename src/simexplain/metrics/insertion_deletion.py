@@ -67,7 +67,9 @@ def blurred(x: Tensor, kernel_size: int = BLUR_KERNEL, sigma: float = BLUR_SIGMA
     return gaussian_blur(x, [kernel_size, kernel_size], [sigma, sigma])
 
 
-def sequence_maker(x: Tensor, ranks: Tensor, start: Tensor, points: int, step: int) -> Callable[[slice], Tensor]:
+def sequence_maker(
+    x: Tensor, ranks: Tensor, start: Tensor, points: int, step: int
+) -> Callable[[slice], Tensor]:
     """Builder of the virtual batch ``B·points``: item ``b·points + k`` is ``x[b]`` whose first ``k·step``
     ranked pixels are taken from ``start[b]`` (deletion: ``x`` = image, ``start`` = zeros; insertion:
     ``x`` = blurred image, ``start`` = image)."""

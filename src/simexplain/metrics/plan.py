@@ -32,7 +32,9 @@ class Segment:
     group: str = ""
 
 
-def embed_segments(model: PairModel, segments: list[Segment], batch_size: int | None = None) -> dict[str, Tensor]:
+def embed_segments(
+    model: PairModel, segments: list[Segment], batch_size: int | None = None
+) -> dict[str, Tensor]:
     """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared model)
     and group.
 

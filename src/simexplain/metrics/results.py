@@ -98,4 +98,3 @@ class MetricResults(dict):
     def __repr__(self) -> str:
         means = ", ".join(f"{k}={v:.4f}" for k, v in self.means().items() if k in METRIC_INFO)
         return f"MetricResults(method={self.method!r}, {means})"
-

@@ -67,7 +67,11 @@ def ssim(a: Tensor, b: Tensor) -> Tensor | None:
 
 def _owners(encoder: nn.Module) -> list[str]:
     """Names of the modules that own parameters directly, in registration (≈ forward) order."""
-    return [name for name, module in encoder.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    return [
+        name
+        for name, module in encoder.named_modules()
+        if any(True for _ in module.parameters(recurse=False))
+    ]
 
 
 def randomizable_layers(model: PairModel) -> list[list[str]]:
@@ -201,8 +205,12 @@ def sanity_check(
             scores.append(score)
     stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
     # every step against the original, all steps and pairs in one batch: S×B×H×W → S×B
-    spearman1 = spearman(stack1[0].expand_as(stack1).flatten(0, 1), stack1.flatten(0, 1)).view(stack1.shape[:2])
-    spearman2 = spearman(stack2[0].expand_as(stack2).flatten(0, 1), stack2.flatten(0, 1)).view(stack2.shape[:2])
+    spearman1 = spearman(stack1[0].expand_as(stack1).flatten(0, 1), stack1.flatten(0, 1)).view(
+        stack1.shape[:2]
+    )
+    spearman2 = spearman(stack2[0].expand_as(stack2).flatten(0, 1), stack2.flatten(0, 1)).view(
+        stack2.shape[:2]
+    )
     ssim1 = [ssim(stack1[0], m) for m in stack1]
     ssim2 = [ssim(stack2[0], m) for m in stack2]
     return SanityResult(

@@ -18,7 +18,9 @@ def _relative_change(reference: Tensor, other: Tensor) -> Tensor:
     diff = (other - reference).flatten(1).double().norm(dim=1)
     norm = reference.flatten(1).double().norm(dim=1)
     ratio = diff / norm.where(norm > 0, torch.ones_like(norm))
-    return ratio.where(norm > 0, torch.where(diff > 0, torch.full_like(diff, float("inf")), torch.zeros_like(diff)))
+    return ratio.where(
+        norm > 0, torch.where(diff > 0, torch.full_like(diff, float("inf")), torch.zeros_like(diff))
+    )
 
 
 def max_sensitivity(

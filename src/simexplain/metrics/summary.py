@@ -30,7 +30,11 @@ def summary_groups(scores: Mapping[str, float | Tensor]) -> dict[str, float]:
         {'G1': 0.7, 'G2': 0.7, 'G3': 0.6}
     """
     groups = {}
-    for group, (a, b), flip in (("G1", ("SI", "CI"), False), ("G2", ("SD", "CD"), True), ("G3", ("SAD", "CAD"), True)):
+    for group, (a, b), flip in (
+        ("G1", ("SI", "CI"), False),
+        ("G2", ("SD", "CD"), True),
+        ("G3", ("SAD", "CAD"), True),
+    ):
         va, vb = _value(scores, a), _value(scores, b)
         if va is None or vb is None:
             continue
@@ -65,7 +69,11 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
     for name, result in rows.items():
         means, groups = result.means(), result.groups()
         pairs = len(next(iter(result.values()))) if result else 0
-        cells = [name, str(pairs)] + [cell(means.get(n)) for n in present] + [cell(groups.get(g)) for g in group_names]
+        cells = (
+            [name, str(pairs)]
+            + [cell(means.get(n)) for n in present]
+            + [cell(groups.get(g)) for g in group_names]
+        )
         lines.append("| " + " | ".join(cells) + " |")
         rates = result.increase_rates()
         if rates:
@@ -78,7 +86,9 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
                 + " (drop undefined, left out of the mean)"
             )
         if result.counts.get("constant_maps"):
-            notes.append(f"{name}: {result.counts['constant_maps']} constant map(s) (pixel order = raster order)")
+            notes.append(
+                f"{name}: {result.counts['constant_maps']} constant map(s) (pixel order = raster order)"
+            )
     if group_names:
         notes.append("G1 = mean(SI, CI), G2 = 1 − mean(SD, CD), G3 = 1 − mean(SAD, CAD)")
     return "\n".join(lines + ([""] + notes if notes else []))

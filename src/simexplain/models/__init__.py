@@ -32,8 +32,7 @@ for _tag in RELEASED:
         _variant.model_name,
         f"SimCLRv2 ResNet-{_variant.depth} {_variant.width}x, selective kernels {'on' if _variant.sk else 'off'} "
         f"(converted TF checkpoint {_tag}_ema.pth)",
-        embedding="128-d projection-head output (embedding='backbone': pooled "
-        f"{_variant.features}-d)",
+        embedding=f"128-d projection-head output (embedding='backbone': pooled {_variant.features}-d)",
         preprocessing=_SIMCLR_INPUT,
         layer="resnet.net.4",
         needs_weights=True,

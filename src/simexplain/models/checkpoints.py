@@ -36,15 +36,21 @@ def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = (
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         # torch's message is long; its informative line names a blocked GLOBAL (a class or function the pickle
         # wants to call) or an unsupported opcode (bytes that are not a pickle at all).
-        reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else "")
+        reason = next(
+            (line for line in lines if "GLOBAL" in line or "Unsupported" in line), lines[0] if lines else ""
+        )
         if "GLOBAL" in reason or _plain_pickle_calls_code(path):
             raise SimexplainError(
                 f"checkpoint {path} refused: it needs arbitrary unpickling, which could run code ({reason[:160]})"
             ) from None
-        raise SimexplainError(f"checkpoint {path} is truncated or not a torch checkpoint ({reason[:160]})") from None
+        raise SimexplainError(
+            f"checkpoint {path} is truncated or not a torch checkpoint ({reason[:160]})"
+        ) from None
     except Exception as error:  # noqa: BLE001  (torch.load fails in many ways on foreign bytes: one line for all)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SimexplainError(f"checkpoint {path} is truncated or not a torch checkpoint ({first[:160]})") from None
+        raise SimexplainError(
+            f"checkpoint {path} is truncated or not a torch checkpoint ({first[:160]})"
+        ) from None
 
 
 def _plain_pickle_calls_code(path: str) -> bool:
@@ -68,12 +74,16 @@ def _load_safetensors(path: str) -> dict[str, Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
     except ImportError:  # pragma: no cover - installed with timm
-        raise SimexplainError(f"checkpoint {path}: reading .safetensors needs the package safetensors") from None
+        raise SimexplainError(
+            f"checkpoint {path}: reading .safetensors needs the package safetensors"
+        ) from None
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SimexplainError(f"checkpoint {path} is truncated or not a safetensors file ({first[:160]})") from None
+        raise SimexplainError(
+            f"checkpoint {path} is truncated or not a safetensors file ({first[:160]})"
+        ) from None
 
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
@@ -123,8 +133,16 @@ _SIGNATURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("a MoCo v3 checkpoint (load it with 'mocov3-vit-b')", ("base_encoder.", "momentum_encoder."), ""),
     ("a SimSiam checkpoint (load it with 'simsiam-r50')", ("encoder.", "predictor."), ""),
     ("a Barlow Twins training checkpoint (load it with 'barlowtwins-r50')", ("backbone.", "projector."), ""),
-    ("a DINO ResNet-50 teacher/student state dict (load the file with 'dino-r50')", ("backbone.", "head.mlp."), ""),
-    ("a ViT backbone state dict (e.g. DINO ViT-B/16: 'dino-vit-b16')", ("cls_token", "blocks.0.attn.qkv."), ""),
+    (
+        "a DINO ResNet-50 teacher/student state dict (load the file with 'dino-r50')",
+        ("backbone.", "head.mlp."),
+        "",
+    ),
+    (
+        "a ViT backbone state dict (e.g. DINO ViT-B/16: 'dino-vit-b16')",
+        ("cls_token", "blocks.0.attn.qkv."),
+        "",
+    ),
     (
         (
             "a torchvision ResNet-50 trunk without classifier (Barlow Twins resnet50.pth or DINO "
@@ -133,7 +151,11 @@ _SIGNATURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("conv1.weight", "layer4.2.conv3.weight"),
         "fc.weight",
     ),
-    ("a torchvision-style ResNet with classifier ('torchvision:resnet50')", ("conv1.weight", "fc.weight"), ""),
+    (
+        "a torchvision-style ResNet with classifier ('torchvision:resnet50')",
+        ("conv1.weight", "fc.weight"),
+        "",
+    ),
     ("an EfficientNet-Lite0 state dict ('efficientnet-lite0')", ("_blocks.",), ""),
 )
 
@@ -183,7 +205,9 @@ def state_dict_at(obj: Any, path: Sequence[str], *, what: str, file: str | os.Pa
             )
         node = node[key]
     if not isinstance(node, Mapping) or not node or not all(isinstance(v, Tensor) for v in node.values()):
-        raise SimexplainError(f"{what}: {os.fspath(file)} does not hold a state dict where expected{_hint(obj)}")
+        raise SimexplainError(
+            f"{what}: {os.fspath(file)} does not hold a state dict where expected{_hint(obj)}"
+        )
     return strip_prefix(node)
 
 

@@ -23,7 +23,9 @@ def random_note(weights: str | os.PathLike | None) -> str:
     return "" if weights is not None else f"; {RANDOM_WEIGHTS}"
 
 
-def sized(size: int | tuple[int, int], *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), description: str) -> Preprocessing:
+def sized(
+    size: int | tuple[int, int], *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), description: str
+) -> Preprocessing:
     """Preprocessing facts at ``size`` (the paper: resize 256, centre crop 224; other sizes keep that ratio).
 
     Example:
@@ -34,7 +36,10 @@ def sized(size: int | tuple[int, int], *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1
     if h < 16 or w < 16:
         raise SimexplainError(f"input_size {h}×{w} is too small (at least 16×16)")
     return Preprocessing(
-        input_size=(h, w), resize=round(min(h, w) * 256 / 224), mean=tuple(mean), std=tuple(std),
+        input_size=(h, w),
+        resize=round(min(h, w) * 256 / 224),
+        mean=tuple(mean),
+        std=tuple(std),
         description=description,
     )
 
@@ -83,7 +88,13 @@ def random_init(module: nn.Module, seed: int = 0) -> None:
 
 
 def load_entry(
-    module: nn.Module, obj: Any, path: Sequence[str], *, what: str, file: str | os.PathLike, label: str | None = None
+    module: nn.Module,
+    obj: Any,
+    path: Sequence[str],
+    *,
+    what: str,
+    file: str | os.PathLike,
+    label: str | None = None,
 ) -> None:
     """Load the state dict at ``path`` of the loaded checkpoint ``obj`` into ``module`` (built by
     :func:`instantiate`): strict match, tensors assigned; ``label`` names the part in errors (default ``what``)."""

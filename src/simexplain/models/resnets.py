@@ -50,7 +50,10 @@ def _trunk_model(obj: object, weights: str | os.PathLike, *, name: str, note: st
     finish(trunk, name)
     warnings.warn(f"{name}: {os.path.basename(os.fspath(weights))} is {note}", UserWarning, stacklevel=3)
     return PairModel(
-        trunk, layer="layer4", preprocessing=imagenet(input_size), name=name,
+        trunk,
+        layer="layer4",
+        preprocessing=imagenet(input_size),
+        name=name,
         description=f"{name}: {note}",
     )
 
@@ -90,16 +93,21 @@ def barlowtwins_r50(
         obj = load_checkpoint(weights)
         if isinstance(obj, dict) and "model" not in obj and _is_trunk_only(obj):
             return _trunk_model(
-                obj, weights, name=name, input_size=input_size,
+                obj,
+                weights,
+                name=name,
+                input_size=input_size,
                 note="the backbone-only release (no projector): embedding = pooled 2048-d backbone feature, "
                 "not the paper's 8192-d projector output",
             )
         load_entry(network, obj, ["model"], what=name, file=weights)
     finish(network, name)
     return PairModel(
-        network, layer="backbone.layer4", preprocessing=imagenet(input_size), name=name,
-        description="Barlow Twins ResNet-50; embedding: 8192-d projector output"
-        + random_note(weights),
+        network,
+        layer="backbone.layer4",
+        preprocessing=imagenet(input_size),
+        name=name,
+        description="Barlow Twins ResNet-50; embedding: 8192-d projector output" + random_note(weights),
     )
 
 
@@ -145,7 +153,10 @@ def simsiam_r50(
     finish(network, name)
     what = "2048-d predictor output (paper)" if embedding == "predictor" else "2048-d projector output"
     return PairModel(
-        network, layer="encoder.layer4", preprocessing=imagenet(input_size), name=name,
+        network,
+        layer="encoder.layer4",
+        preprocessing=imagenet(input_size),
+        name=name,
         description=f"SimSiam ResNet-50; embedding: {what}" + random_note(weights),
     )
 
@@ -156,9 +167,13 @@ def simsiam_r50(
 class DINOHead(nn.Module):
     """The head of the released DINO ResNet-50: ``mlp`` 2048→4096 (BN, GELU)→256, L2-normalise, ``last_layer``."""
 
-    def __init__(self, dim: int = 2048, hidden: int = 4096, bottleneck: int = 256, out_dim: int = 60000) -> None:
+    def __init__(
+        self, dim: int = 2048, hidden: int = 4096, bottleneck: int = 256, out_dim: int = 60000
+    ) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, bottleneck))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, bottleneck)
+        )
         self.last_layer = nn.Linear(bottleneck, out_dim, bias=False)
 
     def forward(self, x: Tensor, upto: str = "head") -> Tensor:
@@ -210,9 +225,14 @@ def dino_r50(
                 + (f"; it looks like {guess}" if guess else "")
             )
         if embedding not in (None, "backbone"):
-            raise SimexplainError(f"{name}: the backbone-only file has no head; embedding={embedding!r} needs the full checkpoint")
+            raise SimexplainError(
+                f"{name}: the backbone-only file has no head; embedding={embedding!r} needs the full checkpoint"
+            )
         model = _trunk_model(
-            obj, weights, name=name, input_size=input_size,
+            obj,
+            weights,
+            name=name,
+            input_size=input_size,
             note="the backbone-only release: embedding = pooled 2048-d feature",
         )
         return model
@@ -221,9 +241,15 @@ def dino_r50(
     if obj is not None:
         load_entry(net, obj, [network], what=name, file=weights, label=f"{name} {network}")
     finish(net, name)
-    what = {"head": "60000-d head output", "bottleneck": "256-d L2-normalised bottleneck", "backbone": "pooled 2048-d"}
+    what = {
+        "head": "60000-d head output",
+        "bottleneck": "256-d L2-normalised bottleneck",
+        "backbone": "pooled 2048-d",
+    }
     return PairModel(
-        net, layer="backbone.layer4", preprocessing=imagenet(input_size, ", bicubic resize"), name=name,
-        description=f"DINO ResNet-50 ({network}); embedding: {what[chosen]}"
-        + random_note(weights),
+        net,
+        layer="backbone.layer4",
+        preprocessing=imagenet(input_size, ", bicubic resize"),
+        name=name,
+        description=f"DINO ResNet-50 ({network}); embedding: {what[chosen]}" + random_note(weights),
     )

@@ -131,11 +131,16 @@ class Bottleneck(nn.Module):
         if project:
             self.projection = Projection(cin, 4 * width, stride, sk)
         middle: list[nn.Module] = (
-            [SelectiveKernel(width, width, stride)] if sk else [_conv(width, width, 3, stride), BatchNormReLU(width)]
+            [SelectiveKernel(width, width, stride)]
+            if sk
+            else [_conv(width, width, 3, stride), BatchNormReLU(width)]
         )
         self.net = nn.Sequential(
-            _conv(cin, width, 1), BatchNormReLU(width), *middle,
-            _conv(width, 4 * width, 1), BatchNormReLU(4 * width, relu=False),
+            _conv(cin, width, 1),
+            BatchNormReLU(width),
+            *middle,
+            _conv(width, 4 * width, 1),
+            BatchNormReLU(4 * width, relu=False),
         )
         self.relu = nn.ReLU()
 
@@ -150,7 +155,10 @@ class Stage(nn.Module):
     def __init__(self, count: int, cin: int, width: int, stride: int, sk: bool) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            [Bottleneck(cin if i == 0 else 4 * width, width, stride if i == 0 else 1, sk, i == 0) for i in range(count)]
+            [
+                Bottleneck(cin if i == 0 else 4 * width, width, stride if i == 0 else 1, sk, i == 0)
+                for i in range(count)
+            ]
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -163,7 +171,11 @@ def _stem(width: int, sk: bool) -> nn.Sequential:
     half = 32 * width
     if sk:
         convs: list[nn.Module] = [
-            _conv(3, half, 3, 2), BatchNormReLU(half), _conv(half, half), BatchNormReLU(half), _conv(half, 2 * half)
+            _conv(3, half, 3, 2),
+            BatchNormReLU(half),
+            _conv(half, half),
+            BatchNormReLU(half),
+            _conv(half, 2 * half),
         ]
     else:
         convs = [_conv(3, 2 * half, 7, 2)]
@@ -197,9 +209,14 @@ class ContrastiveHead(nn.Module):
     def __init__(self, channels: int, out_dim: int = 128) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(channels, channels, bias=False), nn.BatchNorm1d(channels, eps=BN_EPS), nn.ReLU(),
-            nn.Linear(channels, channels, bias=False), nn.BatchNorm1d(channels, eps=BN_EPS), nn.ReLU(),
-            nn.Linear(channels, out_dim, bias=False), nn.BatchNorm1d(out_dim, eps=BN_EPS),
+            nn.Linear(channels, channels, bias=False),
+            nn.BatchNorm1d(channels, eps=BN_EPS),
+            nn.ReLU(),
+            nn.Linear(channels, channels, bias=False),
+            nn.BatchNorm1d(channels, eps=BN_EPS),
+            nn.ReLU(),
+            nn.Linear(channels, out_dim, bias=False),
+            nn.BatchNorm1d(out_dim, eps=BN_EPS),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -243,7 +260,9 @@ def simclrv2(
     """
     if variant is None:
         if weights is None:
-            raise SimexplainError("simclrv2: pass variant='r50_1x_sk0' (or a checkpoint named like r50_1x_sk0_ema.pth)")
+            raise SimexplainError(
+                "simclrv2: pass variant='r50_1x_sk0' (or a checkpoint named like r50_1x_sk0_ema.pth)"
+            )
         variant = file_name(weights)
     chosen = Variant.parse(variant)
     label = name or chosen.model_name
@@ -260,7 +279,11 @@ def simclrv2(
         for part in ("resnet", "head"):
             load_entry(getattr(encoder, part), obj, [part], what=label, file=weights, label=f"{label} {part}")
     finish(encoder, label)
-    what = "128-d projection-head output" if embedding == "head" else f"pooled {chosen.features}-d trunk features"
+    what = (
+        "128-d projection-head output"
+        if embedding == "head"
+        else f"pooled {chosen.features}-d trunk features"
+    )
     return PairModel(
         encoder,
         layer="resnet.net.4",

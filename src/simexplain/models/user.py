@@ -41,7 +41,9 @@ def _drop(state: dict[str, Tensor], prefixes: list[str]) -> dict[str, Tensor]:
 
 def _unknown(kind: str, name: str, known: list[str]) -> SimexplainError:
     close = difflib.get_close_matches(name, known, n=5)
-    return SimexplainError(f"unknown {kind} model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    return SimexplainError(
+        f"unknown {kind} model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+    )
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -94,12 +96,19 @@ def torchvision_model(
         elif "features" in names and not name.startswith("swin"):
             layer = "features"
         elif "encoder.layers" in names:
-            blocks = [n for n, _ in network.named_modules() if n.count(".") == 2 and n.startswith("encoder.layers.")]
+            blocks = [
+                n for n, _ in network.named_modules() if n.count(".") == 2 and n.startswith("encoder.layers.")
+            ]
             layer = blocks[-1]
-            token_layout = token_layout or TokenLayout(patch_size=getattr(network, "patch_size", 16), prefix_tokens=1)
+            token_layout = token_layout or TokenLayout(
+                patch_size=getattr(network, "patch_size", 16), prefix_tokens=1
+            )
     return PairModel(
-        network.eval(), layer=layer, token_layout=token_layout,
-        preprocessing=preprocessing or imagenet(input_size), name=what,
+        network.eval(),
+        layer=layer,
+        token_layout=token_layout,
+        preprocessing=preprocessing or imagenet(input_size),
+        name=what,
         description=f"torchvision {name} with user weights; embedding: "
         + ("penultimate (pooled) features" if embedding == "pooled" else "the model's output"),
     )
@@ -157,18 +166,26 @@ def timm_model(
             layer = f"blocks.{int(layer.split('.')[1]) - 1}"
     if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
         patch = network.patch_embed.patch_size
-        token_layout = TokenLayout(patch_size=patch[0] if isinstance(patch, tuple) else patch,
-                                   prefix_tokens=network.num_prefix_tokens)
+        token_layout = TokenLayout(
+            patch_size=patch[0] if isinstance(patch, tuple) else patch,
+            prefix_tokens=network.num_prefix_tokens,
+        )
     if preprocessing is None:
         size = input_size or tuple(cfg.get("input_size", (3, 224, 224))[1:])
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
-        preprocessing = sized(size, mean=mean, std=std, description=f"timm pretrained_cfg mean {mean} std {std}")
+        preprocessing = sized(
+            size, mean=mean, std=std, description=f"timm pretrained_cfg mean {mean} std {std}"
+        )
         if cfg.get("crop_pct"):
             # timm states its own centre-crop fraction (1.0 for OpenAI CLIP: resize straight to the input size).
             resize = round(min(preprocessing.input_size) / float(cfg["crop_pct"]))
             preprocessing = dataclasses.replace(preprocessing, resize=resize)
     return PairModel(
-        network.eval(), layer=layer, token_layout=token_layout, preprocessing=preprocessing, name=what,
+        network.eval(),
+        layer=layer,
+        token_layout=token_layout,
+        preprocessing=preprocessing,
+        name=what,
         description=f"timm {name} with user weights; embedding: "
         + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
     )

@@ -25,8 +25,16 @@ VIT_LAYOUT = TokenLayout(patch_size=16, prefix_tokens=1)
 def vit_base16() -> VisionTransformer:
     """ViT-B/16 without classifier (``num_classes=0``): returns the CLS token after the final norm, ``B×768``."""
     return VisionTransformer(
-        img_size=224, patch_size=16, embed_dim=768, depth=DEPTH, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
-        num_classes=0, global_pool="token", dynamic_img_size=True,
+        img_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=DEPTH,
+        num_heads=12,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        num_classes=0,
+        global_pool="token",
+        dynamic_img_size=True,
     )
 
 
@@ -114,8 +122,10 @@ def mocov3_vit_b(
         load_entry(network, obj, ["state_dict"], what=name, file=weights)
     finish(network, name)
     query = MoCoV3Query(network)
-    pairing = "symmetric: query encoder + predictor for both images" if symmetric else (
-        "asymmetric: predictor(base_encoder) for image 1, momentum_encoder for image 2"
+    pairing = (
+        "symmetric: query encoder + predictor for both images"
+        if symmetric
+        else ("asymmetric: predictor(base_encoder) for image 1, momentum_encoder for image 2")
     )
     return PairModel(
         query,
@@ -161,8 +171,11 @@ def dino_vit_b16(
         load_matching(vit, state, what=name, source=obj, assign=True)
     finish(vit, name)
     return PairModel(
-        vit, layer=f"blocks.{b}", preprocessing=imagenet(input_size, ", bicubic resize"),
-        token_layout=VIT_LAYOUT, name=name,
+        vit,
+        layer=f"blocks.{b}",
+        preprocessing=imagenet(input_size, ", bicubic resize"),
+        token_layout=VIT_LAYOUT,
+        name=name,
         description="DINO ViT-B/16 backbone; embedding: 768-d CLS token after the final norm"
         + random_note(weights),
     )
