@@ -109,3 +109,92 @@ def test_tapping_a_module_that_runs_twice_per_forward_is_a_clear_error():
     with pytest.raises(SimexplainError, match="'block' runs more than once"):
         model.activations_and_gradients(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
     assert not model.encoder.block._forward_hooks  # released after the error
+
+
+def test_images_of_two_sizes_are_embedded_side_by_side_through_a_shared_encoder():
+    counting = CountingEncoder(SmallCNN())
+    model = PairModel(counting, layer="inner.features")
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 12, 20)
+    z1, z2 = model.embed_pair(x1, x2)
+    torch.testing.assert_close(z1, model.embed(x1))
+    torch.testing.assert_close(z2, model.embed(x2))
+    score, a1, a2, g1, g2 = model.activations_and_gradients(x1, x2)
+    assert a1.shape[-2:] == g1.shape[-2:] == (8, 8) and a2.shape[-2:] == g2.shape[-2:] == (6, 10)
+    torch.testing.assert_close(score, model(x1, x2))
+
+
+class _Returns(nn.Module):
+    def __init__(self, make):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.make = make
+
+    def forward(self, x):
+        return self.make(self.conv(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda z: (z, z), "a tuple of 2 items"),
+        (lambda z: {"embedding": z}, "a dict with keys embedding"),
+        (lambda z: z[:, :, None, None], "shape (2, 2, 1, 1)"),
+        (lambda z: z[:1], "shape (1, 2) for 2 images"),
+    ],
+)
+def test_an_encoder_that_does_not_return_one_b_by_d_tensor_gets_one_line(make, words):
+    model = PairModel(_Returns(make), name="odd")
+    with pytest.raises(SimexplainError, match="returned") as info:
+        simexplain.explain(model, torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    message = str(info.value)
+    assert words in message and "'odd'" in message and "\n" not in message
+
+
+def test_inputs_are_cast_to_the_model_dtype_and_non_finite_inputs_are_refused():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    plain = simexplain.explain(model, x1, x2)
+    for dtype in (torch.float64, torch.float16):
+        other = simexplain.explain(model, x1.to(dtype), x2.to(dtype))
+        assert other.map1.dtype == torch.float32
+        torch.testing.assert_close(other.map1, plain.map1, atol=2e-3, rtol=2e-2)
+    for bad in (float("nan"), float("inf")):
+        broken = x2.clone()
+        broken[0, 0, 0, 0] = bad
+        with pytest.raises(SimexplainError, match="x2 holds NaN or infinite values"):
+            simexplain.explain(model, x1, broken)
+
+
+def test_a_pair_model_copies_and_pickles_with_a_fresh_lock():
+    import copy
+    import pickle
+
+    model = PairModel(SmallCNN(), layer="features")
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin._lock is not model._lock
+        with twin.locked():
+            x = torch.rand(1, 3, 8, 8)
+            torch.testing.assert_close(twin(x, x), model(x, x))
+
+
+def test_the_lock_makes_other_threads_wait():
+    import threading
+
+    model = PairModel(SmallCNN())
+    entered = threading.Event()
+    order = []
+
+    def other():
+        entered.set()
+        with model.explaining():
+            order.append("other")
+
+    with model.explaining():
+        thread = threading.Thread(target=other)
+        thread.start()
+        entered.wait(5)
+        thread.join(0.2)  # blocked on the lock: still alive
+        assert thread.is_alive()
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "other"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import pick_seeds
 from .errors import SimexplainError
 
 
@@ -52,22 +54,25 @@ def blur_maps(maps: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor
 
 @dataclass
 class PairExplanation:
-    """Explanation maps of ``B`` pairs.
+    """Explanation maps of ``B`` pairs, the settings that produced them, and what the method kept.
 
     Example (maps from another tool, to evaluate them with the metrics):
         >>> import torch
         >>> e = PairExplanation(map1=torch.rand(2, 224, 224), map2=torch.rand(2, 224, 224))
-        >>> len(e), e.normalized().map1.max().item() <= 1
-        (2, True)
+        >>> len(e), e.normalized().map1.max().item() <= 1, len(e[-1]), len(e[0:2])
+        (2, True, 1, 2)
 
     Attributes:
         map1, map2: ``B×H×W`` maps at input resolution (higher = more important).
         score: ``[B]`` similarity scores of the explained pairs (``None`` for user-built ones).
-        grid1, grid2: the method's native grids (CAM feature grid, occlusion window grid), or ``None`` when the
-            pixel map is the native output.
-        method, params: provenance.
-        image1, image2: the model-input images the maps belong to (Averaged Transforms explains a transformed
-            second view), or ``None`` when they are the inputs themselves.
+        grid1, grid2: the method's native grids (CAM feature grid, occlusion window grid), or ``None``
+            when the pixel map is the native output.
+        method: the registered method name.
+        config: every setting the method used, resolved (defaults filled in, the seed it drew when none was
+            given), JSON-serialisable; ``explain(model, x1, x2, e.method, **e.config)`` reproduces ``e``. A
+            per-pair ``seed`` list is sliced with the pairs.
+        extras: tensors the method kept, each with a leading batch dimension (occlusion drops, rectangles,
+            window starts, the transformed view ``image2`` of Averaged Transforms).
     """
 
     map1: Tensor
@@ -76,9 +81,8 @@ class PairExplanation:
     grid1: Tensor | None = None
     grid2: Tensor | None = None
     method: str = "custom"
-    params: dict[str, Any] = field(default_factory=dict)
-    image1: Tensor | None = None
-    image2: Tensor | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.map1 = _as_batch(self.map1, "map1")
@@ -89,17 +93,46 @@ class PairExplanation:
             raise SimexplainError(f"map1 and map2 hold {self.map1.shape[0]} and {self.map2.shape[0]} maps")
         if self.score is not None:
             self.score = torch.as_tensor(self.score).reshape(-1)
+        for name, value in self.extras.items():
+            if not isinstance(value, Tensor) or value.dim() == 0 or value.shape[0] != len(self):
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise SimexplainError(
+                    f"extras[{name!r}] must be a tensor with one entry per pair, got {shape}"
+                )
+
+    @property
+    def image1(self) -> Tensor | None:
+        """The model-input image the first maps belong to, when it is not the input itself."""
+        return self.extras.get("image1")
+
+    @property
+    def image2(self) -> Tensor | None:
+        """The model-input image the second maps belong to (Averaged Transforms' transformed view), or
+        ``None``."""
+        return self.extras.get("image2")
 
     def __len__(self) -> int:
         return self.map1.shape[0]
 
+    def __iter__(self) -> Iterator[PairExplanation]:
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, index: int | slice) -> PairExplanation:
-        """The explanation of pair ``index`` (a slice keeps several)."""
-        pick = slice(index, index + 1) if isinstance(index, int) else index
+        """The explanation of pair ``index`` (negative indices count from the end; a slice keeps several)."""
+        if isinstance(index, bool) or not isinstance(index, int | slice):
+            raise TypeError(f"pairs are indexed by an int or a slice, not {type(index).__name__}")
+        if isinstance(index, int):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"pair {index} out of range for {len(self)} pairs")
+            index = index % len(self)
+            index = slice(index, index + 1)
 
         def take(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[pick]
+            return None if t is None else t[index]
 
+        config = dict(self.config)
+        if isinstance(config.get("seed"), list):
+            config["seed"] = pick_seeds(config["seed"], index)
         return replace(
             self,
             map1=take(self.map1),
@@ -107,8 +140,8 @@ class PairExplanation:
             score=take(self.score),
             grid1=take(self.grid1),
             grid2=take(self.grid2),
-            image1=take(self.image1),
-            image2=take(self.image2),
+            config=config,
+            extras={name: t[index] for name, t in self.extras.items()},
         )
 
     def normalized(self) -> PairExplanation:
@@ -126,6 +159,8 @@ class PairExplanation:
         )
 
     def to(self, device: torch.device | str) -> PairExplanation:
+        """Copy with every tensor (maps, grids, score, extras) on ``device``."""
+
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)
 
@@ -136,8 +171,7 @@ class PairExplanation:
             score=move(self.score),
             grid1=move(self.grid1),
             grid2=move(self.grid2),
-            image1=move(self.image1),
-            image2=move(self.image2),
+            extras={name: t.to(device) for name, t in self.extras.items()},
         )
 
     def cpu(self) -> PairExplanation:

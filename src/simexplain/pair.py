@@ -1,13 +1,14 @@
 """PairModel: the one abstraction every method talks to.
 
 A pair model holds one encoder (shared by both images) or two (asymmetric pairs, e.g. MoCo v3's query and
-momentum encoders), a similarity function, the preprocessing facts and, for activation methods, the layer to tap.
-With a shared encoder both images always go through ONE forward of the concatenated batch, so a hooked module runs
-once and no branch is lost.
+momentum encoders), a similarity function, the preprocessing facts and, for activation methods, the layer to
+tap. With a shared encoder, images of one size go through ONE forward of the concatenated batch, so a hooked
+module runs once and no branch is lost; images of two sizes are embedded side by side.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ class PairModel(nn.Module):
 
     The wrapped encoders are put in eval mode. Methods run inside :meth:`explaining`, which freezes parameters
     and restores every mode and ``requires_grad`` flag afterwards, also after an exception.
+
+    Thread safety: a model serialises its callers. Every explain, evaluate and sanity call holds the model's
+    (re-entrant) lock from start to end, so threads sharing a model never see each other's hooks, modes or
+    frozen flags; calls on different models run in parallel.
     """
 
     def __init__(
@@ -122,6 +127,17 @@ class PairModel(nn.Module):
         self.token_layout = token_layout
         self.name = name
         self.description = description
+        self._lock = threading.RLock()
+
+    # A lock cannot be copied or pickled: a deep copy (the sanity check's) gets a fresh one.
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._lock = threading.RLock()
 
     @classmethod
     def from_module(cls, encoder: nn.Module, **options) -> PairModel:
@@ -142,21 +158,50 @@ class PairModel(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (inputs are cast to it); float32 without any."""
+        for tensor in self.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
     def encoder_for(self, side: str) -> nn.Module:
         if side not in ("a", "b"):
             raise SimexplainError(f"side must be 'a' or 'b', got {side!r}")
         return self.encoder if side == "a" or self.encoder_b is None else self.encoder_b
 
     def embed(self, x: Tensor, side: str = "a") -> Tensor:
-        """Embeddings ``B×D`` of images ``x`` through the encoder of ``side`` ('a' = image 1, 'b' = image 2)."""
-        return self.encoder_for(side)(x)
+        """Embeddings ``B×D`` of images ``x`` through the encoder of ``side`` ('a': image 1, 'b': image 2)."""
+        return self._checked(self.encoder_for(side)(x), len(x), side)
 
     def embed_pair(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-        """Embeddings of both images; a shared encoder sees ONE batch ``[x1; x2]``."""
-        if self.shared:
-            z = self.encoder(torch.cat([x1, x2]))
+        """Embeddings of both images; a shared encoder sees ONE batch ``[x1; x2]`` when the images have one
+        size, and embeds them side by side otherwise (the one place that handles pairs of two sizes)."""
+        if self.shared and x1.shape[1:] == x2.shape[1:]:
+            z = self.embed(torch.cat([x1, x2]), "a")
             return z[: len(x1)], z[len(x1) :]
-        return self.encoder(x1), self.encoder_b(x2)
+        return self.embed(x1, "a"), self.embed(x2, "b")
+
+    def _checked(self, z: object, batch: int, side: str) -> Tensor:
+        """The encoder's output if it is one ``B×D`` tensor; otherwise one line naming what it returned."""
+        which = "encoder" if side == "a" or self.shared else "encoder_b"
+        if not isinstance(z, Tensor):
+            what = type(z).__name__
+            if isinstance(z, tuple | list):
+                what = f"a {what} of {len(z)} items"
+            elif isinstance(z, dict):
+                what = f"a dict with keys {', '.join(map(str, list(z)[:6]))}"
+            raise SimexplainError(
+                f"the {which} of model {self.name!r} returned {what}; it must return one B×D tensor "
+                "(wrap it in a module that picks the embedding)"
+            )
+        if z.dim() != 2 or z.shape[0] != batch:
+            raise SimexplainError(
+                f"the {which} of model {self.name!r} returned a tensor of shape {tuple(z.shape)} for {batch} "
+                "images; it must return one B×D tensor (flatten or pool it)"
+            )
+        return z
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         """Similarity scores ``[B]`` of the pairs ``(x1[i], x2[i])``."""
@@ -164,27 +209,36 @@ class PairModel(nn.Module):
 
     # ------------------------------------------------------------------ safety
     @contextmanager
-    def explaining(self) -> Iterator[PairModel]:
-        """Eval mode and frozen parameters for the duration of a method; everything restored afterwards."""
-        modes = [(module, module.training) for module in self.modules()]
-        flags = [(param, param.requires_grad) for param in self.parameters()]
-        try:
-            self.eval()
-            for param, _ in flags:
-                param.requires_grad_(False)
+    def locked(self) -> Iterator[PairModel]:
+        """Hold the model's lock: other threads wait until the block ends (re-entrant for this thread)."""
+        with self._lock:
             yield self
-        finally:
-            for module, mode in modes:
-                module.training = mode
-            for param, flag in flags:
-                param.requires_grad_(flag)
+
+    @contextmanager
+    def explaining(self) -> Iterator[PairModel]:
+        """The model's lock, eval mode and frozen parameters for the duration of a method; modes and flags are
+        restored afterwards, also after an exception."""
+        with self._lock:
+            modes = [(module, module.training) for module in self.modules()]
+            flags = [(param, param.requires_grad) for param in self.parameters()]
+            try:
+                self.eval()
+                for param, _ in flags:
+                    param.requires_grad_(False)
+                yield self
+            finally:
+                for module, mode in modes:
+                    module.training = mode
+                for param, flag in flags:
+                    param.requires_grad_(flag)
 
     # ------------------------------------------------------------------ feature taps
     def layer_name(self, side: str, layer: str | None = None) -> str:
         name = layer or (self.layer_b if side == "b" and self.layer_b else self.layer)
         if name is None:
             raise SimexplainError(
-                f"model {self.name!r} has no layer to tap: pass layer=<module name> or build the PairModel with layer="
+                f"model {self.name!r} has no layer to tap: pass layer=<module name> or build the "
+                "PairModel with layer="
             )
         return name
 
@@ -203,12 +257,12 @@ class PairModel(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Tap ``layer`` for both images, differentiate the model's own score.
 
-        Returns ``(score [B], A1, A2, G1, G2)`` with activations and gradients as ``B×D×h×w`` (transformer tokens
-        reshaped to the patch grid, prefix tokens dropped), all detached. One forward and one backward, which
-        only runs through the part of the network after the layer.
+        Returns ``(score [B], A1, A2, G1, G2)`` with activations and gradients as ``B×D×h×w`` (transformer
+        tokens reshaped to the patch grid, prefix tokens dropped), all detached. One forward and one backward,
+        which only runs through the part of the network after the layer (one hooked forward per side when the
+        encoders differ or the images have two sizes).
         """
         captured: dict[str, Tensor] = {}
-        input_hw = (x1.shape[-2], x1.shape[-1])
 
         def capture(key: str) -> Callable:
             name = self.layer_name("b" if key == "b" else "a", layer)
@@ -220,7 +274,8 @@ class PairModel(nn.Module):
                     raise SimexplainError(
                         f"layer {name!r} runs more than once per forward; tap another layer"
                     )
-                # Start the graph here: parameters are frozen, so only the head after the layer is differentiated.
+                # Start the graph here: parameters are frozen, so only the head after the layer is
+                # differentiated.
                 # The clone keeps the captured value intact if the network modifies its output in place.
                 out = output if output.requires_grad else output.detach().requires_grad_(True)
                 captured[key] = out
@@ -229,23 +284,25 @@ class PairModel(nn.Module):
             return hook
 
         with torch.enable_grad():
-            if self.shared:
+            if self.shared and x1.shape[1:] == x2.shape[1:]:
+                # One batch [x1; x2]: the hooked module runs once and no branch is lost.
                 with _hooked(self.layer_module("a", layer), capture("ab")):
                     z1, z2 = self.embed_pair(x1, x2)
                 score = self.similarity(z1, z2)
                 (grad,) = torch.autograd.grad(score.sum(), captured["ab"])
                 acts, grads = captured["ab"].detach().chunk(2), grad.chunk(2)
             else:
+                # Two encoders, or one encoder on images of two sizes: one hooked forward per side.
                 with _hooked(self.layer_module("a", layer), capture("a")):
-                    z1 = self.encoder(x1)
+                    z1 = self.embed(x1, "a")
                 with _hooked(self.layer_module("b", layer), capture("b")):
-                    z2 = self.encoder_b(x2)
+                    z2 = self.embed(x2, "b")
                 score = self.similarity(z1, z2)
                 g1, g2 = torch.autograd.grad(score.sum(), (captured["a"], captured["b"]))
                 acts, grads = (captured["a"].detach(), captured["b"].detach()), (g1, g2)
-        # Each side keeps its own input size: an asymmetric model may see images of different sizes.
-        hw2 = (x2.shape[-2], x2.shape[-1])
-        a1, g1 = (self._as_grid(t, input_hw) for t in (acts[0], grads[0]))
+        # Each side keeps its own input size.
+        hw1, hw2 = (x1.shape[-2], x1.shape[-1]), (x2.shape[-2], x2.shape[-1])
+        a1, g1 = (self._as_grid(t, hw1) for t in (acts[0], grads[0]))
         a2, g2 = (self._as_grid(t, hw2) for t in (acts[1], grads[1]))
         return score.detach(), a1, a2, g1, g2
 

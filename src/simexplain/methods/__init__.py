@@ -8,8 +8,11 @@ Example:
 
 from __future__ import annotations
 
+import json
+
 from torch import Tensor
 
+from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
 from . import cam, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
@@ -31,13 +34,28 @@ def explain(
         torch.Size([2, 8, 8])
 
     The model is put in eval mode with frozen parameters for the call, and every mode, ``requires_grad`` flag
-    and hook is as before afterwards, also when the method raises.
+    and hook is as before afterwards, also when the method raises. The call holds the model's lock, so threads
+    sharing a model take turns. ``explain(model, x1, x2, e.method, **e.config)`` reproduces ``e``.
     """
     entry = get(method)
     check_params(entry, params)
     x1, x2 = check_pair(model, x1, x2)
     with model.explaining():
-        return entry.fn(model, x1, x2, **params)
+        explanation = entry.fn(model, x1, x2, **params)
+    _check_contract(entry, explanation)
+    return explanation
+
+
+def _check_contract(entry: Method, explanation: PairExplanation) -> None:
+    """A method's config must be plain data (it is written to JSON and re-run); its name must be its own."""
+    try:
+        json.dumps(explanation.config, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise SimexplainError(
+            f"method {entry.name!r} returned a config that is not plain JSON data: {error}"
+        ) from None
+    if explanation.method != entry.name:
+        raise SimexplainError(f"method {entry.name!r} labelled its explanation {explanation.method!r}")
 
 
 __all__ = ["Method", "available", "explain", "get", "register"]

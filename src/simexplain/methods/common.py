@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import finite_images
 from ..errors import SimexplainError
 from ..pair import PairModel
 
@@ -15,7 +16,8 @@ def saliency_map(x: Tensor, grad: Tensor) -> Tensor:
 
 
 def check_pair(model: PairModel, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate and batch a pair of image tensors, moved to the model's device."""
+    """Validate and batch a pair of image tensors, moved to the model's device and dtype; NaN or infinite
+    values are refused. Images 1 and 2 may differ in size."""
     tensors = []
     for name, x in (("x1", x1), ("x2", x2)):
         if not isinstance(x, Tensor):
@@ -26,7 +28,9 @@ def check_pair(model: PairModel, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor
             raise SimexplainError(f"{name} must be B×3×H×W in model-input space, got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise SimexplainError(f"{name} must be a float tensor, got {x.dtype}")
-        tensors.append(x.detach().to(model.device))
+        finite_images(name, x)
+        # float16/float64 inputs meet the model in its own dtype instead of a raw dtype-mismatch error.
+        tensors.append(x.detach().to(device=model.device, dtype=model.dtype))
     if tensors[0].shape[0] != tensors[1].shape[0]:
         raise SimexplainError(f"x1 and x2 hold {tensors[0].shape[0]} and {tensors[1].shape[0]} images")
     return tensors[0], tensors[1]

@@ -33,9 +33,15 @@ _METHODS: dict[str, Method] = {}
 
 
 def register(name: str, family: str, description: str) -> Callable[[MethodFn], MethodFn]:
-    """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``)."""
+    """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``).
+
+    The method returns a :class:`PairExplanation` whose ``config`` holds every setting it used, resolved and
+    JSON-serialisable (see ``docs/architecture.md``). A name can be registered once.
+    """
 
     def decorate(fn: MethodFn) -> MethodFn:
+        if name in _METHODS:
+            raise SimexplainError(f"a method named {name!r} is already registered; choose another name")
         _METHODS[name] = Method(name, family, description, fn)
         return fn
 
