@@ -1,162 +1,124 @@
-"""The ``simexplain`` command line: ``explain``, ``models``, ``methods``.
+"""The ``simexplain`` command line: ``explain``, ``models``, ``methods``; a thin layer over
+:mod:`simexplain.service`.
 
-Exit status: 0 on success, 2 on usage errors (argparse), 1 on any other error with one line on stderr
-(``--debug`` shows the traceback).
+Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
+all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
+traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
-
-import torch
 
 from .errors import SimexplainError
 
 DEMO_METHODS = ["input-x-gradient", "averaged-transforms", "interaction-cam", "conditional-occlusion"]
-DEFAULT_METHODS = ["input-x-gradient", "interaction-cam"]
+FIGURE_FORMATS = (".png", ".svg")
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # plain words such as mean, blur, combine
+class UsageError(SimexplainError):
+    """A bad argument found before any model work: exit status 2."""
 
 
-def method_params(
-    methods: Sequence[str], settings: Sequence[str], seed: int | None, batch_size: int | None = None
-) -> dict[str, dict]:
-    """Turn ``--set KEY=VALUE`` / ``--set METHOD.KEY=VALUE``, ``--seed`` and ``--batch-size`` into per-method
-    parameters (the last two go to every method that has such a parameter)."""
-    from .methods import get
+def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` / ``--set METHOD.KEY=VALUE`` as a dict of typed values (``false`` → ``False``)."""
+    from .checks import parse_setting
 
-    params: dict[str, dict] = {name: {} for name in methods}
-    known = {name: get(name).parameters() for name in methods}
+    parsed: dict[str, Any] = {}
     for setting in settings:
-        if "=" not in setting:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
             raise SimexplainError(f"--set expects KEY=VALUE or METHOD.KEY=VALUE, got {setting!r}")
-        key, value = setting.split("=", 1)
-        target, _, key = key.rpartition(".")
-        targets = [target] if target else [name for name in methods if key in known[name]]
-        if target and target not in params:
-            raise SimexplainError(
-                f"--set {setting}: {target!r} is not among the chosen methods {', '.join(methods)}"
-            )
-        if not targets or any(key not in known[name] for name in targets):
-            raise SimexplainError(f"--set {setting}: no chosen method has a parameter {key!r}")
-        for name in targets:
-            params[name][key] = _parse_value(value)
-    for key, value in (("seed", seed), ("batch_size", batch_size)):
-        for name in methods:
-            if value is not None and key in known[name]:
-                params[name].setdefault(key, value)
-    return params
+        parsed[key.strip()] = parse_setting(value)
+    return parsed
 
 
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SimexplainError("--device cuda asked for, but no CUDA device is available (use --device cpu)")
-    return torch.device(name)
+def _output_path(option: str, path: str | None, suffixes: Sequence[str]) -> str | None:
+    """Refuse an output whose folder is missing or whose format is unknown, before any work is done."""
+    if path is None:
+        return None
+    target = Path(path)
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise SimexplainError(f"{option} {path}: use one of {', '.join(suffixes)}")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise SimexplainError(f"{option} {path}: folder {folder} does not exist")
+    if target.is_dir():
+        raise SimexplainError(f"{option} {path}: is a folder")
+    return path
 
 
-def _demo_pair(model, seed: int):
-    """The bundled cat photo and one SimCLR augmentation of it (the paper's demo setting)."""
-    from .images import read_image, sample_path, to_pixels
-    from .transforms import simclr_view
-
-    path = sample_path("chelsea.jpg")
-    pixels = to_pixels(read_image(path), model.preprocessing).unsqueeze(0)  # the photo is read once
-    generator = torch.Generator().manual_seed(seed)
-    view = simclr_view(pixels, generator=generator, size=model.preprocessing.input_size)
-    x1, x2 = (model.preprocessing.to_model(p).to(model.device) for p in (pixels, view))
-    return x1, x2, [str(path), f"SimCLR view of {path.name} (seed {seed})"]
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from .batching import progress_bars
-    from .figures.pairs import pair_figure, save_figure
-    from .images import load_images
-    from .methods import explain
-    from .models import DEFAULT_MODEL, load_model
+def _checked_explain_args(args: argparse.Namespace):
+    """Every argument of ``explain`` checked without a model: images, model name, plan, outputs, device."""
+    from . import service
 
     if args.demo == bool(args.images):
         raise SimexplainError("give two images, or --demo for the bundled pair")
     if not args.demo and len(args.images) != 2:
         raise SimexplainError(f"explain needs exactly two images, got {len(args.images)}")
-    methods = args.method or (DEMO_METHODS if args.demo else DEFAULT_METHODS)
-    params = method_params(methods, args.set or [], args.seed, args.batch_size)
-    device = _device(args.device)
-    model = load_model(args.model or DEFAULT_MODEL, weights=args.weights).to(device)
-    if args.demo:
-        x1, x2, names = _demo_pair(model, args.seed if args.seed is not None else 0)
-    else:
-        x1, x2 = load_images(args.images[0], args.images[1], model)
-        names = list(args.images)
+    if args.seed is not None and args.seed < 0:
+        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.model is not None:
+        service.check_model_name(args.model)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise SimexplainError(f"--weights {args.weights}: no such file")
+    methods = args.method or (DEMO_METHODS if args.demo else list(service.DEFAULT_METHODS))
+    request = service.plan(
+        methods, parse_settings(args.set or []), args.metrics, seed=args.seed, batch_size=args.batch_size
+    )
+    out = _output_path("--out", args.out or ("demo.png" if args.demo else None), FIGURE_FORMATS)
+    report = _output_path("--json", args.json, (".json",))
+    return request, out, report, service.check_device(args.device)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from . import service
+    from .batching import progress_bars
+    from .figures.pairs import save_figure
+    from .models import DEFAULT_MODEL
+
+    try:
+        request, out, report_path, device = _checked_explain_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    model = service.get_model(args.model, weights=args.weights, device=device)
     if model.name == DEFAULT_MODEL:
         print(
-            f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, not a contrastive model)"
+            f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, "
+            "not a contrastive model)"
         )
-
-    explanations = []
+    if args.demo:
+        x1, x2, labels = service.demo_pair(model, args.seed if args.seed is not None else 0)
+        image1, image2 = x1, x2
+    else:
+        image1, image2 = args.images
+        labels = (image1, image2)
     with progress_bars():
-        for name in tqdm(methods, desc="explaining", unit="method", disable=None, file=sys.stderr):
-            explanations.append(explain(model, x1, x2, name, **params[name]))
-    score = explanations[0].score[0].item()
-    print(f"similarity {score:.4f}  ({names[0]} vs {names[1]})")
+        report = service.run(model, image1, image2, request, labels=labels)
+    score = float(report.score[0])
+    print(f"similarity {score:.4f}  ({labels[0]} vs {labels[1]})")
+    for outcome in report.outcomes:
+        print(f"  {outcome.method:24s} {outcome.seconds:8.2f} s")
+    if request.metrics:
+        from .metrics import format_table
 
-    report: dict[str, Any] = {
-        "model": model.name,
-        "images": names,
-        "score": score,
-        "methods": {
-            e.method: {"params": _jsonable(params[e.method]), "score": e.score.tolist()} for e in explanations
-        },
-    }
-    if args.metrics:
-        report["metrics"] = _metrics(model, x1, x2, explanations, args.metrics, args.batch_size)
-    out = args.out or ("demo.png" if args.demo else None)
+        print(format_table({o.method: o.metrics for o in report.outcomes}))
+    document = report.to_json()
     if out:
-        title = f"{model.name}: similarity {score:.3f}"
-        written = save_figure(pair_figure(x1, x2, explanations, model.preprocessing, title=title), out)
-        report["figures"] = written
-        print("wrote " + ", ".join(written))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-        print(f"wrote {args.json}")
+        document["figures"] = save_figure(report.figure(), out)
+        print("wrote " + ", ".join(document["figures"]))
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        print(f"wrote {report_path}")
     return 0
-
-
-def _metrics(model, x1, x2, explanations, wanted: str, batch_size: int | None) -> dict:
-    from . import metrics
-    from .batching import progress_bars
-
-    options = {"batch_size": batch_size} if batch_size else {}
-    with progress_bars():
-        results = {e.method: metrics.evaluate(model, x1, x2, e, wanted, **options) for e in explanations}
-    print(metrics.format_table(results))
-    return {name: result.to_dict(curves=False) for name, result in results.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -165,7 +127,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for entry in available().values():
         print(f"{entry.name}\n    {entry.description}")
         print(
-            f"    embedding: {entry.embedding or '-'}; input: {entry.preprocessing or '-'}; CAM layer: {entry.layer or '-'}"
+            f"    embedding: {entry.embedding or '-'}; input: {entry.preprocessing or '-'}; "
+            f"CAM layer: {entry.layer or '-'}"
         )
     return 0
 
@@ -235,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         prefix = "" if isinstance(error, SimexplainError) else f"{type(error).__name__}: "
         print(f"simexplain: error: {prefix}{message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, UsageError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
