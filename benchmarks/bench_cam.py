@@ -1,11 +1,12 @@
 """Activation family speed: simexplain's batched CAMs against one pair at a time (the authors' way).
 
 For Pair Grad-CAM and the six Interaction-CAM variants on a ResNet-50 (torchvision, random weights, layer4):
-- simexplain: ``simexplain.explain`` on all pairs at once (one forward of ``[x1; x2]``, one backward that only runs
-  through the head after the layer, parameters frozen);
+- simexplain: ``simexplain.explain`` on all pairs at once (one forward of ``[x1; x2]``, one backward that
+  only runs through the head after the layer, parameters frozen);
 - naive: per pair, a separate forward for each image with a hook on layer4, parameters requiring grad, a full
   ``score.backward()``, then the definition written out for that one pair.
-Both run side by side in one process; the maps are compared (max abs difference, also relative to the map's max).
+Both run side by side in one process; the maps are compared (max abs difference, also relative to the map's
+max).
 
 Usage:
     .venv/bin/python benchmarks/bench_cam.py            # 32 pairs at 224
@@ -144,9 +145,8 @@ def run(pairs: int, naive_pairs: int, size: int, seed: int = 0) -> dict:
         rows.append(row)
         print(
             f"{row['label']:<26} simexplain {row['simexplain_s_per_pair']:.3f} s/pair  naive "
-            f"{row['naive_s_per_pair']:.3f} s/pair  ratio {row['ratio']:.1f}x  CPU-time ratio {row['cpu_ratio']:.1f}x  "
-            f"max|Δ| {diff:.2e} "
-            f"(rel {row['max_rel_diff']:.1e})",
+            f"{row['naive_s_per_pair']:.3f} s/pair  ratio {row['ratio']:.1f}x  CPU-time ratio "
+            f"{row['cpu_ratio']:.1f}x  max|Δ| {diff:.2e} (rel {row['max_rel_diff']:.1e})",
             flush=True,
         )
     assert all(p.requires_grad for p in encoder.parameters()) == requires_grad  # explain restored the flags
@@ -169,41 +169,42 @@ def markdown(result: dict) -> str:
         "# Activation family: batched CAMs against one pair at a time",
         "",
         (
-            f"ResNet-50 (torchvision, random weights), layer4, {result['size']}×{result['size']}, "
-            f"simexplain on {result['pairs']} pairs in one batch; naive (a forward per image, parameters requiring grad, "
-            f"full backward) one pair at a time on the first {result['naive_pairs']} of them. torch {result['torch']}, "
-            f"CPU, torch threads: {result['threads']}."
+            f"ResNet-50 (torchvision, random weights), layer4, {result['size']}×{result['size']}, simexplain "
+            f"on {result['pairs']} pairs in one batch; naive (a forward per image, parameters requiring "
+            f"grad, full backward) one pair at a time on the first {result['naive_pairs']} of them. torch "
+            f"{result['torch']}, CPU, torch threads: {result['threads']}."
         ),
         "",
         (
-            "**Ran on a shared 2-core CPU while four other engineers ran their own work**: absolute times are noisy; "
-            "the ratios, measured side by side in one process, are the numbers to read, and the CPU-time ratio "
-            "(this process's CPU seconds) is steadier than the wall-clock one."
+            "**Ran on a shared 2-core CPU while four other engineers ran their own work**: absolute times "
+            "are noisy; the ratios, measured side by side in one process, are the numbers to read, and the "
+            "CPU-time ratio (this process's CPU seconds) is steadier than the wall-clock one."
         ),
         "",
         (
-            "| variant | simexplain s/pair | naive s/pair | ratio | CPU s/pair (simexplain / naive) | CPU ratio "
-            "| max abs diff | max rel diff |"
+            "| variant | simexplain s/pair | naive s/pair | ratio | CPU s/pair (simexplain / naive) | CPU "
+            "ratio | max abs diff | max rel diff |"
         ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['label']} | {row['simexplain_s_per_pair']:.3f} | {row['naive_s_per_pair']:.3f} | "
-            f"{row['ratio']:.1f}× | {row['simexplain_cpu_s_per_pair']:.3f} / {row['naive_cpu_s_per_pair']:.3f} | "
-            f"{row['cpu_ratio']:.1f}× | {row['max_abs_diff']:.2e} | {row['max_rel_diff']:.1e} |"
+            f"{row['ratio']:.1f}× | {row['simexplain_cpu_s_per_pair']:.3f} / "
+            f"{row['naive_cpu_s_per_pair']:.3f} | {row['cpu_ratio']:.1f}× | {row['max_abs_diff']:.2e} | "
+            f"{row['max_rel_diff']:.1e} |"
         )
     lines += [
         "",
-        "Max diff: simexplain's feature-grid maps against the naive ones on the same pairs (relative: divided by the "
-        "largest |value| of the naive maps). Command: `.venv/bin/python benchmarks/bench_cam.py"
-        + (" --quick" if result.get("quick") else "")
-        + "`.",
+        "Max diff: simexplain's feature-grid maps against the naive ones on the same pairs (relative: "
+        "divided by the largest |value| of the naive maps). Command: `.venv/bin/python "
+        "benchmarks/bench_cam.py" + (" --quick" if result.get("quick") else "") + "`.",
         "",
         (
-            "Where the gain comes from on a CPU: the naive way computes parameter gradients and back-propagates "
-            "through the whole trunk, simexplain's backward stops at the tapped layer. Batching itself buys little "
-            "on a compute-bound CPU with one thread; on a GPU it would add more (not measured here)."
+            "Where the gain comes from on a CPU: the naive way computes parameter gradients and "
+            "back-propagates through the whole trunk, simexplain's backward stops at the tapped layer. "
+            "Batching itself buys little on a compute-bound CPU with one thread; on a GPU it would add more "
+            "(not measured here)."
         ),
         "",
     ]

@@ -2,28 +2,28 @@
 
 The six metrics SI SD CI CD SAD CAD on a ResNet-50 (torchvision, random weights, embedding = pooled 2048-d
 features) at 224×224, for 1 pair and for 16 pairs:
-- simexplain: ``simexplain.metrics.evaluate`` — curve images built from pixel ranks with masks, embedded in chunks
-  of ``--batch-size`` images under inference mode; every perturbed sequence is embedded once and shared by the
-  simultaneous and the conditional curves; the clean images are embedded once.
-- naive (the authors' way): one image per forward with autograd on (parameters requiring grad), a cloned image with
-  the next pixels written by index at every curve point, the fixed image re-embedded at every conditional step:
-  ``12·n + 8`` forwards per pair for ``n`` curve points.
+- simexplain: ``simexplain.metrics.evaluate`` — curve images built from pixel ranks with masks, embedded in
+  chunks of ``--batch-size`` images under inference mode; every perturbed sequence is embedded once and
+  shared by the simultaneous and the conditional curves; the clean images are embedded once.
+- naive (the authors' way): one image per forward with autograd on (parameters requiring grad), a cloned
+  image with the next pixels written by index at every curve point, the fixed image re-embedded at every
+  conditional step: ``12·n + 8`` forwards per pair for ``n`` curve points.
 Both run in one process; the curve points and average drops are compared.
 
-Cost model: the minimal work is ``4·n + 4`` images per pair (two deletion and two insertion sequences, the clean
-pair, the masked pair). Efficiency = (minimal images × measured time of one image in a plain inference forward at
-the same chunk size) / measured time, so 1.0 means no time lost outside the network.
+Cost model: the minimal work is ``4·n + 4`` images per pair (two deletion and two insertion sequences, the
+clean pair, the masked pair). Efficiency = (minimal images × measured time of one image in a plain inference
+forward at the same chunk size) / measured time, so 1.0 means no time lost outside the network.
 
-The naive way is slow on a CPU (minutes per pair at step 224), so it can be timed on a subset of the curve points
-(``--naive-points``, evenly spaced, always with the average drops) and on fewer pairs (``--naive-pairs``); its
-total is then extrapolated linearly in forwards, and the md says so. Pairs are independent in the naive loop, so
-the 16-pair naive time is 16 × the per-pair time. The naive way runs once, on the first pairs, and every case
-compares its own results for those pairs with it.
+The naive way is slow on a CPU (minutes per pair at step 224), so it can be timed on a subset of the curve
+points (``--naive-points``, evenly spaced, always with the average drops) and on fewer pairs
+(``--naive-pairs``); its total is then extrapolated linearly in forwards, and the md says so. Pairs are
+independent in the naive loop, so the 16-pair naive time is 16 × the per-pair time. The naive way runs once,
+on the first pairs, and every case compares its own results for those pairs with it.
 
 Usage:
-    .venv/bin/python benchmarks/bench_metrics.py                   # step 224, 1 and 16 pairs (GPU or idle CPU)
+    .venv/bin/python benchmarks/bench_metrics.py              # step 224, 1 and 16 pairs (GPU or idle CPU)
     .venv/bin/python benchmarks/bench_metrics.py --step 7168 --naive-points 8   # coarser curves, shared CPU
-    .venv/bin/python benchmarks/bench_metrics.py --quick           # smoke run (≈ a minute)
+    .venv/bin/python benchmarks/bench_metrics.py --quick      # smoke run (≈ a minute)
 Writes ``benchmarks/results/metrics.json`` and ``metrics.md`` (``--quick`` writes ``metrics-quick.*``).
 """
 
@@ -157,7 +157,8 @@ def sync(device: torch.device) -> None:
 
 
 def run_naive(args: argparse.Namespace, encoder: nn.Module, device: torch.device) -> dict:
-    """The naive way on the first ``--naive-pairs`` pairs (the same pairs every case starts with), timed once."""
+    """The naive way on the first ``--naive-pairs`` pairs (the same pairs every case starts with), timed
+    once."""
     size, step = args.size, args.step
     x1, x2, explanation = make_pairs(args.naive_pairs, size, args.seed)
     x1, x2, explanation = x1.to(device), x2.to(device), explanation.to(device)
@@ -329,41 +330,45 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
         "# Pair metrics: simexplain vs the naive one-image-per-forward way",
         "",
         (
-            f"Six metrics (SI SD CI CD SAD CAD), {meta['model']}, {meta['size']}×{meta['size']}, step {meta['step']} "
-            f"({cases[0]['curve_points']} curve points), chunks of {meta['batch_size']} images; device: {meta['device']} "
-            f"({meta['cpu_count']} CPUs, {meta['torch_threads']} torch threads), torch {meta['torch']}."
+            f"Six metrics (SI SD CI CD SAD CAD), {meta['model']}, {meta['size']}×{meta['size']}, step "
+            f"{meta['step']} ({cases[0]['curve_points']} curve points), chunks of {meta['batch_size']} "
+            f"images; device: {meta['device']} ({meta['cpu_count']} CPUs, {meta['torch_threads']} torch "
+            f"threads), torch {meta['torch']}."
         ),
         "",
         f"Command: `{meta['command']}`",
         "",
         (
-            "| pairs | simexplain (s) | naive (s) | speed-up | min. images | s / image (plain fwd) | efficiency | "
-            "max abs diff |"
+            "| pairs | simexplain (s) | naive (s) | speed-up | min. images | s / image (plain fwd) | "
+            "efficiency | max abs diff |"
         ),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in cases:
         naive = f"{c['naive_s']:.1f}" + (" *" if c["naive_extrapolated"] else "")
         lines.append(
-            f"| {c['pairs']} | {c['simexplain_s']:.1f} | {naive} | {c['speedup']:.2f}× | {c['minimal_images']} | "
-            f"{c['forward_s_per_image']:.4f} | {c['efficiency']:.2f} | {c['max_abs_difference']:.1e} |"
+            f"| {c['pairs']} | {c['simexplain_s']:.1f} | {naive} | {c['speedup']:.2f}× | "
+            f"{c['minimal_images']} | {c['forward_s_per_image']:.4f} | {c['efficiency']:.2f} | "
+            f"{c['max_abs_difference']:.1e} |"
         )
     lines += [""]
     for c in cases:
         if c["naive_extrapolated"]:
             lines.append(
                 f"\\* {c['pairs']} pair(s): the naive way ran {c['naive_measured_forwards']} of its "
-                f"{c['naive_full_forwards']} forwards ({c['naive_pairs_run']} pair(s), {c['naive_points_run']} of "
-                f"{c['curve_points']} curve points, all average-drop forwards) in {c['naive_measured_s']:.1f} s; "
-                "the total is extrapolated linearly in forwards (pairs are independent in the naive loop). "
-                f"Results compared on what it ran ({c['pairs_compared']} pair(s))."
+                f"{c['naive_full_forwards']} forwards ({c['naive_pairs_run']} pair(s), "
+                f"{c['naive_points_run']} of {c['curve_points']} curve points, all average-drop forwards) in "
+                f"{c['naive_measured_s']:.1f} s; the total is extrapolated linearly in forwards (pairs are "
+                f"independent in the naive loop). Results compared on what it ran ({c['pairs_compared']} "
+                "pair(s))."
             )
     for c in cases:
         per_forward = c["naive_measured_s"] / c["naive_measured_forwards"]
         lines.append(
-            f"{c['pairs']} pair(s): the speed-up is {c['naive_full_forwards'] / c['minimal_images']:.2f}× fewer "
-            f"images (each sequence once, no re-embedded clean image) × {per_forward / (c['simexplain_s'] / c['minimal_images']):.2f}× "
-            f"less time per image (naive {per_forward:.3f} s per batch-1 forward with autograd, simexplain "
+            f"{c['pairs']} pair(s): the speed-up is {c['naive_full_forwards'] / c['minimal_images']:.2f}× "
+            "fewer images (each sequence once, no re-embedded clean image) × "
+            f"{per_forward / (c['simexplain_s'] / c['minimal_images']):.2f}× less time per image (naive "
+            f"{per_forward:.3f} s per batch-1 forward with autograd, simexplain "
             f"{c['simexplain_s'] / c['minimal_images']:.3f} s per image in chunks under inference mode"
             + (
                 f"; a batch-1 forward under inference mode took {c['batch1_inference_s']:.3f} s)."
@@ -378,29 +383,30 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
         lines += [
             "",
             (
-                f"Per-image cost of each kind of forward, taken in turns under the same load: batch-1 with autograd "
-                f"{costs['autograd_batch1']:.3f} s, batch-1 under inference mode {costs['inference_batch1']:.3f} s, "
-                f"chunk of {meta['batch_size']} under inference mode {costs['inference_chunk']:.3f} s per image. At one "
-                f"load the expected speed-up is {ratio:.2f}× (images) × "
-                f"{costs['autograd_batch1'] / costs['inference_chunk']:.2f}× (per image) = {expected:.1f}×; the "
-                "measured ratios above differ from it as far as the load drifted between the long runs. At step 224 the "
-                "image ratio is 2708 / 904 = 3.00×."
+                "Per-image cost of each kind of forward, taken in turns under the same load: batch-1 with "
+                f"autograd {costs['autograd_batch1']:.3f} s, batch-1 under inference mode "
+                f"{costs['inference_batch1']:.3f} s, chunk of {meta['batch_size']} under inference mode "
+                f"{costs['inference_chunk']:.3f} s per image. At one load the expected speed-up is "
+                f"{ratio:.2f}× (images) × {costs['autograd_batch1'] / costs['inference_chunk']:.2f}× (per "
+                f"image) = {expected:.1f}×; the measured ratios above differ from it as far as the load "
+                "drifted between the long runs. At step 224 the image ratio is 2708 / 904 = 3.00×."
             ),
         ]
     lines += [
         "",
         (
-            "An efficiency above 1 is measurement noise: the plain-forward time is measured before and after the run "
-            "and averaged, and the machine's load changed in between. A random-weight ResNet-50 embeds nearly "
-            "everything alike (cosines near 1), so the metric values themselves mean nothing here; only the equality "
-            "and the times do."
+            "An efficiency above 1 is measurement noise: the plain-forward time is measured before and after "
+            "the run and averaged, and the machine's load changed in between. A random-weight ResNet-50 "
+            "embeds nearly everything alike (cosines near 1), so the metric values themselves mean nothing "
+            "here; only the equality and the times do."
         ),
         "",
         (
-            "Naive = the authors' way: one image per forward, autograd on, the clean image re-embedded at every "
-            "conditional step (12·n + 8 forwards per pair). Minimal = 4·n + 4 images per pair (simexplain embeds "
-            "exactly these: each perturbed sequence once, shared by the simultaneous and conditional curves). "
-            "Efficiency = minimal images × s/image of a plain inference forward at the same chunk size / measured time."
+            "Naive = the authors' way: one image per forward, autograd on, the clean image re-embedded at "
+            "every conditional step (12·n + 8 forwards per pair). Minimal = 4·n + 4 images per pair "
+            "(simexplain embeds exactly these: each perturbed sequence once, shared by the simultaneous and "
+            "conditional curves). Efficiency = minimal images × s/image of a plain inference forward at the "
+            "same chunk size / measured time."
         ),
     ]
     if meta["note"]:

@@ -1,22 +1,24 @@
-"""Conditional and Pairwise Occlusion: simexplain against the authors' scheme and a one-image-per-forward loop.
+"""Conditional and Pairwise Occlusion: simexplain vs the authors' scheme and a one-image-per-forward loop.
 
 Three implementations of the same definition run side by side in one process, on one ResNet-50 (torchvision,
 random weights, pooled 2048-d embedding) and one 224×224 pair, and their maps are checked to be equal:
 
-- simexplain: ``simexplain.explain(...)``, chunks of ``--batch-size`` images, inference mode, clean embeddings once.
+- simexplain: ``simexplain.explain(...)``, chunks of ``--batch-size`` images, inference mode, clean
+  embeddings once.
 - (a) the authors' scheme: every occluded copy materialised up front, forwards of 32 images under ``no_grad``,
   the clean embeddings computed with autograd on (parameters requiring grad, as the authors left them).
-- (b) one occluded image per forward; in Conditional Occlusion the clean partner is re-embedded for every window.
-  Pairwise Occlusion has no clean partner: there (b) embeds each perturbed image in its own forward. On a CPU (b)
-  is timed on an evenly spaced subset of windows/samples and extrapolated (stated in the results).
+- (b) one occluded image per forward; in Conditional Occlusion the clean partner is re-embedded for every
+  window. Pairwise Occlusion has no clean partner: there (b) embeds each perturbed image in its own forward.
+  On a CPU (b) is timed on an evenly spaced subset of windows/samples and extrapolated (stated in the
+  results).
 
-Reported per method: seconds per pair, peak memory (resident set size above the level just before the run, sampled
-every millisecond from /proc/self/statm, with glibc told to return large blocks at once; Linux only), and
-efficiency = (minimal number of image forwards × time of one single-image forward) / measured time.
+Reported per method: seconds per pair, peak memory (resident set size above the level just before the run,
+sampled every millisecond from /proc/self/statm, with glibc told to return large blocks at once; Linux only),
+and efficiency = (minimal number of image forwards × time of one single-image forward) / measured time.
 
 Usage:
-    .venv/bin/python benchmarks/bench_occlusion.py            # full: 64/8 windows (441 per image), 100 samples
-    .venv/bin/python benchmarks/bench_occlusion.py --quick    # stride 32 (36 windows), 20 samples
+    .venv/bin/python benchmarks/bench_occlusion.py          # full: 64/8 windows (441 per image), 100 samples
+    .venv/bin/python benchmarks/bench_occlusion.py --quick  # stride 32 (36 windows), 20 samples
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def forward_units(
 def rows_for(
     minimal: int, units: list[tuple[float, float]], runs: dict[str, tuple[tuple[float, float], float]]
 ) -> dict:
-    """Seconds, peak memory and both efficiencies of every implementation (units averaged over before/after)."""
+    """Seconds, peak memory and both efficiencies of every implementation (units averaged over
+    before/after)."""
     single = statistics.mean(u[0] for u in units)
     batched = statistics.mean(u[1] for u in units)
     out: dict = {"one_forward_s": single, "per_image_forward_at_batch_size_s": batched}
@@ -172,7 +175,8 @@ def conditional_authors(net, x1, x2, window, stride, batch=32):
 
 
 def conditional_one_by_one(net, x1, x2, window, stride, subset):
-    """(b): one occluded image per forward, the clean partner re-embedded each time; windows ``subset`` only."""
+    """(b): one occluded image per forward, the clean partner re-embedded each time; windows ``subset``
+    only."""
     windows = _windows(x1.shape[-1], window, stride)
     drops = {1: [], 2: []}
     with torch.no_grad():
@@ -365,8 +369,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def interleaved(args: argparse.Namespace) -> str:
-    """Conditional Occlusion, simexplain and (a) alternating ``--rounds`` times in one process (load drifts on a
-    shared machine; alternating exposes both to the same conditions). Returns a Markdown section."""
+    """Conditional Occlusion, simexplain and (a) alternating ``--rounds`` times in one process (load drifts
+    on a shared machine; alternating exposes both to the same conditions). Returns a Markdown section."""
     torch.manual_seed(0)
     net = torchvision.models.resnet50(weights=None)
     net.fc = torch.nn.Identity()
@@ -378,7 +382,8 @@ def interleaved(args: argparse.Namespace) -> str:
     lines = [
         f"## Interleaved check: Conditional Occlusion 64/{args.stride}, {args.rounds} alternating rounds",
         "",
-        "| round | simexplain batch | simexplain s | simexplain MiB | (a) s | (a) MiB | (a) / simexplain time |",
+        "| round | simexplain batch | simexplain s | simexplain MiB | (a) s | (a) MiB | (a) / simexplain "
+        "time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for batch_size in args.interleave:
@@ -411,10 +416,11 @@ def markdown(results: dict, command: str) -> str:
         f"Command: `{command}`",
         "",
         (
-            f"Model: {s['model']}; one 224×224 pair (chelsea / coffee); simexplain batch_size {s['batch_size']}; "
-            f"torch {s['torch']}, {s['threads']} threads. **Shared 2-core CPU** (other jobs ran at the same time; "
-            f"load average {s['load_average_start']:.1f} at start, {s['load_average_end']:.1f} at end): absolute "
-            "times are noisy, the ratios were measured side by side in one process."
+            f"Model: {s['model']}; one 224×224 pair (chelsea / coffee); simexplain batch_size "
+            f"{s['batch_size']}; torch {s['torch']}, {s['threads']} threads. **Shared 2-core CPU** (other "
+            f"jobs ran at the same time; load average {s['load_average_start']:.1f} at start, "
+            f"{s['load_average_end']:.1f} at end): absolute times are noisy, the ratios were measured side "
+            "by side in one process."
         ),
         "",
         f"Peak memory: {s['memory']}.",
@@ -433,19 +439,20 @@ def markdown(results: dict, command: str) -> str:
             (
                 f"Minimal forwards: {r['minimal_forwards']} images; one single-image forward: "
                 f"{r['one_forward_s']:.3f} s; per image in a forward of {s['batch_size']}: "
-                f"{r['per_image_forward_at_batch_size_s']:.3f} s (medians, measured before and after the three runs). "
-                f"(b) timed on {subset} {unit} and extrapolated linearly."
+                f"{r['per_image_forward_at_batch_size_s']:.3f} s (medians, measured before and after the "
+                f"three runs). (b) timed on {subset} {unit} and extrapolated linearly."
             ),
             "",
             (
-                "Efficiency = minimal forwards × time of one single-image forward / measured time (the issue's "
-                f"definition); the next column uses the per-image time of a forward of {s['batch_size']} images as the "
-                "unit instead, i.e. how much of the run is model compute at that batch size."
+                "Efficiency = minimal forwards × time of one single-image forward / measured time (the "
+                "issue's definition); the next column uses the per-image time of a forward of "
+                f"{s['batch_size']} images as the unit instead, i.e. how much of the run is model compute at "
+                "that batch size."
             ),
             "",
             (
-                "| implementation | s / pair | CPU s / pair | peak MiB | efficiency | efficiency (batched unit) "
-                "| time vs simexplain | CPU time vs simexplain | simexplain's memory share |"
+                "| implementation | s / pair | CPU s / pair | peak MiB | efficiency | efficiency (batched "
+                "unit) | time vs simexplain | CPU time vs simexplain | simexplain's memory share |"
             ),
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
@@ -457,9 +464,10 @@ def markdown(results: dict, command: str) -> str:
         ):
             row = r[name]
             lines.append(
-                f"| {label} | {row['s_per_pair']:.1f} | {row['cpu_s_per_pair']:.1f} | {row['peak_mib']:.0f} | "
-                f"{row['efficiency']:.2f} | {row['efficiency_at_batch_size']:.2f} | "
-                f"{row['s_per_pair'] / ours['s_per_pair']:.2f}× | {row['cpu_s_per_pair'] / ours['cpu_s_per_pair']:.2f}× | "
+                f"| {label} | {row['s_per_pair']:.1f} | {row['cpu_s_per_pair']:.1f} | {row['peak_mib']:.0f} "
+                f"| {row['efficiency']:.2f} | {row['efficiency_at_batch_size']:.2f} | "
+                f"{row['s_per_pair'] / ours['s_per_pair']:.2f}× | "
+                f"{row['cpu_s_per_pair'] / ours['cpu_s_per_pair']:.2f}× | "
                 f"{ours['peak_mib'] / max(row['peak_mib'], 1e-9):.2f} |"
             )
         diffs = {k: v for k, v in r.items() if k.startswith("max_rel_diff")}

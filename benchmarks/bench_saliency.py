@@ -6,7 +6,8 @@ sample image and one SimCLR augmentation of it), with the same seeded noise and 
 compared (max abs difference reported).
 
 - simexplain: ``simexplain.explain(...)``: parameters frozen (no parameter gradients), noise samples and path
-  steps batched in chunks of ``--batch-size`` images; Averaged Transforms embeds and differentiates image 1 ONCE.
+  steps batched in chunks of ``--batch-size`` images; Averaged Transforms embeds and differentiates image 1
+  ONCE.
 - naive (the authors' way): one pair per forward and backward with ``.backward()``, parameters requiring grad
   (their gradients are computed and accumulated), and in Averaged Transforms the clean image 1 re-embedded and
   differentiated at every path step.
@@ -79,7 +80,8 @@ def build(device: torch.device) -> tuple[simexplain.PairModel, torch.Tensor, tor
 def one_pass_seconds(
     model: simexplain.PairModel, x: torch.Tensor, repeats: int, batch: int = 1, clock=time.perf_counter
 ) -> float:
-    """Median time per image of one forward + input-gradient backward of ``batch`` copies, parameters frozen."""
+    """Median time per image of one forward + input-gradient backward of ``batch`` copies, parameters
+    frozen."""
     times = []
     with model.explaining():
         for _ in range(repeats + 1):
@@ -95,7 +97,8 @@ def one_pass_seconds(
 # ------------------------------------------------------------------------------------------------ naive loops
 @contextmanager
 def parameters_requiring_grad(model):
-    """As the authors left their models: parameter gradients computed at every backward; restored afterwards."""
+    """As the authors left their models: parameter gradients computed at every backward; restored
+    afterwards."""
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     for p in params:
@@ -245,7 +248,8 @@ def main() -> None:
         "model": "torchvision resnet50, random weights",
         "input": "224×224, chelsea.jpg and one SimCLR view of it",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "note": "CPU timings on a 2-core machine shared with other jobs: absolute times are noisy, ratios are side by side",
+        "note": "CPU timings on a 2-core machine shared with other jobs: absolute times are noisy, "
+        "ratios are side by side",
     }
     RESULTS.mkdir(exist_ok=True)
     suffix = "-quick" if args.quick else ""
@@ -254,41 +258,50 @@ def main() -> None:
         "# Saliency benchmark (Smooth-Grad, Averaged Transforms)",
         "",
         (
-            f"`.venv/bin/python {info['command']}` — {info['date']}, {info['device']} ({info['threads']} threads), "
-            f"torch {info['torch']}, {info['model']}, {info['input']}; simexplain batch size {args.batch_size}."
+            f"`.venv/bin/python {info['command']}` — {info['date']}, {info['device']} ({info['threads']} "
+            f"threads), torch {info['torch']}, {info['model']}, {info['input']}; simexplain batch size "
+            f"{args.batch_size}."
         ),
         "",
         f"Note: {info['note']}.",
         "",
         (
-            "| method | naive (s) | simexplain (s) | speed-up | wall-clock speed-up | minimal passes | one pass: alone / in a batch (s) | "
-            "efficiency (batched pass) | efficiency (single pass) | naive efficiency | max abs diff (max map) | load |"
+            "| method | naive (s) | simexplain (s) | speed-up | wall-clock speed-up | minimal passes | one "
+            "pass: alone / in a batch (s) | efficiency (batched pass) | efficiency (single pass) | naive "
+            "efficiency | max abs diff (max map) | load |"
         ),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['naive_s']:.2f} | {r['simexplain_s']:.2f} | {r['speedup']:.2f}× | "
-            f"{r['wall_speedup']:.2f}× | "
-            f"{r['minimal_passes']} | {r['one_pass_s']:.3f} / {r['one_pass_in_batch_s']:.3f} | {r['efficiency']:.2f} | "
+            f"{r['wall_speedup']:.2f}× | {r['minimal_passes']} | {r['one_pass_s']:.3f} / "
+            f"{r['one_pass_in_batch_s']:.3f} | {r['efficiency']:.2f} | "
             f"{r['efficiency_vs_single_image_pass']:.2f} | {r['naive_efficiency']:.2f} | "
-            f"{r['max_abs_diff']:.1e} ({r['max_abs_map']:.1e}) | "
-            f"{r['load_average_before_after'][0]:.1f} → {r['load_average_before_after'][1]:.1f} |"
+            f"{r['max_abs_diff']:.1e} ({r['max_abs_map']:.1e}) | {r['load_average_before_after'][0]:.1f} → "
+            f"{r['load_average_before_after'][1]:.1f} |"
         )
     lines += [
         "",
-        f"Times are {rows[0]['clock']} seconds (on a CPU: CPU seconds of this process, all threads, which other",
+        f"Times are {rows[0]['clock']} seconds (on a CPU: CPU seconds of this process, all threads, which "
+        "other",
         "jobs' load inflates far less than wall time; the wall-clock speed-up is shown too).",
-        f"Smooth-Grad: {samples} samples; Averaged Transforms: {steps} steps, blend mode, `combine` transform.",
-        "One pass = forward + input-gradient backward of one 224² image with frozen parameters, timed alone (batch 1)",
-        f"and per image inside a batch of {args.batch_size} (the batch simexplain uses), before and after the runs.",
+        f"Smooth-Grad: {samples} samples; Averaged Transforms: {steps} steps, blend mode, `combine` "
+        "transform.",
+        "One pass = forward + input-gradient backward of one 224² image with frozen parameters, timed alone "
+        "(batch 1)",
+        f"and per image inside a batch of {args.batch_size} (the batch simexplain uses), before and after "
+        "the runs.",
         (
             f"Here an image cost {min(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}–"
-            f"{max(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}× as much alone as inside a batch, so"
+            f"{max(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}× as much alone as inside a "
+            "batch, so"
         ),
-        "the single-pass efficiency exceeds 1 and most of the speed-up is batching; the batched-pass efficiency says",
+        "the single-pass efficiency exceeds 1 and most of the speed-up is batching; the batched-pass "
+        "efficiency says",
         "how close simexplain is to the minimal work. The naive loop runs",
-        "one image per forward, so its efficiency uses the single pass. Load = 1-minute load average of the machine.",
+        "one image per forward, so its efficiency uses the single pass. Load = 1-minute load average of the "
+        "machine.",
     ]
     (RESULTS / f"saliency{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

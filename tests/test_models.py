@@ -1,8 +1,10 @@
-"""Model zoo: official checkpoint layouts, strict loading, safe unpickling, and every model under every family.
+"""Model zoo: official checkpoint layouts, strict loading, safe unpickling, and every model under every
+family.
 
-Stand-in checkpoints are built from the layout manifests in ``tests/data/checkpoints`` (copies of the project's
-``shared/checkpoints``): every key, shape, dtype, container entry and prefix of the real files, random values.
-The embedding after ``load_model`` is compared with a forward pass written here by hand from the same tensors.
+Stand-in checkpoints are built from the layout manifests in ``tests/data/checkpoints`` (copies of the
+project's ``shared/checkpoints``): every key, shape, dtype, container entry and prefix of the real files,
+random values. The embedding after ``load_model`` is compared with a forward pass written here by hand from
+the same tensors.
 """
 
 from __future__ import annotations
@@ -205,7 +207,10 @@ def vit(sd: dict, x: Tensor, p: str = "") -> Tensor:
         .transpose(1, 2)
     )
     t = torch.cat([sd[f"{p}cls_token"].expand(len(x), -1, -1), t], 1) + sd[f"{p}pos_embed"]
-    ln = lambda v, q: F.layer_norm(v, (768,), sd[f"{q}.weight"], sd[f"{q}.bias"], 1e-6)
+
+    def ln(v: Tensor, q: str) -> Tensor:
+        return F.layer_norm(v, (768,), sd[f"{q}.weight"], sd[f"{q}.bias"], 1e-6)
+
     for i in range(12):
         q = f"{p}blocks.{i}"
         qkv = F.linear(ln(t, f"{q}.norm1"), sd[f"{q}.attn.qkv.weight"], sd[f"{q}.attn.qkv.bias"])
@@ -232,7 +237,7 @@ def assert_embeddings_close(actual: Tensor, expected: Tensor) -> None:
     )
 
 
-# ---------------------------------------------------------------- key layout of every manifest (meta device: fast)
+# ----------------------------------------------------------- key layout of every manifest (meta device: fast)
 
 LAYOUTS = [
     ("simclrv2_r50_1x_sk0_ema.pth.json", ["resnet"], lambda: SimCLRv2(Variant.parse("r50_1x_sk0")).resnet),
@@ -452,8 +457,9 @@ def test_mocov3_roundtrip_is_asymmetric_by_default(tmp_path):
 
 
 def test_dino_vit_forward_matches_hand_written_vit_at_a_small_input():
-    # The ViT round trips are slow (0.3–0.9 GB files); this checks the same forward without a file, at 64×64:
-    # the stored 14×14 position table is resampled to 4×4 (timm's bicubic resampling, given to the hand forward).
+    # The ViT round trips are slow (0.3–0.9 GB files); this checks the same forward without a file, at
+    # 64×64: the stored 14×14 position table is resampled to 4×4 (timm's bicubic resampling, given to the
+    # hand forward).
     from timm.layers import resample_abs_pos_embed
 
     model = simexplain.models.dino_vit_b16(input_size=SIZE)
@@ -584,6 +590,76 @@ def test_every_registry_entry_states_embedding_input_and_layer():
         assert entry.embedding and entry.preprocessing and entry.layer, entry.name
 
 
+# ---------------------------------------------------------------- registry policy and builder options
+
+
+def test_register_model_refuses_a_name_registered_twice(monkeypatch):
+    from simexplain.models import registry
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # leave the real registry untouched
+
+    def first(weights=None, *, input_size=224):
+        raise AssertionError("not built here")
+
+    def second(weights=None, *, input_size=224):
+        raise AssertionError("not built here")
+
+    facts = {"embedding": "e", "preprocessing": "p", "layer": "l"}
+    registry.register_model("test-twice", "first", **facts)(first)
+    for name in ("test-twice", "efficientnet-lite0"):
+        before = registry.available()[name]
+        with pytest.raises(SimexplainError, match="already registered") as info:
+            registry.register_model(name, "second", **facts)(second)
+        assert "\n" not in str(info.value) and name in str(info.value)
+        assert registry.available()[name] is before  # the first registration stays
+
+
+def test_every_registered_builder_takes_input_size():
+    import inspect
+
+    for name, entry in available().items():
+        assert "input_size" in inspect.signature(entry.builder).parameters, name
+
+
+def test_default_model_takes_input_size_and_embeds_at_it():
+    default = load_model("efficientnet-lite0")
+    model = load_model("efficientnet-lite0", input_size=160)
+    p = model.preprocessing
+    assert p.input_size == (160, 160) and p.resize == round(160 * 256 / 224)
+    assert (p.mean, p.std) == (default.preprocessing.mean, default.preprocessing.std)
+    assert default.preprocessing.input_size == (224, 224) and default.preprocessing.resize == 256
+    x1, x2 = simexplain.load_images(
+        simexplain.sample_path("chelsea.jpg"), simexplain.sample_path("coffee.jpg"), model
+    )
+    assert x1.shape == x2.shape == (1, 3, 160, 160)
+    with torch.no_grad():
+        z = model.embed(torch.cat([x1, x2]))
+        assert z.shape == (2, 1280) and torch.isfinite(z).all()
+        # Same weights at any size: only the preprocessing facts follow input_size.
+        torch.testing.assert_close(z, default.embed(torch.cat([x1, x2])))
+    wide = simexplain.models.efficientnet_lite0(input_size=(160, 128)).preprocessing
+    assert wide.input_size == (160, 128) and wide.resize == round(128 * 256 / 224)
+    with pytest.raises(SimexplainError, match="too small"):
+        load_model("efficientnet-lite0", input_size=8)
+
+
+def test_an_option_the_builder_does_not_take_is_named_in_one_line():
+    cases = [
+        ("efficientnet-lite0", {}, {"size": 160}, ["size", "input_size"]),
+        # Checked before the file is read (the path does not exist).
+        ("simsiam-r50", {"weights": "absent.pth"}, {"blok": 3}, ["blok", "embedding", "input_size"]),
+        # A registered SimCLRv2 name fixes its variant: variant= is not one of its options.
+        ("simclrv2-r50-1x", {"weights": "absent.pth"}, {"variant": "r50_2x_sk0"}, ["variant", "embedding"]),
+    ]
+    for name, weights, options, words in cases:
+        with pytest.raises(SimexplainError) as info:
+            load_model(name, **weights, **options)
+        message = str(info.value)
+        assert "\n" not in message and "does not take option" in message, name
+        for word in words:
+            assert word in message, (name, word)
+
+
 # ---------------------------------------------------------------- user models: torchvision: and timm:
 
 
@@ -603,6 +679,10 @@ def test_torchvision_user_model_from_a_weights_file(tmp_path):
         load_model("torchvision:resnet-18", weights=path)
     with pytest.raises(SimexplainError, match="needs a weights file"):
         load_model("torchvision:resnet18")
+    # Options go on to torchvision; one that it refuses too is named in one line, not a TypeError.
+    with pytest.raises(SimexplainError, match="option colour is not taken") as info:
+        load_model("torchvision:resnet18", weights=path, num_classes=10, colour="red")
+    assert "\n" not in str(info.value) and "input_size" in str(info.value)
 
 
 def test_timm_user_vit_at_a_small_input(tmp_path):
@@ -628,8 +708,8 @@ def test_timm_user_vit_at_a_small_input(tmp_path):
 
 # ---------------------------------------------------------------- every zoo model × one method of each family
 
-# One model per code path in the default run (TF ResNet with SK, torchvision ResNet with heads, asymmetric ViT);
-# the rest of the zoo runs under -m slow.
+# One model per code path in the default run (TF ResNet with SK, torchvision ResNet with heads,
+# asymmetric ViT); the rest of the zoo runs under -m slow.
 FAST_ZOO = ["simclrv2-r50-1x-sk1", "simsiam-r50", "mocov3-vit-b"]
 
 

@@ -1,11 +1,11 @@
 """Differentiable, seeded image transforms with an explicit strength (SPEC §1.4 and §6).
 
-Every transform works on ``B×3×H×W`` tensors of [0, 1] pixels, on any device, and is built from differentiable
-tensor operations, so it can act inside a batch (Averaged Transforms) and be reused by the studies (augmentation
-dissection, pair making). A transform separates its randomness from its application:
+Every transform works on ``B×3×H×W`` tensors of [0, 1] pixels, on any device, and is built from
+differentiable tensor operations, so it can act inside a batch (Averaged Transforms) and be reused by the
+studies (augmentation dissection, pair making). A transform separates its randomness from its application:
 
-- ``sample(batch, generator=...)`` draws the random settings of ``batch`` images once (a dict of tensors with a
-  leading batch dimension);
+- ``sample(batch, generator=...)`` draws the random settings of ``batch`` images once (a dict of tensors
+  with a leading batch dimension);
 - ``apply(pixels, params, strength)`` applies them at a strength in [0, 1] (a float or one value per image):
   0 is the identity, 1 the drawn transform, values in between interpolate the transform's own setting
   (rotation angle, jitter factors, blur σ, ...);
@@ -46,7 +46,8 @@ _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # the luma weights of torchvision's rgb_
 def make_generator(seed: Seed, device: torch.device | str = "cpu") -> torch.Generator | None:
     """A ``torch.Generator`` from an int seed (on ``device``); a generator is returned as is.
 
-    ``None`` returns ``None``: draws then use torch's global RNG, so ``torch.manual_seed`` still controls them.
+    ``None`` returns ``None``: draws then use torch's global RNG, so ``torch.manual_seed`` still controls
+    them.
     """
     if seed is None or isinstance(seed, torch.Generator):
         return seed
@@ -93,7 +94,7 @@ def _where(flag: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(flag.view(-1, 1, 1, 1), a, b)
 
 
-# ---------------------------------------------------------------------------------------------------- primitives
+# ------------------------------------------------------------------------------------------------- primitives
 def grayscale(pixels: Tensor) -> Tensor:
     """Luma replicated on 3 channels."""
     w = torch.tensor(_GRAY_WEIGHTS, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
@@ -170,7 +171,8 @@ def rotate(pixels: Tensor, degrees: Tensor) -> Tensor:
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(cos)
     h, w = pixels.shape[-2:]
-    # affine_grid works in normalised coordinates; correct the aspect ratio so non-square images rotate rigidly.
+    # affine_grid works in normalised coordinates; correct the aspect ratio so non-square images rotate
+    # rigidly.
     matrix = torch.stack(
         [torch.stack([cos, -sin * h / w, zero], -1), torch.stack([sin * w / h, cos, zero], -1)], 1
     )
@@ -188,7 +190,7 @@ def _blend(pixels: Tensor, target: Tensor, strength: Strength) -> Tensor:
     return (1 - s) * pixels + s * target
 
 
-# ---------------------------------------------------------------------------------------------------- transforms
+# ------------------------------------------------------------------------------------------------- transforms
 class Transform:
     """A seeded transform with a strength in [0, 1] (0 = identity, 1 = the drawn transform).
 
@@ -238,7 +240,8 @@ class ColorJitter(Transform):
     """torchvision-style colour jitter: brightness, contrast, saturation factors ``U(1 − a, 1 + a)`` and a hue
     shift ``U(−h, h)``, applied in a random order per image, with probability ``p``.
 
-    Strength ``s`` moves each factor from 1 towards its drawn value (``1 + s·(f − 1)``) and the hue shift from 0.
+    Strength ``s`` moves each factor from 1 towards its drawn value (``1 + s·(f − 1)``) and the hue shift
+    from 0.
     """
 
     def __init__(
@@ -370,8 +373,8 @@ class Rotation(Transform):
 
 
 class HorizontalFlip(Transform):
-    """Mirror left–right with probability ``p``. A flip has no intermediate geometric setting, so a strength in
-    between blends the image with its mirror."""
+    """Mirror left–right with probability ``p``. A flip has no intermediate geometric setting, so a
+    strength in between blends the image with its mirror."""
 
     def __init__(self, p: float = 1.0) -> None:
         self.p = p
@@ -411,8 +414,8 @@ class Compose(Transform):
 
 
 def combine() -> Compose:
-    """The SimCLR colour pipeline without crop: jitter 0.8/0.8/0.8/0.2 (p 0.8), grayscale (p 0.2), blur kernel 21
-    σ ~ U(0.1, 2) (p 0.5)."""
+    """The SimCLR colour pipeline without crop: jitter 0.8/0.8/0.8/0.2 (p 0.8), grayscale (p 0.2),
+    blur kernel 21 σ ~ U(0.1, 2) (p 0.5)."""
     return Compose(
         ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8),
         Grayscale(p=0.2),
@@ -421,7 +424,7 @@ def combine() -> Compose:
     )
 
 
-# ---------------------------------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------------------------------- registry
 _TRANSFORMS: dict[str, Callable[[], Transform]] = {
     "identity": Identity,
     "combine": combine,
@@ -476,7 +479,7 @@ def in_model_space(
     return preprocessing.to_model(transform.apply(preprocessing.to_pixels(x), params, strength))
 
 
-# ---------------------------------------------------------------------------------------------------- SimCLR view
+# ------------------------------------------------------------------------------------------------ SimCLR view
 def _crop_box(
     height: int,
     width: int,
@@ -518,7 +521,8 @@ def random_resized_crop(
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     generator: Seed = None,
 ) -> Tensor:
-    """A random crop per image (area fraction ``scale``, aspect ``ratio``) resized to ``size`` (antialiased)."""
+    """A random crop per image (area fraction ``scale``, aspect ``ratio``) resized to ``size``
+    (antialiased)."""
     generator = make_generator(generator, "cpu")
     size = (size, size) if isinstance(size, int) else tuple(size)
     crops = []

@@ -1,7 +1,7 @@
 """Models: the registry, checkpoint loading and one module per family of architectures.
 
-Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing is downloaded. ``docs/models.md``
-says where each file comes from and what its embedding is.
+Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing is downloaded.
+``docs/models.md`` says where each file comes from and what its embedding is.
 """
 
 from functools import partial
@@ -21,7 +21,7 @@ register_model(
     embedding="pooled 1280-d features",
     preprocessing="(x·255 − 127.5)/128",
     layer="network.bn2",
-)(lambda weights=None: efficientnet_lite0(weights))
+)(efficientnet_lite0)
 
 _SIMCLR_INPUT = "[0, 1] pixels, NO mean/std normalisation; resize 256, crop 224"
 _IMAGENET_INPUT = "ImageNet mean/std; resize 256, crop 224"
@@ -30,8 +30,8 @@ for _tag in RELEASED:
     _variant = Variant.parse(_tag)
     register_model(
         _variant.model_name,
-        f"SimCLRv2 ResNet-{_variant.depth} {_variant.width}x, selective kernels {'on' if _variant.sk else 'off'} "
-        f"(converted TF checkpoint {_tag}_ema.pth)",
+        f"SimCLRv2 ResNet-{_variant.depth} {_variant.width}x, "
+        f"selective kernels {'on' if _variant.sk else 'off'} (converted TF checkpoint {_tag}_ema.pth)",
         embedding=f"128-d projection-head output (embedding='backbone': pooled {_variant.features}-d)",
         preprocessing=_SIMCLR_INPUT,
         layer="resnet.net.4",
@@ -67,7 +67,8 @@ register_model(
 
 register_model(
     "mocov3-vit-b",
-    "MoCo v3 ViT-B/16, 300 epochs (vit-b-300ep.pth.tar); ASYMMETRIC pair (symmetric=True for the query branch twice)",
+    "MoCo v3 ViT-B/16, 300 epochs (vit-b-300ep.pth.tar); "
+    "ASYMMETRIC pair (symmetric=True for the query branch twice)",
     embedding="256-d: image 1 predictor(base_encoder), image 2 momentum_encoder",
     preprocessing=_IMAGENET_INPUT,
     layer="base_encoder.blocks.10 / momentum_encoder.blocks.10 patch tokens (block=N)",
@@ -110,7 +111,8 @@ register_model(
     needs_weights=True,
 )(timm_model)
 
-# The checkpoint-backed zoo: every registered name except the offline default and the torchvision:/timm: routes.
+# The checkpoint-backed zoo: every registered name except the offline default and the
+# torchvision:/timm: routes.
 ZOO = tuple(name for name in available() if name != DEFAULT_MODEL and not name.endswith(":"))
 
 __all__ = [

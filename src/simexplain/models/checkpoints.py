@@ -41,7 +41,8 @@ def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = (
         )
         if "GLOBAL" in reason or _plain_pickle_calls_code(path):
             raise SimexplainError(
-                f"checkpoint {path} refused: it needs arbitrary unpickling, which could run code ({reason[:160]})"
+                f"checkpoint {path} refused: it needs arbitrary unpickling, "
+                f"which could run code ({reason[:160]})"
             ) from None
         raise SimexplainError(
             f"checkpoint {path} is truncated or not a torch checkpoint ({reason[:160]})"
@@ -214,14 +215,13 @@ def state_dict_at(obj: Any, path: Sequence[str], *, what: str, file: str | os.Pa
 def load_matching(
     module: nn.Module, state: Mapping[str, Tensor], *, what: str, source: Any = None, assign: bool = False
 ) -> None:
-    """Load ``state`` into ``module`` requiring an exact key and shape match, else one readable error line that
-    names the model the file seems to belong to.
+    """Load ``state`` into ``module`` requiring an exact key and shape match, else one readable error
+    line that names the model the file seems to belong to.
 
     ``assign=True`` adopts the file's tensors (for a module built on the ``meta`` device: no wasted init).
     """
     report = mismatch_report(module, state)
     if report:
-        raise SimexplainError(
-            f"{what}: checkpoint does not match the architecture ({report}){_hint(source if source is not None else state)}"
-        )
+        hint = _hint(source if source is not None else state)
+        raise SimexplainError(f"{what}: checkpoint does not match the architecture ({report}){hint}")
     module.load_state_dict(state, strict=True, assign=assign)

@@ -97,7 +97,8 @@ def load_entry(
     label: str | None = None,
 ) -> None:
     """Load the state dict at ``path`` of the loaded checkpoint ``obj`` into ``module`` (built by
-    :func:`instantiate`): strict match, tensors assigned; ``label`` names the part in errors (default ``what``)."""
+    :func:`instantiate`): strict match, tensors assigned; ``label`` names the part in errors
+    (default ``what``)."""
     state = state_dict_at(obj, path, what=what, file=file)
     load_matching(module, state, what=label or what, source=obj, assign=True)
 

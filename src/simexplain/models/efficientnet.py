@@ -14,11 +14,18 @@ from torch import Tensor, nn
 from ..errors import SimexplainError
 from ..pair import PairModel
 from ..preprocessing import Preprocessing
+from .common import sized
 
-# (x·255 − 127.5)/128 == (x − 0.5)/(128/255): the scaling the TF-Lite weights were trained with.
-LITE0_PREPROCESSING = Preprocessing(
-    mean=(0.5, 0.5, 0.5), std=(128 / 255,) * 3, description="(x·255 − 127.5)/128"
-)
+
+def lite0_preprocessing(input_size: int | tuple[int, int] = 224) -> Preprocessing:
+    """EfficientNet-Lite0 input facts at ``input_size`` (resize 256/224 of it, then centre crop).
+
+    (x·255 − 127.5)/128 == (x − 0.5)/(128/255): the scaling the TF-Lite weights were trained with.
+    """
+    return sized(input_size, mean=(0.5, 0.5, 0.5), std=(128 / 255,) * 3, description="(x·255 − 127.5)/128")
+
+
+LITE0_PREPROCESSING = lite0_preprocessing(224)
 
 _DEPTHWISE_SEPARABLE = {
     "_depthwise_conv": "conv_dw",
@@ -80,10 +87,19 @@ class PooledFeatures(nn.Module):
         return self.network.forward_head(self.network.forward_features(x), pre_logits=True)
 
 
-def efficientnet_lite0(weights: str | None = None) -> PairModel:
-    """EfficientNet-Lite0 (supervised ImageNet) as a pair model: 1280-d pooled features, CAM layer ``bn2``."""
+def efficientnet_lite0(weights: str | None = None, *, input_size: int | tuple[int, int] = 224) -> PairModel:
+    """EfficientNet-Lite0 (supervised ImageNet) as a pair model: 1280-d pooled features, CAM layer ``bn2``.
+
+    ``input_size`` (an int or ``(H, W)``, default 224) sets the preprocessing facts; the network is fully
+    convolutional with global pooling, so it embeds any size.
+
+    Example:
+        >>> efficientnet_lite0(input_size=160).preprocessing.input_size
+        (160, 160)
+    """
     from .checkpoints import load_matching, load_state_dict_file
 
+    preprocessing = lite0_preprocessing(input_size)  # checks the size before the weights are read
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     state = load_state_dict_file(weights or wheel_weights_path())
     if any(key.startswith("_blocks.") for key in state):
@@ -92,7 +108,8 @@ def efficientnet_lite0(weights: str | None = None) -> PairModel:
     return PairModel(
         PooledFeatures(network),
         layer="network.bn2",
-        preprocessing=LITE0_PREPROCESSING,
+        preprocessing=preprocessing,
         name="efficientnet-lite0",
-        description="SUPERVISED ImageNet EfficientNet-Lite0 (embedded default, offline); 1280-d pooled features",
+        description="SUPERVISED ImageNet EfficientNet-Lite0 (embedded default, offline); "
+        "1280-d pooled features",
     )

@@ -1,9 +1,10 @@
-"""Barlow Twins, SimSiam and DINO ResNet-50s, each built on torchvision's ``resnet50`` with its official key names.
+"""Barlow Twins, SimSiam and DINO ResNet-50s, each built on torchvision's ``resnet50`` with its official
+key names.
 
-Each network's ``state_dict()`` equals the official file's state dict once ``module.`` is stripped, so loading is
-one strict ``load_state_dict``. The backbone-only releases (Barlow Twins ``resnet50.pth``, DINO
-``dino_resnet50_pretrain.pth``) are torchvision's ResNet-50 without ``fc``: their embedding is the pooled 2048-d
-feature, and the loader says so.
+Each network's ``state_dict()`` equals the official file's state dict once ``module.`` is stripped, so
+loading is one strict ``load_state_dict``. The backbone-only releases (Barlow Twins ``resnet50.pth``, DINO
+``dino_resnet50_pretrain.pth``) are torchvision's ResNet-50 without ``fc``: their embedding is the pooled
+2048-d feature, and the loader says so.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def resnet50_trunk() -> nn.Module:
 
 
 def _mlp(dims: list[int], *, last_bn: bool | None, bias_last: bool = False) -> nn.Sequential:
-    """[Linear no-bias, BN, ReLU] for each hidden layer, then a Linear (and a BN: ``last_bn`` = its affine flag)."""
+    """[Linear no-bias, BN, ReLU] for each hidden layer, then a Linear.
+
+    ``last_bn`` adds a final BN (its value is the BN's affine flag); ``None`` adds none.
+    """
     layers: list[nn.Module] = []
     for cin, cout in pairwise(dims[:-1]):
         layers += [nn.Linear(cin, cout, bias=False), nn.BatchNorm1d(cout), nn.ReLU()]
@@ -62,7 +66,8 @@ def _trunk_model(obj: object, weights: str | os.PathLike, *, name: str, note: st
 
 
 class BarlowTwins(nn.Module):
-    """``backbone`` (ResNet-50 trunk), ``projector`` 2048→8192→8192→8192 and the loss-only ``bn`` (never applied)."""
+    """``backbone`` (ResNet-50 trunk), ``projector`` 2048→8192→8192→8192 and the loss-only ``bn``
+    (never applied)."""
 
     def __init__(self, dim: int = 8192) -> None:
         super().__init__()
@@ -78,8 +83,9 @@ class BarlowTwins(nn.Module):
 def barlowtwins_r50(
     weights: str | os.PathLike | None = None, *, input_size: int | tuple[int, int] = 224
 ) -> PairModel:
-    """Barlow Twins ResNet-50: the full training checkpoint (``checkpoint.pth``, embedding = 8192-d projector
-    output) or the backbone-only release (``resnet50.pth``, embedding = pooled 2048-d feature, with a warning).
+    """Barlow Twins ResNet-50: the full training checkpoint (``checkpoint.pth``, embedding = 8192-d
+    projector output) or the backbone-only release (``resnet50.pth``, embedding = pooled 2048-d feature,
+    with a warning).
 
     Example:
         >>> import simexplain
@@ -135,8 +141,8 @@ def simsiam_r50(
     embedding: str = "predictor",
     input_size: int | tuple[int, int] = 224,
 ) -> PairModel:
-    """SimSiam ResNet-50 from ``checkpoint_0099.pth.tar``; embedding = predictor(projector(·)) as the paper, or
-    the projector output with ``embedding="projector"``.
+    """SimSiam ResNet-50 from ``checkpoint_0099.pth.tar``; embedding = predictor(projector(·)) as the
+    paper, or the projector output with ``embedding="projector"``.
 
     Example:
         >>> import simexplain
@@ -165,7 +171,8 @@ def simsiam_r50(
 
 
 class DINOHead(nn.Module):
-    """The head of the released DINO ResNet-50: ``mlp`` 2048→4096 (BN, GELU)→256, L2-normalise, ``last_layer``."""
+    """The head of the released DINO ResNet-50: ``mlp`` 2048→4096 (BN, GELU)→256, L2-normalise,
+    ``last_layer``."""
 
     def __init__(
         self, dim: int = 2048, hidden: int = 4096, bottleneck: int = 256, out_dim: int = 60000
@@ -182,7 +189,8 @@ class DINOHead(nn.Module):
 
 
 class DINOResNet(nn.Module):
-    """DINO teacher/student network of the full checkpoint: ``backbone`` + ``head``; ``embedding`` picks the output."""
+    """DINO teacher/student network of the full checkpoint: ``backbone`` + ``head``; ``embedding`` picks
+    the output."""
 
     def __init__(self, embedding: str = "head", out_dim: int = 60000) -> None:
         super().__init__()
@@ -202,9 +210,10 @@ def dino_r50(
     network: str = "teacher",
     input_size: int | tuple[int, int] = 224,
 ) -> PairModel:
-    """DINO ResNet-50: the backbone-only file (``dino_resnet50_pretrain.pth``; embedding = pooled 2048-d feature)
-    or the full checkpoint (``…_full_checkpoint.pth``; ``network`` "teacher" (default) or "student",
-    ``embedding`` "head" (60000-d, the reference code's default), "bottleneck" (256-d) or "backbone").
+    """DINO ResNet-50: the backbone-only file (``dino_resnet50_pretrain.pth``; embedding = pooled 2048-d
+    feature) or the full checkpoint (``…_full_checkpoint.pth``; ``network`` "teacher" (default) or
+    "student", ``embedding`` "head" (60000-d, the reference code's default), "bottleneck" (256-d) or
+    "backbone").
 
     Example:
         >>> import simexplain
@@ -221,12 +230,13 @@ def dino_r50(
         if not (isinstance(obj, dict) and _is_trunk_only(obj)):
             guess = describe_checkpoint(obj)
             raise SimexplainError(
-                f"{name}: {os.fspath(weights)} is neither the DINO ResNet-50 backbone file nor its full checkpoint"
-                + (f"; it looks like {guess}" if guess else "")
+                f"{name}: {os.fspath(weights)} is neither the DINO ResNet-50 backbone file "
+                "nor its full checkpoint" + (f"; it looks like {guess}" if guess else "")
             )
         if embedding not in (None, "backbone"):
             raise SimexplainError(
-                f"{name}: the backbone-only file has no head; embedding={embedding!r} needs the full checkpoint"
+                f"{name}: the backbone-only file has no head; "
+                f"embedding={embedding!r} needs the full checkpoint"
             )
         model = _trunk_model(
             obj,

@@ -4,8 +4,8 @@ The converted files (``r50_1x_sk0_ema.pth`` …) are dicts ``{"resnet": state_di
 module tree below is laid out so that its ``state_dict()`` carries exactly the converted key names:
 
 - ``resnet.net.0``: the stem (7×7 conv, or three 3×3 convs with selective kernels), BN+ReLU, max-pool;
-- ``resnet.net.1`` … ``net.4``: stages of bottleneck blocks ``blocks.{i}.net.*``, the first block of each stage with
-  a ``projection`` shortcut;
+- ``resnet.net.1`` … ``net.4``: stages of bottleneck blocks ``blocks.{i}.net.*``, the first block of each
+  stage with a ``projection`` shortcut;
 - ``resnet.fc``: the supervised 1000-class layer stored in the file (not part of the embedding);
 - ``head.layers.{0..7}``: Linear (no bias), BN, ReLU, Linear, BN, ReLU, Linear to 128, BN.
 
@@ -29,7 +29,8 @@ BN_EPS = 1e-5
 SK_RATIO = 0.0625
 SK_MIN_DIM = 32
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-# The released TF checkpoints (SimCLRv2 README): every depth at 1x and 2x with and without SK, plus r152 3x SK.
+# The released TF checkpoints (SimCLRv2 README): every depth at 1x and 2x with and without SK,
+# plus r152 3x SK.
 RELEASED = tuple(
     [f"r{d}_{w}x_sk{s}" for d in (50, 101, 152) for w in (1, 2) for s in (0, 1)] + ["r152_3x_sk1"]
 )
@@ -53,7 +54,8 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """Read ``r{depth}_{width}x_sk{0|1}`` from a name such as ``r50_1x_sk0`` or a file name containing it."""
+        """Read ``r{depth}_{width}x_sk{0|1}`` from a name such as ``r50_1x_sk0`` or a file name
+        containing it."""
         match = _VARIANT.search(text)
         if match is None:
             raise SimexplainError(
@@ -224,7 +226,8 @@ class ContrastiveHead(nn.Module):
 
 
 class SimCLRv2(nn.Module):
-    """SimCLRv2 encoder: ``head(mean_hw(resnet.net(x)))`` (or the pooled features with ``embedding="backbone"``)."""
+    """SimCLRv2 encoder: ``head(mean_hw(resnet.net(x)))``, or the pooled features with
+    ``embedding="backbone"``."""
 
     def __init__(self, variant: Variant, embedding: str = "head") -> None:
         super().__init__()
@@ -248,9 +251,10 @@ def simclrv2(
 ) -> PairModel:
     """A SimCLRv2 ResNet as a pair model from a converted checkpoint (``{"resnet": …, "head": …}``).
 
-    The variant comes from ``variant`` (``"r50_2x_sk0"``) or else from the file name; a registered name such as
-    ``simclrv2-r50-2x`` fixes it. ``embedding="head"`` (default, the paper: 128-d projection-head output) or
-    ``"backbone"`` (pooled trunk features). ``weights=None`` builds random weights (architecture only).
+    The variant comes from ``variant`` (``"r50_2x_sk0"``) or else from the file name; a registered name
+    such as ``simclrv2-r50-2x`` fixes it. ``embedding="head"`` (default, the paper: 128-d projection-head
+    output) or ``"backbone"`` (pooled trunk features). ``weights=None`` builds random weights
+    (architecture only).
 
     Example:
         >>> import simexplain
@@ -269,8 +273,8 @@ def simclrv2(
     named = _VARIANT.search(file_name(weights)) if weights is not None else None
     if named is not None and Variant.parse(named.group(0)) != chosen:
         raise SimexplainError(
-            f"{label}: the file {file_name(weights)} is a SimCLRv2 {named.group(0)} checkpoint, not {chosen.tag}; "
-            f"load it with {Variant.parse(named.group(0)).model_name!r}"
+            f"{label}: the file {file_name(weights)} is a SimCLRv2 {named.group(0)} checkpoint, "
+            f"not {chosen.tag}; load it with {Variant.parse(named.group(0)).model_name!r}"
         )
     check_choice("simclrv2 embedding", embedding, EMBEDDINGS)
     encoder = instantiate(lambda: SimCLRv2(chosen, embedding), random=weights is None)

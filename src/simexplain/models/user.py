@@ -1,18 +1,21 @@
 """User models by architecture name: ``torchvision:NAME`` and ``timm:NAME`` with a weights file.
 
-Nothing is downloaded: the architecture comes from torchvision or timm, the weights from the user's file (a state
-dict, or a dict holding one under ``state_dict`` or ``model``; ``module.`` prefixes are stripped), matched
-strictly. The embedding is the penultimate feature (``embedding="pooled"``, the classifier removed) or the
-model's output (``embedding="output"``). Preprocessing is stated: torchvision models use ImageNet mean/std, timm
-models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=`` says otherwise.
+Nothing is downloaded: the architecture comes from torchvision or timm, the weights from the user's file
+(a state dict, or a dict holding one under ``state_dict`` or ``model``; ``module.`` prefixes are stripped),
+matched strictly. The embedding is the penultimate feature (``embedding="pooled"``, the classifier removed)
+or the model's output (``embedding="output"``). Preprocessing is stated: torchvision models use ImageNet
+mean/std, timm models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=`` says
+otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 
 from torch import Tensor, nn
 
@@ -46,6 +49,20 @@ def _unknown(kind: str, name: str, known: list[str]) -> SimexplainError:
     )
 
 
+def _refused_option(
+    what: str, builder: Callable, library: str, options: dict, error: TypeError
+) -> SimexplainError:
+    """A one-line error for an option neither ``builder`` nor ``library`` takes (from its ``TypeError``)."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY,)
+    own = [p.name for p in inspect.signature(builder).parameters.values() if p.kind in kinds]
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    names = found.group(1) if found else ", ".join(options)
+    return SimexplainError(
+        f"{what}: option {names} is not taken by {library} ({error}); "
+        f"{what} takes {', '.join(own)} and {library}'s keyword arguments"
+    )
+
+
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
@@ -62,12 +79,13 @@ def torchvision_model(
     token_layout: TokenLayout | None = None,
     **options,
 ) -> PairModel:
-    """A torchvision architecture with the user's weights, e.g. ``load_model("torchvision:resnet50", weights=…)``.
+    """A torchvision architecture with the user's weights, e.g.
+    ``load_model("torchvision:resnet50", weights=…)``.
 
-    ``embedding="pooled"`` replaces the last ``nn.Linear`` (the classifier) by the identity, so a backbone-only
-    file without classifier keys also loads; ``"output"`` keeps the whole model. ``layer`` defaults to ``layer4``
-    (ResNets), ``features`` (VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt) or a ViT's last encoder block.
-    ``options`` go to ``torchvision.models.get_model``.
+    ``embedding="pooled"`` replaces the last ``nn.Linear`` (the classifier) by the identity, so a
+    backbone-only file without classifier keys also loads; ``"output"`` keeps the whole model. ``layer``
+    defaults to ``layer4`` (ResNets), ``features`` (VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt) or a
+    ViT's last encoder block. ``options`` go to ``torchvision.models.get_model``.
 
     Example:
         >>> import simexplain
@@ -82,7 +100,13 @@ def torchvision_model(
     if name not in torchvision.models.list_models():
         raise _unknown("torchvision", name, torchvision.models.list_models())
     state = _user_state(weights, what)
-    network = torchvision.models.get_model(name, weights=None, **options)
+    try:
+        network = torchvision.models.get_model(name, weights=None, **options)
+    except TypeError as error:
+        if not options:
+            raise
+        library = "torchvision.models.get_model"
+        raise _refused_option(what, torchvision_model, library, options, error) from error
     if embedding == "pooled":
         linears = [n for n, m in network.named_modules() if isinstance(m, nn.Linear)]
         if linears:
@@ -124,17 +148,21 @@ def timm_model(
     input_size: int | tuple[int, int] | None = None,
     **options,
 ) -> PairModel:
-    """A timm architecture with the user's weights, e.g. ``load_model("timm:vit_small_patch16_224", weights=…)``.
+    """A timm architecture with the user's weights, e.g.
+    ``load_model("timm:vit_small_patch16_224", weights=…)``.
 
-    ``embedding="pooled"`` builds the model with ``num_classes=0`` (timm's pooled pre-logits features; the file's
-    classifier keys are ignored); ``"output"`` keeps the head. The default layer is the last entry of timm's
-    ``feature_info`` (e.g. ``layer4``); a class-token ViT taps the block before its last (``blocks.10``), whose
-    patch tokens still reach the class token, laid out by its patch size and prefix tokens. ViTs resample their position embedding to other input sizes. ``options`` go to
+    ``embedding="pooled"`` builds the model with ``num_classes=0`` (timm's pooled pre-logits features; the
+    file's classifier keys are ignored); ``"output"`` keeps the head. The default layer is the last entry of
+    timm's ``feature_info`` (e.g. ``layer4``); a class-token ViT taps the block before its last
+    (``blocks.10``), whose patch tokens still reach the class token, laid out by its patch size and prefix
+    tokens. ViTs resample their position embedding to other input sizes. ``options`` go to
     ``timm.create_model``.
 
     Example:
         >>> import simexplain
-        >>> model = simexplain.load_model("timm:vit_small_patch16_224", weights="vit_s16.pth")  # doctest: +SKIP
+        >>> model = simexplain.load_model(  # doctest: +SKIP
+        ...     "timm:vit_small_patch16_224", weights="vit_s16.pth"
+        ... )
         >>> model.layer, model.token_layout.patch_size  # doctest: +SKIP
         ('blocks.10', 16)
     """
@@ -148,10 +176,16 @@ def timm_model(
     if embedding == "pooled":
         options.setdefault("num_classes", 0)
     try:
-        # ViT-style models resample their position embedding for other input sizes; others do not take the flag.
+        # ViT-style models resample their position embedding for other input sizes; others do not take
+        # the flag.
         network = timm.create_model(name, pretrained=False, dynamic_img_size=True, **options)
     except TypeError:
-        network = timm.create_model(name, pretrained=False, **options)
+        try:
+            network = timm.create_model(name, pretrained=False, **options)
+        except TypeError as error:
+            if not options:
+                raise
+            raise _refused_option(what, timm_model, "timm.create_model", options, error) from error
     cfg = dict(getattr(network, "pretrained_cfg", {}) or {})
     if embedding == "pooled":
         classifier = cfg.get("classifier") or []
@@ -161,8 +195,8 @@ def timm_model(
     if layer is None and getattr(network, "feature_info", None):
         layer = network.feature_info[-1]["module"]
         if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
-            # A class-token ViT reads only the class token after its last block, so that block's patch tokens get
-            # zero gradients: tap the block before it.
+            # A class-token ViT reads only the class token after its last block, so that block's patch
+            # tokens get zero gradients: tap the block before it.
             layer = f"blocks.{int(layer.split('.')[1]) - 1}"
     if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
         patch = network.patch_embed.patch_size
@@ -177,7 +211,8 @@ def timm_model(
             size, mean=mean, std=std, description=f"timm pretrained_cfg mean {mean} std {std}"
         )
         if cfg.get("crop_pct"):
-            # timm states its own centre-crop fraction (1.0 for OpenAI CLIP: resize straight to the input size).
+            # timm states its own centre-crop fraction (1.0 for OpenAI CLIP: resize straight to the input
+            # size).
             resize = round(min(preprocessing.input_size) / float(cfg["crop_pct"]))
             preprocessing = dataclasses.replace(preprocessing, resize=resize)
     return PairModel(

@@ -23,7 +23,8 @@ VIT_LAYOUT = TokenLayout(patch_size=16, prefix_tokens=1)
 
 
 def vit_base16() -> VisionTransformer:
-    """ViT-B/16 without classifier (``num_classes=0``): returns the CLS token after the final norm, ``B×768``."""
+    """ViT-B/16 without classifier (``num_classes=0``): returns the CLS token after the final norm,
+    ``B×768``."""
     return VisionTransformer(
         img_size=224,
         patch_size=16,
@@ -65,7 +66,8 @@ def _mocov3_encoder() -> VisionTransformer:
 
 
 class MoCoV3(nn.Module):
-    """The official container: ``base_encoder`` and ``momentum_encoder`` (ViT + 3-layer head) and ``predictor``."""
+    """The official container: ``base_encoder`` and ``momentum_encoder`` (ViT + 3-layer head) and
+    ``predictor``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,7 +153,9 @@ def dino_vit_b16(
 
     Example:
         >>> import simexplain
-        >>> model = simexplain.load_model("dino-vit-b16", weights="dino_vitbase16_pretrain.pth")  # doctest: +SKIP
+        >>> model = simexplain.load_model(  # doctest: +SKIP
+        ...     "dino-vit-b16", weights="dino_vitbase16_pretrain.pth"
+        ... )
         >>> model.layer  # doctest: +SKIP
         'blocks.10'
     """
@@ -164,7 +168,8 @@ def dino_vit_b16(
     if weights is not None:
         obj = load_checkpoint(weights, safe_globals=[argparse.Namespace])
         if isinstance(obj, dict) and network in obj:
-            # A full training checkpoint: the ViT sits under ``backbone.``; its DINO head is not the embedding.
+            # A full training checkpoint: the ViT sits under ``backbone.``; its DINO head is not the
+            # embedding.
             state = select(state_dict_at(obj, [network], what=name, file=weights), "backbone.")
         else:
             state = state_dict_at(obj, [], what=name, file=weights)
