@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,8 @@ class ReusedReLUNet(nn.Module):
 
 
 def hand_guided_gradient(net: ReusedReLUNet, x: torch.Tensor, grad_z: torch.Tensor) -> torch.Tensor:
-    """Guided backward written out by hand: at every ReLU, grad_in = relu(grad_out) · 1[pre-activation > 0]."""
+    """Guided backward written out by hand: at every ReLU,
+    grad_in = relu(grad_out) · 1[pre-activation > 0]."""
     layers = [net.l1, net.l2, net.l3, net.head[0]]
     pre, h = [], x.flatten(1)
     for layer in layers:
@@ -161,3 +164,79 @@ def test_every_functional_form_of_relu_is_seen_and_hardtanh_only_with_a_zero_flo
             assert grad.abs().max() == 0  # negative gradients are blocked: guided
         F.hardtanh(x)  # bounds (−1, 1): not a ReLU
     assert guide.relu_calls == 8
+
+
+class Rendezvous(nn.Module):
+    """Wraps an encoder; while ``barrier`` is set, each forward waits for the other thread's before and after
+    running, so two threads are inside their forwards (and their ReLUs) at the same time."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.barrier: threading.Barrier | None = None
+
+    def forward(self, x):
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
+        out = self.inner(x)
+        if self.barrier is not None:
+            self.barrier.wait(timeout=30)
+        return out
+
+
+@pytest.mark.parametrize("guided", [(True, False), (True, True)], ids=["guided-and-plain", "both-guided"])
+def test_two_threads_guide_two_models_at_once_without_touching_each_other(guided):
+    # torch keeps the torch-function mode stack per thread: thread A's guided mode must not guide (or count)
+    # the ReLUs thread B runs meanwhile. Were the stack shared, B's plain map would come out guided.
+    encoders = [Rendezvous(ReusedReLUNet()), Rendezvous(SmallCNN().double())]
+    models = [PairModel(encoders[0], name="a"), PairModel(encoders[1], name="b")]
+    pairs = [
+        (torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4, dtype=torch.float64)),
+        (torch.rand(2, 3, 8, 8, dtype=torch.float64), torch.rand(2, 3, 8, 8, dtype=torch.float64)),
+    ]
+    expected = [
+        simexplain.explain(model, *pair, "input-x-gradient", guided=flag)
+        for model, pair, flag in zip(models, pairs, guided, strict=True)
+    ]
+    other = [
+        simexplain.explain(model, *pair, "input-x-gradient", guided=not flag)
+        for model, pair, flag in zip(models, pairs, guided, strict=True)
+    ]
+    assert all(not torch.allclose(e.map1, o.map1) for e, o in zip(expected, other, strict=True))
+    before = [model_state(model) for model in models]
+    barrier = threading.Barrier(2)
+    for encoder in encoders:
+        encoder.barrier = barrier
+    results, errors = [None, None], []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = simexplain.explain(models[i], *pairs[i], "input-x-gradient", guided=guided[i])
+        except Exception as error:  # reported below: an assertion in a thread would be lost
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and all(r is not None for r in results)
+    for got, want in zip(results, expected, strict=True):
+        torch.testing.assert_close(got.map1, want.map1)
+        torch.testing.assert_close(got.map2, want.map2)
+    for encoder in encoders:
+        encoder.barrier = None
+    for model, state in zip(models, before, strict=True):
+        assert_same_state(state, model_state(model))
+    assert torch._C._len_torch_function_stack() == 0
+
+
+def test_the_word_false_turns_guiding_off():
+    model = PairModel(GeluNet(), name="tiny-vit")
+    x = torch.rand(2, 3, 4, 4)
+    e = simexplain.explain(model, x, x.flip(-1), "input-x-gradient", guided="false")  # no ReLU needed
+    assert e.config == {"guided": False}
+    with pytest.raises(SimexplainError, match="tiny-vit"):
+        simexplain.explain(model, x, x.flip(-1), "input-x-gradient", guided="true")
+    assert torch._C._len_torch_function_stack() == 0

@@ -73,3 +73,37 @@ def test_bad_inputs_give_clear_errors():
         simexplain.explain(model, torch.rand(1, 1, 8, 8), torch.rand(1, 3, 8, 8))
     with pytest.raises(SimexplainError, match="hold"):
         simexplain.explain(model, torch.rand(2, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_config_records_the_guided_flag_and_reproduces():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    e = simexplain.explain(model, x1, x2, "input-x-gradient", guided="yes")
+    assert e.config == {"guided": True}
+    again = simexplain.explain(model, x1, x2, e.method, **e.config)
+    assert torch.equal(again.map1, e.map1) and torch.equal(again.map2, e.map2)
+
+
+def test_images_of_two_sizes_get_their_own_gradients_and_maps():
+    encoder = SmallCNN().double()  # global pooling: any input size
+    model = PairModel(encoder)
+    x1, x2 = torch.rand(2, 3, 64, 64, dtype=torch.float64), torch.rand(2, 3, 48, 80, dtype=torch.float64)
+    e = simexplain.explain(model, x1, x2, "input-x-gradient")
+    # By hand: each image through the encoder on its own, the cosine, its gradient.
+    a, b = x1.clone().requires_grad_(True), x2.clone().requires_grad_(True)
+    score = torch.nn.functional.cosine_similarity(encoder(a), encoder(b), eps=1e-8)
+    g1, g2 = torch.autograd.grad(score.sum(), (a, b))
+    assert e.map1.shape == (2, 64, 64) and e.map2.shape == (2, 48, 80)
+    torch.testing.assert_close(e.map1, (x1 * g1).abs().amax(1))
+    torch.testing.assert_close(e.map2, (x2 * g2).abs().amax(1))
+    torch.testing.assert_close(e.score, score.detach())
+
+
+def test_a_float64_input_on_a_float32_model_gives_the_float32_map():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    e32 = simexplain.explain(model, x1, x2, "input-x-gradient")
+    e64 = simexplain.explain(model, x1.double(), x2.double(), "input-x-gradient")
+    assert e64.map1.dtype == torch.float32
+    torch.testing.assert_close(e64.map1, e32.map1)
+    torch.testing.assert_close(e64.map2, e32.map2)

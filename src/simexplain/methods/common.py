@@ -11,7 +11,8 @@ from ..pair import PairModel
 
 
 def saliency_map(x: Tensor, grad: Tensor) -> Tensor:
-    """``S = max_c |x ⊙ G|`` (SPEC §1): ``B×3×H×W`` → ``B×H×W``."""
+    """``S = max_c |x ⊙ G|`` (docs/methods.md, Saliency): ``B×3×H×W`` → ``B×H×W``; each image keeps
+    its own size."""
     return (x * grad).abs().amax(1)
 
 
@@ -40,6 +41,7 @@ def scores_and_input_gradients(model: PairModel, x1: Tensor, x2: Tensor) -> tupl
     """One forward and one backward of the summed scores: ``(scores, ∂s/∂x1, ∂s/∂x2)``.
 
     Scores of different pairs are independent, so the gradient of their sum gives every pair's gradient.
+    Images 1 and 2 may differ in size (:meth:`PairModel.embed_pair` embeds them side by side then).
     Parameters are frozen by :meth:`PairModel.explaining`, so no parameter gradient is computed.
     """
     x1 = x1.detach().requires_grad_(True)

@@ -1,22 +1,30 @@
-"""Guided backpropagation (SPEC §1.3), the "(G)" variants of the saliency family.
+"""Guided backpropagation (docs/methods.md, Guided backprop), the "(G)" variants of the saliency family.
 
 During the backward, every ReLU passes only positive gradients where its input was positive:
 ``grad_in = relu(grad_out) · 1[input > 0]``.
 
 How every call is covered: instead of hooking ``nn.ReLU`` modules, :func:`guided_backprop` installs a
 ``torch.overrides.TorchFunctionMode`` for the duration of the forward. It sees every call of ``F.relu``,
-``torch.relu``, ``Tensor.relu`` (and their in-place forms), ``F.relu6`` and ``F.hardtanh`` with a lower bound of 0,
-whoever makes it: an ``nn.ReLU`` module called several times (torchvision's ResNet reuses one per block), a ReLU
-inside a projection or prediction head, or a functional ``F.relu`` in a ``forward``, which module hooks cannot reach.
-Each such output gets a tensor hook (``Tensor.register_hook``, not a deprecated module backward hook) that clamps
-the incoming gradient at 0; the ReLU's own backward then applies the mask ``1[input > 0]``. The tensor hooks belong
-to the autograd graph of that forward and vanish with it; the mode is always popped, also after an exception.
+``torch.relu``, ``Tensor.relu`` (and their in-place forms), ``F.relu6`` and ``F.hardtanh`` with a lower
+bound of 0, whoever makes it: an ``nn.ReLU`` module called several times (torchvision's ResNet reuses one
+per block), a ReLU inside a projection or prediction head, or a functional ``F.relu`` in a ``forward``,
+which module hooks cannot reach. Each such output gets a tensor hook (``Tensor.register_hook``, not a
+deprecated module backward hook) that clamps the incoming gradient at 0; the ReLU's own backward then
+applies the mask ``1[input > 0]``. The tensor hooks belong to the autograd graph of that forward and vanish
+with it; the mode is always popped, also after an exception.
 
-ReLU6 (``nn.ReLU6``, used by EfficientNet-Lite0, the embedded default) is ``hardtanh(x, 0, 6)``; it is guided the
-same way, with its own mask ``1[0 < input < 6]``: the gradient passes only where the unit is active and only when
-positive. Other activations (GELU, SiLU, LeakyReLU) and ReLUs hidden in compiled or C++ code (TorchScript,
-``torch.compile`` graphs, fused kernels) are not guided; a model whose forward runs no ReLU at all raises a clear
-error rather than returning a silently unguided map.
+ReLU6 (``nn.ReLU6``, used by EfficientNet-Lite0, the embedded default) is ``hardtanh(x, 0, 6)``; it is
+guided the same way, with its own mask ``1[0 < input < 6]``: the gradient passes only where the unit is
+active and only when positive. Other activations (GELU, SiLU, LeakyReLU) and ReLUs hidden in compiled or C++
+code (TorchScript, ``torch.compile`` graphs, fused kernels) are not guided; a model whose forward runs no
+ReLU at all raises a clear error rather than returning a silently unguided map.
+
+Threads: torch keeps the stack of torch-function modes per thread (``tests/test_guided.py`` checks it with
+two threads guiding two different models at once, and with a guided and a plain explanation side by side),
+so the mode guides only the forwards of the thread that entered it. The backward may run on autograd's own
+threads (CUDA): that is fine, the guiding lives in tensor hooks of the graph, not in the mode. A forward
+that hands its work to other threads (``nn.DataParallel`` on several GPUs) is not guided there; when no ReLU
+at all runs in the calling thread, the no-ReLU error says so.
 
 Example:
     >>> import torch
@@ -95,9 +103,9 @@ class GuidedBackprop:
         if self._mode.calls == 0:
             found = sorted({type(m).__name__ for m in self.model.modules() if _looks_like_activation(m)})
             seen = f" (activations found: {', '.join(found)})" if found else ""
+            name = getattr(self.model, "name", type(self.model).__name__)
             raise SimexplainError(
-                f"guided backprop needs ReLU activations, but model {getattr(self.model, 'name', type(self.model).__name__)!r} "
-                f"ran none{seen}; use guided=False"
+                f"guided backprop needs ReLU activations, but model {name!r} ran none{seen}; use guided=False"
             )
 
 
@@ -114,7 +122,9 @@ def guided_backprop(model: PairModel) -> Iterator[GuidedBackprop]:
     context without an exception the check runs anyway.
     """
     guide = GuidedBackprop(model)
-    with guide._mode:
+    with (
+        guide._mode
+    ):  # popped on the way out, also after an exception: no mode is left on this thread's stack
         yield guide
     guide.check()
 

@@ -1,33 +1,40 @@
-"""Saliency family (SPEC §1): maps ``max_c |x ⊙ G|`` from input gradients of the pair score.
+"""Saliency family (docs/methods.md, Saliency): maps ``max_c |x ⊙ G|`` from input gradients of the
+pair score.
 
 Input×Gradient, Smooth-Grad and Averaged Transforms, each with a guided "(G)" variant (``guided=True``, see
 :mod:`simexplain.methods.guided`). Noise samples and path steps go on the batch dimension in chunks of at most
 ``batch_size`` images per forward; one backward of the summed scores gives every sample's gradient (the scores
 of different samples are independent) and parameters are frozen, so no parameter gradient is ever computed.
 
-Randomness: ``seed`` is an int, a ``torch.Generator`` or ``None`` (torch's global RNG). Noise is drawn one
-``3×H×W`` tensor at a time in a fixed order (pair by pair, sample by sample), so the maps do not depend on
-``batch_size``, and explaining pairs one by one while passing the same generator along gives the batched maps.
+Randomness: ``seed`` is an int (every pair), one int per pair, or ``None`` (one int drawn from torch's
+global RNG and recorded in ``config``). Pair ``i`` draws everything from its own CPU generator seeded with
+its seed, in a fixed order, and the draws are then moved to the model's device and dtype: a pair's map depends
+only on its two images, the settings and its seed, never on ``batch_size``, the other pairs or its position in
+the batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
+from ..checks import Seed
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
-from ..transforms import Seed, Transform, get_transform, in_model_space, make_generator
+from ..transforms import Transform, get_transform, in_model_space
 from .common import saliency_map, scores_and_input_gradients
 from .guided import GuidedBackprop, guided_backprop
 from .registry import register
 
 PAPER_NOISE_LEVEL = 0.15
+MODES = ("blend", "strength")
 
 
 @contextmanager
@@ -39,18 +46,18 @@ def _guidance(model: PairModel, guided: bool) -> Iterator[GuidedBackprop | None]
         yield None
 
 
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SimexplainError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def noise_scale(x1: Tensor, sigma: float | None) -> Tensor:
     """Per-pair noise σ ``[B]``: ``sigma`` itself, or the paper's default ``0.15 / (max(x1) − min(x1))``.
 
-    The default is what the authors' code used (about 0.15 on [0, 1] inputs, about 0.033 on ImageNet-normalised
-    ones); the conventional SmoothGrad scale would be ``0.15 · (max − min)``: pass it as ``sigma`` to get it.
-    A constant image 1 gets σ = 0 rather than an infinite one.
+    The default is what the authors' code used (about 0.15 on [0, 1] inputs, about 0.033 on
+    ImageNet-normalised ones); the conventional SmoothGrad scale would be ``0.15 · (max − min)``: pass it as
+    ``sigma`` to get it. A constant image 1 gets σ = 0 rather than an infinite one.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 4, 4)
+        >>> x[:, 0, 0, 0] = torch.tensor([0.5, 1.0])  # spans 0.5 and 1
+        >>> noise_scale(x, None), noise_scale(x, 0.1)
+        (tensor([0.3000, 0.1500]), tensor([0.1000, 0.1000]))
     """
     if sigma is None:
         flat = x1.flatten(1)
@@ -58,31 +65,55 @@ def noise_scale(x1: Tensor, sigma: float | None) -> Tensor:
         return torch.where(
             span > 0, PAPER_NOISE_LEVEL / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span)
         )
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or sigma < 0:
-        raise SimexplainError(
-            f"sigma must be a non-negative number (model-input units) or None, got {sigma!r}"
-        )
-    return torch.full((x1.shape[0],), float(sigma), dtype=x1.dtype, device=x1.device)
+    sigma = checks.non_negative_number("sigma", sigma)
+    return torch.full((x1.shape[0],), sigma, dtype=x1.dtype, device=x1.device)
 
 
-def _gaussian(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One standard normal tensor shaped like ``like[0]``, drawn where the generator lives."""
-    where = generator.device if generator is not None else like.device
-    return torch.randn(like.shape[1:], generator=generator, device=where, dtype=like.dtype).to(like.device)
+def _gaussian(shape: torch.Size, generator: torch.Generator) -> Tensor:
+    """Standard normal noise from a pair's CPU generator, drawn in float32 whatever the model's dtype, so the
+    noise of a pair is the same on every device and dtype (the caller moves it)."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-@register("input-x-gradient", "saliency", "Input×Gradient of the pair score (baseline; SPEC 1.1)")
+def _on(tensors: Sequence[Tensor], like: Tensor) -> Tensor:
+    """CPU draws stacked and moved to ``like``'s device and dtype."""
+    return torch.stack(list(tensors)).to(device=like.device, dtype=like.dtype)
+
+
+def _add_per_pair(total: Tensor, part: slice, per_pair: int, values: Tensor) -> None:
+    """Add the rows of ``values`` (items ``part`` of a pair-major list, ``per_pair`` items per pair) to their
+    pairs' rows of ``total``. Summed run by run, in item order: unlike ``index_add_`` (atomics on CUDA), the
+    result is the same on every run."""
+    for pair in range(part.start // per_pair, (part.stop - 1) // per_pair + 1):
+        start = max(part.start, pair * per_pair) - part.start
+        stop = min(part.stop, (pair + 1) * per_pair) - part.start
+        total[pair] += values[start:stop].sum(0)
+
+
+def _item_pairs(part: slice, per_pair: int, device: torch.device) -> tuple[list[int], Tensor]:
+    """The pair of each item in ``part``, as a list (for the CPU generators) and as an index on ``device``."""
+    pairs = [item // per_pair for item in range(part.start, part.stop)]
+    return pairs, torch.tensor(pairs, device=device)
+
+
+@register("input-x-gradient", "saliency", "Input×Gradient of the pair score (baseline)")
 def input_x_gradient(model: PairModel, x1: Tensor, x2: Tensor, *, guided: bool = False) -> PairExplanation:
-    """``S_k = max_c |x_k ⊙ ∂s/∂x_k|`` for both images from one forward and one backward of all pairs.
+    """``S_k = max_c |x_k ⊙ ∂s/∂x_k|`` for both images from one forward and one backward of all pairs
+    (docs/methods.md, Input×Gradient).
+
+    Args:
+        guided: guided backprop, the "(G)" variant (``True``/``False`` or the words true/false/yes/no/1/0).
 
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
-        >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 4)))
+        >>> encoder = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 4))
+        >>> model = simexplain.PairModel(encoder)
         >>> e = simexplain.explain(model, torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), guided=True)
-        >>> e.map1.shape
-        torch.Size([2, 4, 4])
+        >>> e.map1.shape, e.config
+        (torch.Size([2, 4, 4]), {'guided': True})
     """
+    guided = checks.boolean("guided", guided)
     with _guidance(model, guided):
         scores, g1, g2 = scores_and_input_gradients(model, x1, x2)
     return PairExplanation(
@@ -90,14 +121,12 @@ def input_x_gradient(model: PairModel, x1: Tensor, x2: Tensor, *, guided: bool =
         map2=saliency_map(x2, g2),
         score=scores,
         method="input-x-gradient",
-        params={"guided": guided},
+        config={"guided": guided},
     )
 
 
 @register(
-    "smooth-grad",
-    "saliency",
-    "Smooth-Grad: gradients averaged over noisy copies of the pair (baseline; SPEC 1.2)",
+    "smooth-grad", "saliency", "Smooth-Grad: gradients averaged over noisy copies of the pair (baseline)"
 )
 def smooth_grad(
     model: PairModel,
@@ -111,16 +140,21 @@ def smooth_grad(
     seed: Seed = None,
     batch_size: int | None = None,
 ) -> PairExplanation:
-    """Smooth-Grad of the pair score: ``G_k = mean_n ∂s(x1 + ε1_n, x2 + ε2_n)/∂x_k``, map ``max_c |x_k ⊙ G_k|``.
+    """Smooth-Grad of the pair score: ``G_k = mean_n ∂s(x1 + ε1_n, x2 + ε2_n)/∂x_k``, map
+    ``max_c |x_k ⊙ G_k|`` (docs/methods.md, Smooth-Grad).
 
     Args:
         samples: noisy copies per pair (paper: 50).
-        sigma: absolute noise σ in model-input units; ``None`` = the paper's ``0.15 / (max(x1) − min(x1))``.
-        shared_noise: add the same noise to both images (the paper) or independent noise.
+        sigma: absolute noise σ in model-input units; ``None`` = the paper's ``0.15 / (max(x1) − min(x1))``,
+            computed per pair.
+        shared_noise: add the same noise to both images (the paper; needs images of one size) or independent
+            noise.
         guided: guided backprop, the "(G)" variant.
-        seed: int, ``torch.Generator`` or ``None`` (global RNG).
+        seed: an int (every pair), one int per pair, or ``None`` (drawn from torch's global RNG and recorded
+            in ``config``). Pair ``i``'s generator draws, sample by sample, the noise of image 1 then
+            (independent noise only) of image 2.
         batch_size: images per forward (``batch_size // 2`` noisy pairs per chunk); ``None`` = 8 on a CPU, 64
-            on a GPU.
+            on a GPU. The maps do not depend on it.
 
     Example:
         >>> import torch, simexplain
@@ -128,31 +162,43 @@ def smooth_grad(
         >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(48, 4)))
         >>> x = torch.rand(1, 3, 4, 4)
         >>> e = simexplain.explain(model, x, x.flip(-1), "smooth-grad", samples=8, seed=0)
-        >>> e.map1.shape
-        torch.Size([1, 4, 4])
+        >>> e.map1.shape, e.config["seed"], e.config["samples"]
+        (torch.Size([1, 4, 4]), 0, 8)
     """
-    _check_positive("samples", samples)
+    samples = checks.positive_int("samples", samples)
+    sigma = None if sigma is None else checks.non_negative_number("sigma", sigma)
+    shared_noise = checks.boolean("shared_noise", shared_noise)
+    guided = checks.boolean("guided", guided)
     batch_size = resolve_batch_size(batch_size, x1.device)
-    generator = make_generator(seed, x1.device)
+    if shared_noise and x1.shape[1:] != x2.shape[1:]:
+        sizes = f"{x1.shape[-2]}×{x1.shape[-1]} and {x2.shape[-2]}×{x2.shape[-1]}"
+        raise SimexplainError(
+            f"shared_noise=True adds one noise tensor to both images, but they differ in size ({sizes}); "
+            "use shared_noise=False"
+        )
+    batch = x1.shape[0]
+    config_seed, pair_seeds = checks.seeds(seed, batch)
+    generators = checks.generators(pair_seeds)
     scale = noise_scale(x1, sigma).view(-1, 1, 1, 1)
     grad1, grad2 = torch.zeros_like(x1), torch.zeros_like(x2)
     with _guidance(model, guided) as guide:
-        # Items are (pair, sample) in pair-major order; a chunk holds batch_size // 2 noisy pairs (2 images each).
-        for part in chunk_slices(x1.shape[0] * samples, max(1, batch_size // 2)):
-            pair = torch.arange(part.start, part.stop, device=x1.device) // samples
+        # Items are (pair, sample) in pair-major order; a chunk holds batch_size // 2 noisy pairs (2 images
+        # each).
+        for part in chunk_slices(batch * samples, max(1, batch_size // 2)):
+            pairs, pair = _item_pairs(part, samples, x1.device)
             eps1, eps2 = [], []
-            for _ in range(part.stop - part.start):
-                eps1.append(_gaussian(x1, generator))
-                eps2.append(eps1[-1] if shared_noise else _gaussian(x2, generator))
-            noisy1 = (x1[pair] + scale[pair] * torch.stack(eps1)).requires_grad_(True)
-            noisy2 = (x2[pair] + scale[pair] * torch.stack(eps2)).requires_grad_(True)
+            for i in pairs:  # each pair's draws in sample order, from its own generator
+                eps1.append(_gaussian(x1.shape[1:], generators[i]))
+                eps2.append(eps1[-1] if shared_noise else _gaussian(x2.shape[1:], generators[i]))
+            noisy1 = (x1[pair] + scale[pair] * _on(eps1, x1)).requires_grad_(True)
+            noisy2 = (x2[pair] + scale[pair] * _on(eps2, x2)).requires_grad_(True)
             with torch.enable_grad():
                 scores = model(noisy1, noisy2)
                 if guide is not None:
                     guide.check()
                 g1, g2 = torch.autograd.grad(scores.sum(), (noisy1, noisy2))
-            grad1.index_add_(0, pair, g1)
-            grad2.index_add_(0, pair, g2)
+            _add_per_pair(grad1, part, samples, g1)
+            _add_per_pair(grad2, part, samples, g2)
     with torch.no_grad():
         clean = model(x1, x2)
     return PairExplanation(
@@ -160,56 +206,68 @@ def smooth_grad(
         map2=saliency_map(x2, grad2 / samples),
         score=clean,
         method="smooth-grad",
-        params={
+        config={
             "samples": samples,
             "sigma": sigma,
             "shared_noise": shared_noise,
             "guided": guided,
-            "seed": seed if isinstance(seed, int) else None,
+            "seed": config_seed,
         },
     )
 
 
 class _CallableTransform(Transform):
-    """A user's ``pixels -> pixels`` function as a transform (blend mode only: it has no strength)."""
+    """A user's ``pixels -> pixels`` function as a transform, at full strength only (blend mode: it has no
+    strength, which :func:`_resolve_transform` checks before any forward)."""
 
     def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
         self.fn = fn
         self.name = getattr(fn, "__name__", "callable")
 
     def apply(self, pixels: Tensor, params: dict, strength: float | Tensor = 1.0) -> Tensor:
-        if not (isinstance(strength, int | float) and strength == 1.0):
-            raise SimexplainError(
-                f"transform {self.name!r} is a plain callable without a strength; use mode='blend' or a "
-                "simexplain.transforms.Transform"
-            )
         return self.fn(pixels)
 
 
-def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor]) -> Transform:
+def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor], mode: str) -> Transform:
     if isinstance(transform, str | Transform):
         return get_transform(transform)
-    if callable(transform):
-        return _CallableTransform(transform)
-    raise SimexplainError(
-        f"transform must be a name, a Transform or a callable, got {type(transform).__name__}"
-    )
-
-
-def _path_noise(x1: Tensor, noise: bool | float) -> Tensor | None:
-    if noise is False or noise is None:
-        return None
-    if noise is not True and (not isinstance(noise, int | float) or noise < 0):
+    if not callable(transform):
         raise SimexplainError(
-            f"noise must be True, False or a non-negative σ (model-input units), got {noise!r}"
+            f"transform must be a name, a Transform or a callable, got {type(transform).__name__}"
         )
-    return noise_scale(x1, None if noise is True else float(noise))
+    if mode != "blend":
+        name = getattr(transform, "__name__", "callable")
+        raise SimexplainError(
+            f"transform {name!r} is a plain callable without a strength; use mode='blend' or a "
+            "simexplain.transforms.Transform"
+        )
+    return _CallableTransform(transform)
+
+
+def _noise_setting(noise: Any) -> bool | float:
+    """``noise`` as ``True``/``False`` (also from the words true/false/yes/no) or a non-negative σ."""
+    if isinstance(noise, bool | str):
+        try:
+            return checks.boolean("noise", noise)
+        except SimexplainError:
+            pass
+    elif isinstance(noise, int | float) and noise >= 0:
+        return checks.non_negative_number("noise", noise)
+    raise SimexplainError(f"noise must be true, false or a non-negative σ (model-input units), got {noise!r}")
+
+
+def _pair_settings(
+    t: Transform, generators: list[torch.Generator], device: torch.device
+) -> dict[str, Tensor]:
+    """Each pair's random transform settings drawn from its own generator, then joined along the batch."""
+    drawn = [t.sample(1, generator=g) for g in generators]
+    return {name: torch.cat([d[name] for d in drawn]).to(device) for name in drawn[0]}
 
 
 @register(
     "averaged-transforms",
     "saliency",
-    "Averaged Transforms: gradients averaged along a path from image 2 to its transformation (proposed; SPEC 1.4)",
+    "Averaged Transforms: gradients averaged along a path from image 2 to its transformation (proposed)",
 )
 def averaged_transforms(
     model: PairModel,
@@ -224,30 +282,37 @@ def averaged_transforms(
     seed: Seed = None,
     batch_size: int | None = None,
 ) -> PairExplanation:
-    """Averaged Transforms: image 2 moves towards ``T(x2)`` in ``steps`` steps; gradients averaged over the path.
+    """Averaged Transforms: image 2 moves towards ``T(x2)`` in ``steps`` steps; gradients averaged over the
+    path (docs/methods.md, Averaged Transforms).
 
-    ``s_k = sim(f(x1), f(m_k))``, ``G1 = mean_k ∂s_k/∂x1``, ``G2 = mean_k ∂s_k/∂m_k``; ``S1 = max_c |x1 ⊙ G1|`` and
-    ``S2 = max_c |m_K ⊙ G2|``: the second map belongs to the fully transformed view ``m_K``, returned as
-    ``image2`` (model-input space), and ``score`` is ``s_K``, the score of the pair the maps describe.
+    ``s_k = sim(f(x1), f(m_k))``, ``G1 = mean_k ∂s_k/∂x1``, ``G2 = mean_k ∂s_k/∂m_k``;
+    ``S1 = max_c |x1 ⊙ G1|`` and ``S2 = max_c |m_K ⊙ G2|``: the second map belongs to the fully transformed
+    view ``m_K``, kept as ``extras["image2"]`` (``e.image2``, model-input space), and ``score`` is ``s_K``,
+    the score of the pair the maps describe.
 
     Args:
         transform: a name from :func:`simexplain.transforms.available_transforms` (default ``"combine"``, the
             SimCLR colour pipeline), a :class:`~simexplain.transforms.Transform`, or a callable on [0, 1]
-            pixels ``B×3×H×W`` (blend mode only). Pixel-space transforms run in [0, 1] space.
+            pixels ``B×3×H×W`` (blend mode only). Pixel-space transforms run in [0, 1] space. ``config``
+            records the transform's name: a user's Transform or callable cannot be rebuilt from the JSON
+            alone (pass the object again).
         steps: path length ``K`` (paper: 10).
-        mode: ``"blend"`` (the authors' implementation: ``m_k = λ_k·x2 + (1 − λ_k)·T(x2)``, ``λ_k = 1 − k/K``) or
-            ``"strength"`` (``m_k = T_{k/K}(x2)``: the transform at strength ``k/K``, e.g. rotation by ``k/K·θ``).
-        noise: the "(N)" variant: each intermediate ``m_k`` (``k < K``) gets its own Gaussian noise; ``True`` uses
-            the paper's σ (as Smooth-Grad's default), a number is an absolute σ.
+        mode: ``"blend"`` (the authors' implementation: ``m_k = λ_k·x2 + (1 − λ_k)·T(x2)``,
+            ``λ_k = 1 − k/K``) or ``"strength"`` (``m_k = T_{k/K}(x2)``: the transform at strength ``k/K``,
+            e.g. rotation by ``k/K·θ``).
+        noise: the "(N)" variant: each intermediate ``m_k`` (``k < K``) gets its own Gaussian noise; ``True``
+            uses the paper's σ (as Smooth-Grad's default), a number is an absolute σ; the words true/false
+            are accepted.
         guided: guided backprop, the "(G)" variant (combinable with ``noise``).
-        seed: int, ``torch.Generator`` or ``None``. The generator first draws the transform's random settings for
-            all pairs (once: every step uses them), then the noise, pair by pair and step by step.
-        batch_size: path images per forward; ``None`` = 8 on a CPU, 64 on a GPU.
+        seed: an int (every pair), one int per pair, or ``None`` (drawn and recorded in ``config``). Pair
+            ``i``'s generator first draws its transform settings (once: every step uses them), then the noise
+            of its intermediate steps in step order.
+        batch_size: path images per forward; ``None`` = 8 on a CPU, 64 on a GPU. The maps do not depend on it.
 
     Cost: image 1 is embedded ONCE and differentiated ONCE: its gradient is the Jacobian-transpose of ``f`` at
     ``x1`` applied to the mean of the per-step embedding gradients; the path costs ``K`` image forwards and
-    backwards, batched. With a shared encoder and ``B·(K + 1) ≤ batch_size``, image 1 rides in the same forward
-    as the path and one backward gives everything.
+    backwards, batched. With a shared encoder, images of one size and ``B·(K + 1) ≤ batch_size``, image 1
+    rides in the same forward as the path and one backward gives everything.
 
     Example:
         >>> import torch, simexplain
@@ -255,110 +320,111 @@ def averaged_transforms(
         >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4)))
         >>> x = torch.rand(1, 3, 16, 16)
         >>> e = simexplain.explain(model, x, x, "averaged-transforms", transform="rotate-90", mode="strength")
-        >>> e.image2.shape
-        torch.Size([1, 3, 16, 16])
+        >>> e.image2.shape, e.config["transform"]
+        (torch.Size([1, 3, 16, 16]), 'rotate-90')
     """
-    _check_positive("steps", steps)
+    steps = checks.positive_int("steps", steps)
+    mode = checks.choice("mode", mode, MODES)
+    noise = _noise_setting(noise)
+    guided = checks.boolean("guided", guided)
     batch_size = resolve_batch_size(batch_size, x1.device)
-    if mode not in ("blend", "strength"):
-        raise SimexplainError(f"mode must be 'blend' or 'strength', got {mode!r}")
-    t = _resolve_transform(transform)
-    generator = make_generator(seed, x1.device)
-    pre = model.preprocessing
+    t = _resolve_transform(transform, mode)
     batch = x1.shape[0]
-    params = t.sample(batch, generator=generator, device=x1.device)
-    sigma = _path_noise(x1, noise)
+    config_seed, pair_seeds = checks.seeds(seed, batch)
+    generators = checks.generators(pair_seeds)
+    config = {
+        "transform": t.name,
+        "steps": steps,
+        "mode": mode,
+        "noise": noise,
+        "guided": guided,
+        "seed": config_seed,
+    }
+    pre = model.preprocessing
+    settings = _pair_settings(t, generators, x2.device)
+    sigma = None if noise is False else noise_scale(x1, None if noise is True else noise)
     with torch.no_grad():
-        target = in_model_space(t, x2, params, 1.0, pre) if mode == "blend" else None
+        target = in_model_space(t, x2, settings, 1.0, pre) if mode == "blend" else None
 
-    def path(pair: Tensor, k: Tensor) -> Tensor:
-        """Path points ``m_k`` of the items ``(pair, k)``, noised for ``k < K`` in the (N) variant."""
-        fraction = (k.to(x2.dtype) / steps).view(-1, 1, 1, 1)
+    def path(part: slice) -> Tensor:
+        """Path points ``m_k`` of the items ``part`` (pair-major ``(pair, k)``); noised for ``k < K`` in
+        the (N) variant."""
+        pairs, pair = _item_pairs(part, steps, x2.device)
+        ks = [item % steps + 1 for item in range(part.start, part.stop)]
+        fraction = (torch.tensor(ks, device=x2.device, dtype=x2.dtype) / steps).view(-1, 1, 1, 1)
         if target is not None:
             m = (1 - fraction) * x2[pair] + fraction * target[pair]
             m = torch.where(fraction == 1, target[pair], m)  # m_K is exactly T(x2)
         else:
-            m = in_model_space(t, x2[pair], {n: v[pair] for n, v in params.items()}, fraction.view(-1), pre)
+            m = in_model_space(t, x2[pair], {n: v[pair] for n, v in settings.items()}, fraction.view(-1), pre)
         if sigma is not None:
-            eps = torch.stack([_gaussian(x2, generator) for _ in range(len(pair))])
-            m = m + (k < steps).to(m.dtype).view(-1, 1, 1, 1) * sigma[pair].view(-1, 1, 1, 1) * eps
+            # Each pair's generator, after its settings: one noise tensor per intermediate step, in order.
+            eps = [
+                _gaussian(x2.shape[1:], generators[i]) if k < steps else torch.zeros(x2.shape[1:])
+                for i, k in zip(pairs, ks, strict=True)
+            ]
+            m = m + sigma[pair].view(-1, 1, 1, 1) * _on(eps, x2)
         return m
 
     grad2 = torch.zeros_like(x2)
-    final = torch.empty_like(x2)
-    scores = torch.empty(batch, dtype=x1.dtype, device=x1.device)
 
-    def record(pair: Tensor, k: Tensor, s: Tensor, m: Tensor, grad_m: Tensor) -> None:
-        """Add the path gradients of items ``(pair, k)``; keep the score and image of each pair's last step."""
-        grad2.index_add_(0, pair, grad_m)
-        last = k == steps
-        scores[pair[last]] = s.detach()[last].to(scores.dtype)
-        final[pair[last]] = m.detach()[last]
+    def last_steps(values: Tensor) -> Tensor:
+        """The rows of step ``K`` of each pair, from values over all ``B·K`` items."""
+        return values.view(batch, steps, *values.shape[1:])[:, -1]
 
     with _guidance(model, guided) as guide, torch.enable_grad():
         image1 = x1.detach().requires_grad_(True)
-        if model.shared and batch * (steps + 1) <= batch_size:
+        everything = slice(0, batch * steps)
+        if model.shared and x1.shape[1:] == x2.shape[1:] and batch * (steps + 1) <= batch_size:
             # Everything fits one forward [x1; m_1..m_K]: ONE backward of the summed s_k gives both gradients,
-            # autograd adding the K embedding gradients of z1 before differentiating f once.
-            items = torch.arange(batch * steps, device=x1.device)
-            pair, k = items // steps, items % steps + 1
+            # autograd adding the K embedding gradients of z1 (an expand: a deterministic sum) before
+            # differentiating f once.
             with torch.no_grad():
-                m = path(pair, k)
+                m = path(everything)
             m.requires_grad_(True)
             z = model.embed(torch.cat([image1, m]), "a")
             if guide is not None:
                 guide.check()
-            s = model.similarity(z[:batch][pair], z[batch:])
+            z1 = z[:batch].unsqueeze(1).expand(batch, steps, z.shape[1]).reshape(batch * steps, -1)
+            s = model.similarity(z1, z[batch:])
             grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
-            record(pair, k, s, m, grad_m)
+            _add_per_pair(grad2, everything, steps, grad_m)
             return _at_explanation(
-                x1, grad1 / steps, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed
+                x1, grad1 / steps, last_steps(m.detach()), grad2 / steps, last_steps(s.detach()), config
             )
         z1 = model.embed(image1, "a")
         if guide is not None:
             guide.check()
-        # Cut the graph at the embedding: the path only needs ∂s_k/∂z1, summed here, and x1 is differentiated once.
-        z1_cut = z1.detach().requires_grad_(True)
+        # Cut the graph at the embedding: the path only needs ∂s_k/∂z1, summed here, and x1 is differentiated
+        # once.
+        z1_cut = z1.detach()
         grad_z1 = torch.zeros_like(z1)
+        final, scores = torch.empty_like(x2), torch.empty(batch, dtype=x1.dtype, device=x1.device)
         for part in chunk_slices(batch * steps, batch_size):
-            items = torch.arange(part.start, part.stop, device=x1.device)
-            pair, k = items // steps, items % steps + 1
+            pairs, pair = _item_pairs(part, steps, x1.device)
             with torch.no_grad():
-                m = path(pair, k)
+                m = path(part)
             m.requires_grad_(True)
-            s = model.similarity(z1_cut[pair], model.embed(m, "b"))
-            gz, gm = torch.autograd.grad(s.sum(), (z1_cut, m))
-            grad_z1 += gz
-            record(pair, k, s, m, gm)
+            z1_items = z1_cut[pair].requires_grad_(True)
+            s = model.similarity(z1_items, model.embed(m, "b"))
+            gz, gm = torch.autograd.grad(s.sum(), (z1_items, m))
+            _add_per_pair(grad_z1, part, steps, gz)
+            _add_per_pair(grad2, part, steps, gm)
+            for j, item in enumerate(range(part.start, part.stop)):
+                if item % steps == steps - 1:  # step K of pair `pairs[j]`: the pair the maps describe
+                    final[pairs[j]], scores[pairs[j]] = m[j].detach(), s[j].detach()
         (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
-    return _at_explanation(x1, grad1, final, grad2 / steps, scores, t, steps, mode, noise, guided, seed)
+    return _at_explanation(x1, grad1, final, grad2 / steps, scores, config)
 
 
 def _at_explanation(
-    x1: Tensor,
-    grad1: Tensor,
-    final: Tensor,
-    grad2: Tensor,
-    scores: Tensor,
-    t: Transform,
-    steps: int,
-    mode: str,
-    noise: bool | float,
-    guided: bool,
-    seed: Seed,
+    x1: Tensor, grad1: Tensor, final: Tensor, grad2: Tensor, scores: Tensor, config: dict[str, Any]
 ) -> PairExplanation:
     return PairExplanation(
         map1=saliency_map(x1, grad1),
         map2=saliency_map(final, grad2),
         score=scores,
         method="averaged-transforms",
-        params={
-            "transform": t.name,
-            "steps": steps,
-            "mode": mode,
-            "noise": noise,
-            "guided": guided,
-            "seed": seed if isinstance(seed, int) else None,
-        },
-        image2=final,
+        config=config,
+        extras={"image2": final},
     )
