@@ -1,3 +1,8 @@
+"""Pair Grad-CAM, Interaction-CAM and Deep Similarity (docs/methods.md, Activation): hand-written references,
+chunked batches, the config contract and pairs of different sizes."""
+
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,13 +67,20 @@ def assert_maps_close(got: torch.Tensor, want: torch.Tensor) -> None:
     torch.testing.assert_close(got / scale, want / scale, rtol=1e-4, atol=1e-5)
 
 
+def attention_pool(a):
+    """attn reduction by hand: the mean-pooled vector queries the positions (no 1/sqrt(D))."""
+    flat = a.flatten(2)
+    w = torch.softmax(torch.einsum("bd,bdp->bp", flat.mean(2), flat), 1)
+    return (flat * w[:, None]).sum(2)
+
+
 def hand_maps(a1, a2, g1, g2, reduction=None, gi=False):
     """Paper Eq. 1/2 written out with explicit loops over channels (independent of the library's einsums)."""
     b, d = a1.shape[:2]
     if reduction is None:
         j = torch.ones(b, d)
     else:
-        pools = {"mean": lambda a: a.mean((2, 3)), "max": lambda a: a.amax((2, 3))}
+        pools = {"mean": lambda a: a.mean((2, 3)), "max": lambda a: a.amax((2, 3)), "attn": attention_pool}
         j = pools[reduction](a1) * pools[reduction](a2)
     if gi:
         c = torch.zeros(b, d, d)
@@ -128,7 +140,7 @@ def test_cam_score_equals_the_model_score_and_maps_are_upsampled_grids(method, p
     assert e.grid1.shape == e.grid2.shape == (2, 8, 8)
     assert e.map1.shape == e.map2.shape == (2, 16, 16)
     torch.testing.assert_close(e.map1, simexplain.explanation.upsample_maps(e.grid1, (16, 16)))
-    assert e.method == method and all(e.params[k] == v for k, v in params.items())
+    assert e.method == method and e.config == {"layer": None, **params}
     assert torch.isfinite(e.map1).all() and e.map1.abs().max() > 0
 
 
@@ -170,13 +182,7 @@ def test_attn_interaction_cam_end_to_end_matches_hand_version():
     model = small_pair_model()
     x1, x2 = pair(2)
     _, a1, a2, g1, g2 = hand_tap(model.encoder, model.encoder, x1, x2)
-
-    def attn(a):
-        flat = a.flatten(2)
-        w = torch.softmax(torch.einsum("bd,bdp->bp", flat.mean(2), flat), 1)
-        return (flat * w[:, None]).sum(2)
-
-    j = attn(a1) * attn(a2)
+    j = attention_pool(a1) * attention_pool(a2)
     e = simexplain.explain(model, x1, x2, "interaction-cam", reduction="attn")
     assert_maps_close(e.grid1, (a1 * j[:, :, None, None] * g1.clamp(min=0)).sum(1))
     assert_maps_close(e.grid2, (a2 * j[:, :, None, None] * g2.clamp(min=0)).sum(1))
@@ -294,8 +300,8 @@ def test_errors_and_the_model_is_left_untouched():
     x1, x2 = pair(1)
     with pytest.raises(SimexplainError, match="unknown reduction 'median'"):
         simexplain.explain(model, x1, x2, "interaction-cam", reduction="median")
-    with pytest.raises(SimexplainError, match="True or False"):
-        simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction="false")
+    with pytest.raises(SimexplainError, match="true or false"):
+        simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction="maybe")
     with pytest.raises(SimexplainError, match="not found"):
         simexplain.explain(model, x1, x2, "pair-grad-cam", layer="nope")
     with pytest.raises(SimexplainError, match="no layer to tap"):
@@ -307,4 +313,106 @@ def test_errors_and_the_model_is_left_untouched():
         "reduction": "mean",
         "gradient_interaction": False,
         "layer": None,
+        "batch_size": None,
     }
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("interaction-cam", {"reduction": "median"}),
+        ("interaction-cam", {"gradient_interaction": "maybe"}),
+        ("interaction-cam", {"gradient_interaction": 2}),
+        ("pair-grad-cam", {"layer": "nope"}),
+        ("deep-similarity", {"layer": 3}),
+        ("pair-grad-cam", {"batch_size": 0}),
+        ("deep-similarity", {"batch_size": 2.5}),
+    ],
+)
+def test_bad_parameters_are_refused_in_one_line_before_any_forward(method, params):
+    counting = CountingEncoder(SmallCNN())
+    model = PairModel(counting, layer="inner.features")
+    x1, x2 = pair(1)
+    with pytest.raises(SimexplainError) as error:
+        simexplain.explain(model, x1, x2, method, **params)
+    assert "\n" not in str(error.value)
+    assert counting.calls == 0
+
+
+def test_gradient_interaction_accepts_command_line_words():
+    model = small_pair_model()
+    x1, x2 = pair(2)
+    for word, value in (("false", False), ("yes", True), (0, False), (1, True)):
+        e = simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction=word)
+        assert e.config["gradient_interaction"] is value
+        want = simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction=value)
+        assert torch.equal(e.map1, want.map1)
+
+
+@pytest.mark.parametrize(
+    "method, params", VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values()))
+)
+def test_the_config_is_json_and_reproduces_the_explanation_exactly(method, params):
+    model = small_pair_model()
+    x1, x2 = pair(3)
+    for layer in ({}, {"layer": "features"}):
+        e = simexplain.explain(model, x1, x2, method, **params, **layer)
+        assert json.loads(json.dumps(e.config)) == e.config
+        assert e.config["layer"] == layer.get("layer") and "batch_size" not in e.config
+        again = simexplain.explain(model, x1, x2, e.method, **e.config)
+        for name in ("map1", "map2", "score", "grid1", "grid2"):
+            assert torch.equal(getattr(again, name), getattr(e, name)), name
+        assert again.config == e.config and again.extras == e.extras == {}
+
+
+def test_batch_size_bounds_images_per_forward_and_never_changes_the_maps():
+    counting = CountingEncoder(SpatialCNN())
+    model = PairModel(counting, layer="inner.features")
+    x1, x2 = pair(5)
+    for method, params in VARIANTS:
+        one = simexplain.explain(model, x1, x2, method, batch_size=1, **params)
+        eight = simexplain.explain(model, x1, x2, method, batch_size=8, **params)
+        for name in ("grid1", "grid2", "map1", "map2", "score"):
+            torch.testing.assert_close(getattr(one, name), getattr(eight, name), rtol=1e-5, atol=1e-7)
+    # A shared encoder puts both images of a pair in one forward: batch_size 8 → 4 pairs per forward.
+    counting.calls = counting.images = 0
+    simexplain.explain(model, x1, x2, "pair-grad-cam", batch_size=8)
+    assert (counting.calls, counting.images) == (2, 10)
+    counting.calls = 0
+    simexplain.explain(model, x1, x2, "pair-grad-cam", batch_size=1)  # at least one pair per forward
+    assert counting.calls == 5
+    # Two encoders: each forward holds one side's images, so batch_size pairs per chunk.
+    a, b = CountingEncoder(SmallCNN(seed=0)), CountingEncoder(SmallCNN(seed=1))
+    asymmetric = PairModel(a, encoder_b=b, layer="inner.features")
+    simexplain.explain(asymmetric, x1, x2, "deep-similarity", batch_size=2)
+    assert (a.calls, a.images, b.calls, b.images) == (3, 5, 3, 5)
+
+
+@pytest.mark.parametrize(
+    "method, params", VARIANTS, ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v.values()))
+)
+def test_a_shared_encoder_explains_pairs_of_two_sizes(method, params):
+    model = small_pair_model()
+    x1, x2 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 48, 80)
+    if params.get("gradient_interaction"):
+        # Gradient interaction pairs the same positions of two grids, here 32×32 and 24×40.
+        with pytest.raises(SimexplainError, match="same positions") as error:
+            simexplain.explain(model, x1, x2, method, **params)
+        assert "\n" not in str(error.value)
+        return
+    e = simexplain.explain(model, x1, x2, method, batch_size=2, **params)
+    assert e.grid1.shape == (2, 32, 32) and e.grid2.shape == (2, 24, 40)
+    assert e.map1.shape == (2, 64, 64) and e.map2.shape == (2, 48, 80)
+    assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all()
+    torch.testing.assert_close(e.score, model(x1, x2).detach())
+    # Each side keeps its own hand-tapped activations and gradients.
+    _, a1, a2, g1, g2 = hand_tap(model.encoder, model.encoder, x1, x2)
+    if method == "deep-similarity":
+        p1, p2 = a1.mean((2, 3)), a2.mean((2, 3))
+        norm = (p1.norm(dim=1) * p2.norm(dim=1))[:, None, None]
+        m1 = (a1 * p2[:, :, None, None]).sum(1) / (32 * 32 * norm)
+        m2 = (a2 * p1[:, :, None, None]).sum(1) / (24 * 40 * norm)
+    else:
+        m1, m2 = hand_maps(a1, a2, g1, g2, params.get("reduction"))
+    assert_maps_close(e.grid1, m1)
+    assert_maps_close(e.grid2, m2)

@@ -1,5 +1,7 @@
-"""Conditional and Pairwise Occlusion (SPEC §2): analytic checks on tiny models whose answers are known."""
+"""Conditional and Pairwise Occlusion (docs/methods.md, Perturbation): analytic checks on tiny models
+whose answers are known, per-pair randomness, the config contract and pairs of different sizes."""
 
+import json
 import math
 
 import pytest
@@ -108,9 +110,9 @@ def test_window_larger_than_the_image_is_clipped_and_non_square_images_work():
     model = PairModel(SmallCNN())
     x1, x2 = torch.rand(1, 3, 12, 20), torch.rand(1, 3, 12, 20)
     e = simexplain.explain(model, x1, x2, "conditional-occlusion", window=16, stride=4)
-    assert e.params["window1"] == (12, 16)
+    assert e.extras["window1"].tolist() == [[12, 16]]
     assert e.grid1.shape == (1, 1, 2) and e.map1.shape == (1, 12, 20)
-    assert e.params["starts1"][0].tolist() == [0] and e.params["starts1"][1].tolist() == [0, 4]
+    assert e.extras["row_starts1"].tolist() == [[0]] and e.extras["col_starts1"].tolist() == [[0, 4]]
     assert torch.isfinite(e.map1).all() and e.map1.abs().sum() > 0
     # Different sizes for the two images (a shared encoder cannot concatenate them).
     other = torch.rand(1, 3, 16, 16)
@@ -200,18 +202,178 @@ def test_batched_equals_one_by_one_and_state_is_restored(method, params):
         ("conditional-occlusion", {"fill": "paint"}),
         ("conditional-occlusion", {"output": "heatmap"}),
         ("conditional-occlusion", {"stride": 0}),
+        ("conditional-occlusion", {"window": 8.7}),  # once silently ran with 8
+        ("conditional-occlusion", {"stride": True}),
+        ("conditional-occlusion", {"window": "8"}),
         ("conditional-occlusion", {"window": 4, "stride": 6}),  # would leave uncovered pixels
         ("conditional-occlusion", {"batch_size": 0}),
         ("pairwise-occlusion", {"scale": (0.3, 0.1)}),
+        ("pairwise-occlusion", {"scale": 0.2}),
         ("pairwise-occlusion", {"ratio": (0, 1)}),
         ("pairwise-occlusion", {"temperature": 0}),
+        ("pairwise-occlusion", {"temperature": float("nan")}),
         ("pairwise-occlusion", {"samples": 0}),
+        ("pairwise-occlusion", {"samples": 2.5}),
+        ("pairwise-occlusion", {"fill": "paint"}),
+        ("pairwise-occlusion", {"seed": -1}),
+        ("pairwise-occlusion", {"seed": [1, 2]}),  # two seeds for one pair
+        ("pairwise-occlusion", {"seed": torch.Generator()}),
     ],
 )
-def test_bad_parameters_give_clear_errors(method, params):
-    model = PairModel(SmallCNN())
-    with pytest.raises(SimexplainError):
+def test_bad_parameters_give_one_line_errors_before_any_forward(method, params):
+    encoder = CountingEncoder(SmallCNN())
+    model = PairModel(encoder)
+    with pytest.raises(SimexplainError) as error:
         simexplain.explain(model, torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), method, **params)
+    assert "\n" not in str(error.value)
+    assert encoder.calls == 0
+
+
+def test_integral_floats_are_accepted_and_recorded_as_ints():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    floats = simexplain.explain(model, x1, x2, "conditional-occlusion", window=8.0, stride=4.0)
+    ints = simexplain.explain(model, x1, x2, "conditional-occlusion", window=8, stride=4)
+    assert floats.config == ints.config == {"window": 8, "stride": 4, "fill": "zero", "output": "pixels"}
+    assert isinstance(floats.config["window"], int)
+    assert torch.equal(floats.map1, ints.map1)
+    pw = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=6.0, seed=1, scale=(0.1, 0.2))
+    assert pw.config == {
+        "samples": 6,
+        "scale": [0.1, 0.2],
+        "ratio": [1.0, 1.5],
+        "fill": "zero",
+        "temperature": 1.0,
+        "seed": 1,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the contract
+REPLAYED = [
+    ("conditional-occlusion", {"window": 6, "stride": 5, "fill": "mean"}),
+    ("conditional-occlusion", {"window": 8, "stride": 8, "output": "grid"}),
+    ("pairwise-occlusion", {"samples": 8, "seed": 3, "fill": "blur", "temperature": 0.5}),
+    ("pairwise-occlusion", {"samples": 8, "seed": [4, 5, 6]}),
+    ("pairwise-occlusion", {"samples": 8}),  # seedless: the drawn seed is recorded
+]
+
+
+def assert_same_explanation(a, b):
+    for name in ("map1", "map2", "score", "grid1", "grid2"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or torch.equal(x, y), name
+    assert a.method == b.method and a.config == b.config
+    assert a.extras.keys() == b.extras.keys()
+    for name in a.extras:
+        assert torch.equal(a.extras[name], b.extras[name]), name
+
+
+@pytest.mark.parametrize("method, params", REPLAYED)
+def test_the_config_is_json_and_reproduces_the_explanation_exactly(method, params):
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    e = simexplain.explain(model, x1, x2, method, **params)
+    assert json.loads(json.dumps(e.config)) == e.config
+    assert "batch_size" not in e.config
+    for name, tensor in e.extras.items():
+        assert tensor.shape[0] == 3, name
+    assert_same_explanation(simexplain.explain(model, x1, x2, e.method, **e.config), e)
+    # One pair of the batch replays alone from its own slice of the config.
+    one = e[1]
+    alone = simexplain.explain(model, x1[1:2], x2[1:2], one.method, **one.config)
+    torch.testing.assert_close(alone.map1, one.map1, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(alone.map2, one.map2, atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- randomness
+def double_pairs(b: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(b)
+    shape = (b, 3, size, size)
+    return (
+        torch.rand(shape, generator=generator, dtype=torch.float64),
+        torch.rand(shape, generator=generator, dtype=torch.float64),
+    )
+
+
+def test_pairwise_batch_of_five_equals_each_pair_alone_for_one_seed_and_for_a_seed_list():
+    # Float64, so that batched and single forwards agree far below any credit decision.
+    model = PairModel(SmallCNN().double())
+    x1, x2 = double_pairs(5)
+    seeds = [10, 11, 12, 13, 14]
+    for seed, pick in ((9, lambda i: 9), (seeds, lambda i: seeds[i])):
+        batched = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=12, seed=seed, batch_size=6)
+        for i in range(5):
+            single = simexplain.explain(
+                model, x1[i : i + 1], x2[i : i + 1], "pairwise-occlusion", samples=12, seed=pick(i)
+            )
+            assert torch.equal(batched.extras["rectangles1"][i], single.extras["rectangles1"][0])
+            assert torch.equal(batched.extras["rectangles2"][i], single.extras["rectangles2"][0])
+            assert torch.equal(batched.extras["credited"][i], single.extras["credited"][0])
+            torch.testing.assert_close(batched.map1[i], single.map1[0], atol=1e-12, rtol=1e-10)
+            torch.testing.assert_close(batched.map2[i], single.map2[0], atol=1e-12, rtol=1e-10)
+
+
+def test_one_int_seed_gives_every_pair_the_same_rectangles_and_a_seed_list_gives_each_its_own():
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    shared = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=6, seed=2)
+    rects = shared.extras["rectangles1"]
+    assert torch.equal(rects[0], rects[1]) and torch.equal(rects[0], rects[2])
+    own = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=6, seed=[2, 3, 4])
+    assert own.config["seed"] == [2, 3, 4] and own[1].config["seed"] == [3]
+    assert torch.equal(own.extras["rectangles1"][0], rects[0])  # pair 0 has seed 2 in both calls
+    assert not torch.equal(own.extras["rectangles1"][1], own.extras["rectangles1"][2])
+    assert not torch.equal(own.extras["rectangles2"][1], rects[1])
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("conditional-occlusion", {"window": 6, "stride": 4, "fill": "blur"}),
+        ("pairwise-occlusion", {"samples": 10, "seed": 5}),
+        ("pairwise-occlusion", {"samples": 10, "seed": [5, 6, 7, 8, 9]}),
+    ],
+)
+def test_batch_size_one_and_eight_agree_and_permuting_pairs_permutes_maps(method, params):
+    model = PairModel(SmallCNN().double())
+    x1, x2 = double_pairs(5)
+    small = simexplain.explain(model, x1, x2, method, batch_size=1, **params)
+    large = simexplain.explain(model, x1, x2, method, batch_size=8, **params)
+    for name in ("map1", "map2", "score"):
+        torch.testing.assert_close(getattr(small, name), getattr(large, name), atol=1e-12, rtol=1e-10)
+    assert small.config == large.config
+    order = [3, 0, 4, 2, 1]
+    if isinstance(params.get("seed"), list):
+        params = {**params, "seed": [params["seed"][i] for i in order]}
+    permuted = simexplain.explain(model, x1[order], x2[order], method, batch_size=8, **params)
+    torch.testing.assert_close(permuted.map1, large.map1[order], atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(permuted.map2, large.map2[order], atol=1e-12, rtol=1e-10)
+    for name, tensor in large.extras.items():
+        if tensor.dtype in (torch.long, torch.uint8):
+            assert torch.equal(permuted.extras[name], tensor[order]), name
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("conditional-occlusion", {"window": 16, "stride": 16}),
+        ("pairwise-occlusion", {"samples": 6, "seed": 0}),
+    ],
+)
+def test_a_shared_encoder_explains_pairs_of_two_sizes(method, params):
+    model = PairModel(SmallCNN())
+    x1, x2 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 48, 80)
+    e = simexplain.explain(model, x1, x2, method, **params)
+    assert e.map1.shape == (2, 64, 64) and e.map2.shape == (2, 48, 80)
+    assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all()
+    assert e.map1.abs().max() > 0 and e.map2.abs().max() > 0
+    torch.testing.assert_close(e.score, model.similarity(model.embed(x1), model.embed(x2)).detach())
+    if method == "pairwise-occlusion":
+        top, left, h, w = e.extras["rectangles2"].reshape(-1, 4).T
+        assert (top + h <= 48).all() and (left + w <= 80).all()
+    else:
+        assert e.grid1.shape == (2, 4, 4) and e.grid2.shape == (2, 3, 5)
+        assert e.extras["col_starts2"].tolist() == [[0, 16, 32, 48, 64]] * 2
 
 
 # ---------------------------------------------------------------------------------------------- pairwise
@@ -236,10 +398,11 @@ def test_seeds_reproduce_and_differ():
     a = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10, seed=5)
     b = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10, seed=5)
     c = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10, seed=6)
-    assert torch.equal(a.map1, b.map1) and torch.equal(a.params["rectangles2"], b.params["rectangles2"])
-    assert not torch.equal(a.params["rectangles1"], c.params["rectangles1"])
+    assert torch.equal(a.map1, b.map1) and torch.equal(a.extras["rectangles2"], b.extras["rectangles2"])
+    assert not torch.equal(a.extras["rectangles1"], c.extras["rectangles1"])
     fresh = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10)
-    again = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10, seed=fresh.params["seed"])
+    assert isinstance(fresh.config["seed"], int)  # the drawn seed is recorded
+    again = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=10, seed=fresh.config["seed"])
     assert torch.equal(fresh.map2, again.map2)
 
 
@@ -250,27 +413,28 @@ def test_pairwise_matches_a_direct_loop_over_samples():
     e = simexplain.explain(
         model, x1, x2, "pairwise-occlusion", samples=9, seed=11, temperature=0.05, batch_size=4
     )
+    assert e.extras["rectangles1"].shape == e.extras["rectangles2"].shape == (2, 9, 4)
+    assert e.extras["drops"].shape == e.extras["credited"].shape == (2, 9)
     clean = model(x1, x2).detach()
     maps1, maps2 = torch.zeros(2, 16, 16), torch.zeros(2, 16, 16)
-    drops, to_first = [], []
-    for (t1, l1, h1, w1), (t2, l2, h2, w2) in zip(
-        e.params["rectangles1"].tolist(), e.params["rectangles2"].tolist()
-    ):
-        p1, p2 = x1.clone(), x2.clone()
-        p1[:, :, t1 : t1 + h1, l1 : l1 + w1] = 0
-        p2[:, :, t2 : t2 + h2, l2 : l2 + w2] = 0
-        z1, z2 = model.embed(p1).detach(), model.embed(p2).detach()
-        drops.append(clean - model.similarity(z1, z2))
-        to_first.append(z1.norm(dim=1) < z2.norm(dim=1))
-    drops_t, first = torch.stack(drops, 1), torch.stack(to_first, 1)
-    torch.testing.assert_close(e.params["drops"], drops_t, atol=1e-6, rtol=1e-5)
-    assert torch.equal(e.params["credited"] == 1, first)
-    weights = torch.softmax(drops_t / 0.05, 1)
-    for n, ((t1, l1, h1, w1), (t2, l2, h2, w2)) in enumerate(
-        zip(e.params["rectangles1"].tolist(), e.params["rectangles2"].tolist())
-    ):
-        maps1[:, t1 : t1 + h1, l1 : l1 + w1] += (weights[:, n] * first[:, n])[:, None, None]
-        maps2[:, t2 : t2 + h2, l2 : l2 + w2] += (weights[:, n] * ~first[:, n])[:, None, None]
+    drops, first = torch.zeros(2, 9), torch.zeros(2, 9, dtype=torch.bool)
+    for b in range(2):
+        boxes = zip(e.extras["rectangles1"][b].tolist(), e.extras["rectangles2"][b].tolist())
+        for n, ((t1, l1, h1, w1), (t2, l2, h2, w2)) in enumerate(boxes):
+            p1, p2 = x1[b : b + 1].clone(), x2[b : b + 1].clone()
+            p1[:, :, t1 : t1 + h1, l1 : l1 + w1] = 0
+            p2[:, :, t2 : t2 + h2, l2 : l2 + w2] = 0
+            z1, z2 = model.embed(p1).detach(), model.embed(p2).detach()
+            drops[b, n] = clean[b] - model.similarity(z1, z2)[0]
+            first[b, n] = z1.norm() < z2.norm()
+    torch.testing.assert_close(e.extras["drops"], drops, atol=1e-6, rtol=1e-5)
+    assert torch.equal(e.extras["credited"] == 1, first)
+    weights = torch.softmax(drops / 0.05, 1)
+    for b in range(2):
+        boxes = zip(e.extras["rectangles1"][b].tolist(), e.extras["rectangles2"][b].tolist())
+        for n, ((t1, l1, h1, w1), (t2, l2, h2, w2)) in enumerate(boxes):
+            maps1[b, t1 : t1 + h1, l1 : l1 + w1] += weights[b, n] * first[b, n]
+            maps2[b, t2 : t2 + h2, l2 : l2 + w2] += weights[b, n] * ~first[b, n]
     maps1 = maps1 / (maps1.amax((1, 2), keepdim=True) + 1e-9)
     maps2 = maps2 / (maps2.amax((1, 2), keepdim=True) + 1e-9)
     torch.testing.assert_close(e.map1, maps1, atol=1e-5, rtol=1e-4)
@@ -285,7 +449,7 @@ def test_black_square_outside_the_region_gets_no_credit():
     probe = simexplain.explain(model, x1, x2, "pairwise-occlusion", **kwargs)
     # Rectangles do not depend on the images: find a 3×3 square, outside the region, that no rectangle covers.
     covered = torch.zeros(32, 32, dtype=torch.bool)
-    for t, left, h, w in probe.params["rectangles1"].tolist():
+    for t, left, h, w in probe.extras["rectangles1"][0].tolist():
         covered[t : t + h, left : left + w] = True
     free = [(r, c) for r in range(16, 29) for c in range(16, 29) if not covered[r : r + 3, c : c + 3].any()]
     assert free, "test setup: every square is covered"
@@ -298,8 +462,8 @@ def test_black_square_outside_the_region_gets_no_credit():
     torch.testing.assert_close(e.map1, probe.map1)
     torch.testing.assert_close(e.map2, probe.map2)
     # Recovering erased pixels by testing for zeros (the authors' way) would credit the square.
-    weights = torch.softmax(e.params["drops"], 1)[0]
-    zero_test = sum(float(w) for w, k in zip(weights, e.params["credited"][0]) if k == 1)
+    weights = torch.softmax(e.extras["drops"], 1)[0]
+    zero_test = sum(float(w) for w, k in zip(weights, e.extras["credited"][0]) if k == 1)
     assert zero_test > 0
 
 
@@ -308,6 +472,6 @@ def test_pairwise_handles_images_of_different_sizes():
     x1, x2 = torch.rand(2, 3, 16, 24), torch.rand(2, 3, 20, 16)
     e = simexplain.explain(model, x1, x2, "pairwise-occlusion", samples=8, seed=1)
     assert e.map1.shape == (2, 16, 24) and e.map2.shape == (2, 20, 16)
-    top, left, h, w = e.params["rectangles2"].T
+    top, left, h, w = e.extras["rectangles2"].reshape(-1, 4).T
     assert (top + h <= 20).all() and (left + w <= 16).all()
     assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all()

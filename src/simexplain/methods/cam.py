@@ -1,15 +1,16 @@
-"""Activation family (SPEC §3): Pair Grad-CAM, Interaction-CAM and Deep Similarity.
+"""Activation family (docs/methods.md, Activation): Pair Grad-CAM, Interaction-CAM and Deep Similarity.
 
-All three share one step, :meth:`PairModel.activations_and_gradients`: tap the model's CAM layer for both images
-(a shared encoder sees the pair as ONE batch), differentiate the model's own score once. Each method is then a short
-function of the activations ``A`` and gradients ``G`` (``B×D×h×w``), kept public so the rules can be reused on
-activations from elsewhere. Maps come back at the feature grid (``grid1``/``grid2``) and bilinearly upsampled to the
-input size (``map1``/``map2``).
+All three share one step, :meth:`PairModel.activations_and_gradients`: tap the model's CAM layer for both
+images (a shared encoder sees the pair as ONE batch), differentiate the model's own score once per chunk of
+pairs. Each method is then a short function of the activations ``A`` and gradients ``G`` (``B×D×h×w``), kept
+public so the rules can be reused on activations from elsewhere. Maps come back at the feature grid
+(``grid1``/``grid2``) and bilinearly upsampled to the input size (``map1``/``map2``).
 
 Example:
     >>> import torch, simexplain
     >>> from torch import nn
-    >>> encoder = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> conv = nn.Conv2d(3, 4, 3, stride=2)
+    >>> encoder = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     >>> model = simexplain.PairModel(encoder, layer="1")
     >>> e = simexplain.explain(model, torch.rand(2, 3, 17, 17), torch.rand(2, 3, 17, 17), "interaction-cam")
     >>> tuple(e.grid1.shape), tuple(e.map1.shape)
@@ -23,6 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .. import checks
+from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation, upsample_maps
 from ..pair import PairModel
@@ -43,7 +46,8 @@ def weighted_activation(a: Tensor, g: Tensor, channel_weights: Tensor | None = N
         >>> weighted_activation(torch.ones(1, 2, 3, 3), -torch.ones(1, 2, 3, 3)).abs().sum().item()
         0.0
 
-    ``channel_weights`` (``B×D`` or ``B×D×h×w``) defaults to ones. Element-wise (HiResCAM-like), no final ReLU.
+    ``channel_weights`` (``B×D`` or ``B×D×h×w``) defaults to ones. Element-wise (HiResCAM-like), no final
+    ReLU.
     """
     g = g.clamp_min(0)
     if channel_weights is not None:
@@ -52,7 +56,8 @@ def weighted_activation(a: Tensor, g: Tensor, channel_weights: Tensor | None = N
 
 
 def reduce_activation(a: Tensor, reduction: str) -> Tensor:
-    """Pool ``B×D×h×w`` activations to ``B×D`` with ``mean``, ``max`` or ``attn`` (SPEC 3.2).
+    """Pool ``B×D×h×w`` activations to ``B×D`` with ``mean``, ``max`` or ``attn`` (docs/methods.md,
+    Interaction-CAM).
 
     ``attn``: the mean-pooled vector is the query, the ``h·w`` feature vectors are keys and values,
     ``a = softmax_p(q·A[:,p])`` without ``1/√D`` scaling (the authors' choice), result ``Σ_p a_p A[:,p]``.
@@ -86,7 +91,8 @@ def joint_activation(a1: Tensor, a2: Tensor, reduction: str) -> Tensor:
     """
     if a1.shape[1] != a2.shape[1]:
         raise SimexplainError(
-            f"Interaction-CAM needs the same number of channels on both sides, got {a1.shape[1]} and {a2.shape[1]}"
+            "Interaction-CAM needs the same number of channels on both sides, "
+            f"got {a1.shape[1]} and {a2.shape[1]}"
         )
     return reduce_activation(a1, reduction) * reduce_activation(a2, reduction)
 
@@ -118,7 +124,7 @@ def gradient_interaction_weights(g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor
 
 
 def pair_grad_cam_maps(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
-    """Pair Grad-CAM grids ``M_k = Σ_d A_k ⊙ relu(G_k)`` (SPEC 3.1).
+    """Pair Grad-CAM grids ``M_k = Σ_d A_k ⊙ relu(G_k)`` (docs/methods.md, Pair Grad-CAM).
 
     Example:
         >>> import torch
@@ -138,7 +144,8 @@ def interaction_cam_maps(
     reduction: str = "mean",
     gradient_interaction: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Interaction-CAM grids ``M_k = Σ_d A_k · J · relu(G_k)`` (SPEC 3.2), ``G_k`` replaced by ``g_k`` with GI.
+    """Interaction-CAM grids ``M_k = Σ_d A_k · J · relu(G_k)``, ``G_k`` replaced by ``g_k`` with GI
+    (docs/methods.md, Interaction-CAM).
 
     Example:
         >>> import torch
@@ -153,10 +160,11 @@ def interaction_cam_maps(
 
 
 def deep_similarity_maps(a1: Tensor, a2: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
-    """Deep Similarity grids (Stylianou et al. 2019; SPEC 3.3) whose sums are ``cos(ā1, ā2)``.
+    """Deep Similarity grids (Stylianou et al. 2019) whose sums are ``cos(ā1, ā2)`` (docs/methods.md, Deep
+    Similarity).
 
-    ``M_1[p] = <A_1[:,p], ā_2> / (h·w·||ā_1||·||ā_2||)`` and symmetrically; ``ā_k`` is the mean-pooled feature.
-    Grids of different sizes are fine (each side divides by its own ``h·w``).
+    ``M_1[p] = <A_1[:,p], ā_2> / (h·w·||ā_1||·||ā_2||)`` and symmetrically; ``ā_k`` is the mean-pooled
+    feature. Grids of different sizes are fine (each side divides by its own ``h·w``).
 
     Example:
         >>> import torch
@@ -177,50 +185,94 @@ def deep_similarity_maps(a1: Tensor, a2: Tensor, eps: float = 1e-8) -> tuple[Ten
 
 
 # ---------------------------------------------------------------------------------------------- the template
+def _check_layer(model: PairModel, x1: Tensor, x2: Tensor, layer: str | None) -> str | None:
+    """``layer`` as passed (``None`` = the model's own), refused before any forward if it names no module."""
+    if layer is not None and not isinstance(layer, str):
+        raise SimexplainError(f"layer must be a module name or None, got {layer!r}")
+    model.layer_module("a", layer)
+    if not model.shared or x1.shape[1:] != x2.shape[1:]:
+        model.layer_module("b", layer)  # side b is tapped on its own only then
+    return layer
+
+
 def _explain_with(
-    model: PairModel, x1: Tensor, x2: Tensor, layer: str | None, rule: CamRule, method: str, params: dict
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    layer: str | None,
+    rule: CamRule,
+    method: str,
+    config: dict,
+    batch_size: int,
 ) -> PairExplanation:
-    """The shared machinery: one tapped forward + backward, a rule on (A, G), grids kept, maps upsampled."""
-    score, a1, a2, g1, g2 = model.activations_and_gradients(x1, x2, layer)
-    grid1, grid2 = rule(a1, a2, g1, g2)
+    """The shared machinery: per chunk of pairs, one tapped forward + backward and a rule on (A, G); grids
+    kept, maps upsampled. ``batch_size`` bounds the images per forward."""
+    # A shared encoder puts both images of a pair in one forward (when they have one size).
+    one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
+    pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
+    scores, grids1, grids2 = [], [], []
+    for part in chunk_slices(x1.shape[0], pairs_per_chunk):
+        score, a1, a2, g1, g2 = model.activations_and_gradients(x1[part], x2[part], layer)
+        grid1, grid2 = rule(a1, a2, g1, g2)
+        scores.append(score)
+        grids1.append(grid1)
+        grids2.append(grid2)
+    grid1, grid2 = torch.cat(grids1), torch.cat(grids2)
     return PairExplanation(
         map1=upsample_maps(grid1, tuple(x1.shape[-2:])),
         map2=upsample_maps(grid2, tuple(x2.shape[-2:])),
-        score=score,
+        score=torch.cat(scores),
         grid1=grid1,
         grid2=grid2,
         method=method,
-        params=params,
+        config=config,
     )
 
 
 @register(
     "pair-grad-cam",
     "activation",
-    "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline; SPEC 3.1)",
+    "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline)",
 )
-def pair_grad_cam(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:
-    """Pair Grad-CAM (paper Eq. 1), element-wise gradient weighting, for all pairs in one forward + backward.
+def pair_grad_cam(
+    model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None, batch_size: int | None = None
+) -> PairExplanation:
+    """Pair Grad-CAM (paper Eq. 1), element-wise gradient weighting (docs/methods.md, Pair Grad-CAM).
 
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         >>> model = simexplain.PairModel(net, layer="1")
-        >>> simexplain.explain(model, torch.rand(1, 3, 9, 9), torch.rand(1, 3, 9, 9), "pair-grad-cam").grid1.shape
+        >>> x1, x2 = torch.rand(1, 3, 9, 9), torch.rand(1, 3, 9, 9)
+        >>> simexplain.explain(model, x1, x2, "pair-grad-cam").grid1.shape
         torch.Size([1, 7, 7])
 
     Args:
-        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+        layer: module name to tap (default ``None``: the model's ``layer`` / ``layer_b``).
+        batch_size: images per forward (a shared encoder takes ``batch_size // 2`` pairs); ``None`` = 8 on a
+            CPU, 64 on a GPU. Maps do not depend on it.
     """
-    return _explain_with(model, x1, x2, layer, pair_grad_cam_maps, "pair-grad-cam", {"layer": layer})
+    layer = _check_layer(model, x1, x2, layer)
+    batch_size = resolve_batch_size(batch_size, x1.device)
+    return _explain_with(
+        model,
+        x1,
+        x2,
+        layer=layer,
+        rule=pair_grad_cam_maps,
+        method="pair-grad-cam",
+        config={"layer": layer},
+        batch_size=batch_size,
+    )
 
 
 @register(
     "interaction-cam",
     "activation",
-    "Interaction-CAM: Pair Grad-CAM weighted by the joint activation r(A1)⊙r(A2), optional gradient interaction "
-    "(proposed; SPEC 3.2)",
+    "Interaction-CAM: Pair Grad-CAM weighted by the joint activation r(A1)⊙r(A2), "
+    "optional gradient interaction (proposed)",
 )
 def interaction_cam(
     model: PairModel,
@@ -230,8 +282,10 @@ def interaction_cam(
     reduction: str = "mean",
     gradient_interaction: bool = False,
     layer: str | None = None,
+    batch_size: int | None = None,
 ) -> PairExplanation:
-    """Interaction-CAM (paper Eq. 2): the paper's six variants are ``reduction`` × ``gradient_interaction``.
+    """Interaction-CAM (paper Eq. 2): the paper's six variants are ``reduction`` × ``gradient_interaction``
+    (docs/methods.md, Interaction-CAM).
 
     Example:
         >>> import torch, simexplain
@@ -239,39 +293,46 @@ def interaction_cam(
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         >>> model = simexplain.PairModel(net, layer="1")
         >>> x = torch.rand(2, 3, 9, 9)
-        >>> e = simexplain.explain(model, x, x.flip(-1), "interaction-cam", reduction="attn", gradient_interaction=True)
-        >>> e.map1.shape
-        torch.Size([2, 9, 9])
+        >>> options = {"reduction": "attn", "gradient_interaction": True}
+        >>> e = simexplain.explain(model, x, x.flip(-1), "interaction-cam", **options)
+        >>> e.map1.shape, e.config
+        (torch.Size([2, 9, 9]), {'reduction': 'attn', 'gradient_interaction': True, 'layer': None})
 
     Args:
         reduction: how each activation is pooled into the joint vector: ``"mean"``, ``"max"`` or ``"attn"``.
         gradient_interaction: replace each gradient by the row/column max of the pair's gradient interaction
-            matrix (needs equal feature grids on both sides).
-        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+            matrix (needs equal feature grids on both sides). The words ``"true"``/``"false"`` are accepted.
+        layer: module name to tap (default ``None``: the model's ``layer`` / ``layer_b``).
+        batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
     # Fail before any forward pass.
-    if reduction not in REDUCTIONS:
-        raise SimexplainError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
-    # A string such as "false" from a command line would be truthy: accept real booleans only.
-    if not isinstance(gradient_interaction, bool):
-        raise SimexplainError(f"gradient_interaction must be True or False, got {gradient_interaction!r}")
+    reduction = checks.choice("reduction", reduction, REDUCTIONS)
+    # A string such as "false" from a command line is read as a word, never as a truthy string.
+    gradient_interaction = checks.boolean("gradient_interaction", gradient_interaction)
+    layer = _check_layer(model, x1, x2, layer)
+    batch_size = resolve_batch_size(batch_size, x1.device)
 
     def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
         return interaction_cam_maps(
             a1, a2, g1, g2, reduction=reduction, gradient_interaction=gradient_interaction
         )
 
-    params = {"reduction": reduction, "gradient_interaction": gradient_interaction, "layer": layer}
-    return _explain_with(model, x1, x2, layer, rule, "interaction-cam", params)
+    config = {"reduction": reduction, "gradient_interaction": gradient_interaction, "layer": layer}
+    return _explain_with(
+        model, x1, x2, layer=layer, rule=rule, method="interaction-cam", config=config, batch_size=batch_size
+    )
 
 
 @register(
     "deep-similarity",
     "activation",
-    "Deep Similarity (Stylianou et al.): per-position share of the cosine of pooled layer features (SPEC 3.3)",
+    "Deep Similarity (Stylianou et al.): per-position share of the cosine of pooled layer features",
 )
-def deep_similarity(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None) -> PairExplanation:
-    """Deep Similarity maps at ``layer``: ``grid1.sum() == grid2.sum() == cos(ā1, ā2)`` per pair.
+def deep_similarity(
+    model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None, batch_size: int | None = None
+) -> PairExplanation:
+    """Deep Similarity maps at ``layer``: ``grid1.sum() == grid2.sum() == cos(ā1, ā2)`` per pair
+    (docs/methods.md, Deep Similarity).
 
     It explains the cosine of the mean-pooled features of the tapped layer, not the head's output; ``score``
     is still the model's score, like every method's.
@@ -286,10 +347,22 @@ def deep_similarity(model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | No
         1.0
 
     Args:
-        layer: module name to tap (default: the model's ``layer`` / ``layer_b``).
+        layer: module name to tap (default ``None``: the model's ``layer`` / ``layer_b``).
+        batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
+    layer = _check_layer(model, x1, x2, layer)
+    batch_size = resolve_batch_size(batch_size, x1.device)
 
     def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
         return deep_similarity_maps(a1, a2)
 
-    return _explain_with(model, x1, x2, layer, rule, "deep-similarity", {"layer": layer})
+    return _explain_with(
+        model,
+        x1,
+        x2,
+        layer=layer,
+        rule=rule,
+        method="deep-similarity",
+        config={"layer": layer},
+        batch_size=batch_size,
+    )
