@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..explanation import normalize_maps
 from ..metrics.sanity import SanityResult
+from .output import render_figure
 
 
 def _display(image: Tensor, result: SanityResult) -> Tensor:
@@ -23,11 +24,12 @@ def _display(image: Tensor, result: SanityResult) -> Tensor:
 
 
 def _save(figure: Figure, path: str | Path | None) -> None:
-    """Write ``figure`` to ``path`` (format from the suffix, PNG without one; folders made) when a path is given."""
+    """Write ``figure`` to ``path`` if given (format from the suffix, PNG without one; folders made)."""
     if path is not None:
         path = Path(path)
+        data = render_figure(figure, path.suffix.lstrip(".").lower() or "png", dpi=None, tight=False)
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format=path.suffix.lstrip(".").lower() or "png")
+        path.write_bytes(data)
 
 
 def sanity_figure(
@@ -39,9 +41,10 @@ def sanity_figure(
     cmap: str = "jet",
     dpi: int = 120,
 ) -> Figure:
-    """Grid of the cascade: for each method, one row per image; columns = the image, the original map, then the
-    maps after each randomised layer (every ``every``-th kept step, the last one always), each titled with the
-    layer and its Spearman correlation with the original map. Saved to ``path`` (``.png`` or ``.svg``) if given.
+    """Grid of the cascade: for each method, one row per image; columns = the image, the original map, then
+    the maps after each randomised layer (every ``every``-th kept step, the last one always), each titled with
+    the layer and its Spearman correlation with the original map. Saved to ``path`` (``.png`` or ``.svg``) if
+    given.
 
     Example:
         >>> import torch, simexplain
