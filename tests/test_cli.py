@@ -104,12 +104,15 @@ def test_argparse_errors_exit_2():
     assert info.value.code == 2
 
 
-def test_unreadable_image_exits_1_with_one_line_naming_it(tmp_path, capsys):
-    bad = tmp_path / "notes.png"
-    bad.write_text("this is not an image")
-    assert main(["explain", CAT, str(bad), "--method", "input-x-gradient"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(bad) in err
+def test_unreadable_images_exit_1_with_one_line_naming_them(tmp_path, capsys):
+    text, empty, corrupt = tmp_path / "notes.png", tmp_path / "empty.png", tmp_path / "corrupt.jpg"
+    text.write_text("this is not an image")
+    empty.write_bytes(b"")
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50)
+    for bad in (text, empty, corrupt, tmp_path / "missing.jpg", tmp_path):
+        assert main(["explain", CAT, str(bad), "--method", "input-x-gradient"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(bad) in err, err
 
 
 def test_lists_models_and_methods(capsys):

@@ -76,7 +76,8 @@ def test_report_json_holds_configs_seconds_scores_and_metrics(model):
     assert isinstance(first["config"]["seed"], int) and first["seconds"] > 0
     assert second["config"]["reduction"] == "mean"
     assert isinstance(second["metrics"]["mean"]["SAD"], float)
-    assert document["score"] == pytest.approx(float(model(x, x.flip(-1))))
+    with torch.no_grad():
+        assert document["score"] == pytest.approx(float(model(x, x.flip(-1))))
 
 
 def test_models_are_loaded_once_and_shared():
