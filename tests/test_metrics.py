@@ -1,4 +1,5 @@
-"""Pair metrics (SPEC 4): closed forms, orderings that a faithful map must win, batching and cost."""
+"""Pair metrics (docs/methods.md, Metrics): closed forms, orderings that a faithful map must win, batching
+and cost."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from simexplain.metrics import (
     METRICS,
     MetricResults,
     curve_points,
+    drops,
     evaluate,
     format_table,
+    masked_images,
     pixel_ranks,
     summary_groups,
 )
@@ -27,7 +30,7 @@ STEP = 16  # 16×16 images → 17 curve points
 
 
 class RegionLinear(nn.Module):
-    """Bias-free linear map of one region: pixels outside it cannot matter, and a zeroed region embeds to 0."""
+    """Bias-free linear map of one region: pixels outside it cannot matter; a zeroed region embeds to 0."""
 
     def __init__(self, region: tuple[int, int, int, int], dim: int = 32, seed: int = 0) -> None:
         super().__init__()
@@ -247,7 +250,9 @@ def test_explanation_images_replace_the_inputs() -> None:
     x1, x2 = pairs(batch=1)
     view = x2.flip(-1)
     maps = torch.rand(1, SIZE, SIZE)
-    carried = evaluate(model, x1, x2, PairExplanation(map1=maps, map2=maps, image2=view), ["CD"], step=STEP)
+    carried = evaluate(
+        model, x1, x2, PairExplanation(map1=maps, map2=maps, extras={"image2": view}), ["CD"], step=STEP
+    )
     direct = evaluate(model, x1, view, PairExplanation(map1=maps, map2=maps), ["CD"], step=STEP)
     torch.testing.assert_close(carried["CD"], direct["CD"])
 
@@ -325,5 +330,14 @@ def test_conditional_metrics_work_with_images_of_different_sizes() -> None:
     assert r.curves["CD_1"].shape[1] == curve_points(SIZE, SIZE, STEP)
     assert r.curves["CD_2"].shape[1] == curve_points(12, 20, STEP)
     assert all(torch.isfinite(r[name]).all() for name in ("CI", "CD", "SAD", "CAD"))
+    # by hand: each direction deletes its own image's top pixels against the clean partner of the other size
+    for key, maps, points in (("CD_1", e.map1, (0, 5, 16)), ("CD_2", e.map2, (0, 7, 15))):
+        ranks = pixel_ranks(maps)
+        for k in points:
+            keep = (ranks >= k * STEP).view(2, 1, *maps.shape[-2:])
+            pair = (x1 * keep, x2) if key == "CD_1" else (x1, x2 * keep)
+            torch.testing.assert_close(r.curves[key][:, k], model(*pair).double(), rtol=1e-5, atol=1e-6)
+    masked = model(masked_images(x1, e.map1), masked_images(x2, e.map2)).double()
+    torch.testing.assert_close(r["SAD"], drops(r["base"], masked)[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(simexplain.SimexplainError, match="same size|one size"):
         evaluate(model, x1, x2, e, ["SD"], step=STEP)

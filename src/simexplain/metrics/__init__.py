@@ -1,5 +1,8 @@
-"""Pair metrics (SPEC 4): insertion/deletion and average drop in the simultaneous and conditional settings,
-maximum sensitivity, the sanity check, and the summary groups.
+"""Pair metrics (docs/methods.md, Metrics): insertion/deletion and average drop in the simultaneous and
+conditional settings, maximum sensitivity, the sanity check, and the summary groups.
+
+Metrics live in a registry (:func:`register`): adding one is one registered function, and ``evaluate``,
+``resolve_metrics``, ``METRIC_INFO``, ``format_table`` and the summary groups take it from there.
 
 Example:
     >>> import torch, simexplain
@@ -14,9 +17,11 @@ Example:
 """
 
 from .average_drop import drops, masked_images
-from .evaluate import EXTRA_METRICS, METRICS, evaluate, resolve_metrics
+from .builtin import EXTRA_METRICS, METRICS
+from .evaluate import check_options, evaluate
 from .insertion_deletion import DEFAULT_STEP, auc, curve_fractions, curve_points, pixel_ranks
-from .results import METRIC_INFO, MetricResults
+from .registry import METRIC_INFO, Metric, MetricInputs, register, registered, resolve_metrics, unregister
+from .results import MetricResults
 from .sanity import SanityResult, randomizable_layers, sanity_check, spearman
 from .sensitivity import max_sensitivity
 from .summary import format_table, summary_groups
@@ -26,9 +31,12 @@ __all__ = [
     "EXTRA_METRICS",
     "METRICS",
     "METRIC_INFO",
+    "Metric",
+    "MetricInputs",
     "MetricResults",
     "SanityResult",
     "auc",
+    "check_options",
     "curve_fractions",
     "curve_points",
     "drops",
@@ -38,8 +46,11 @@ __all__ = [
     "max_sensitivity",
     "pixel_ranks",
     "randomizable_layers",
+    "register",
+    "registered",
     "resolve_metrics",
     "sanity_check",
     "spearman",
     "summary_groups",
+    "unregister",
 ]

@@ -1,8 +1,7 @@
-"""Average drop (SPEC 4.2): how much of the similarity survives when each image is weighted by its own map."""
+"""Average drop (docs/methods.md, Average drop): how much of the similarity survives when each image is
+weighted by its own map. The SAD and CAD metrics (:mod:`.builtin`) compare the masked images' embeddings."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -11,7 +10,8 @@ from ..explanation import normalize_maps
 
 
 def masked_images(x: Tensor, maps: Tensor) -> Tensor:
-    """``ê ⊙ x`` with ``ê`` the min–max scaled map (a constant map gives ê = 0, hence a zero image: defined)."""
+    """``ê ⊙ x`` with ``ê`` the min–max scaled map (a constant map gives ê = 0, hence a zero image:
+    defined)."""
     return normalize_maps(maps).unsqueeze(1).to(x.dtype) * x
 
 
@@ -34,30 +34,3 @@ def drops(base: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
 def undefined_count(values: Tensor) -> int:
     """How many per-pair values are undefined (NaN)."""
     return int(values.isnan().sum())
-
-
-def average_drop_scores(
-    similarity: Callable[[Tensor, Tensor], Tensor],
-    clean1: Tensor,
-    clean2: Tensor,
-    masked1: Tensor,
-    masked2: Tensor,
-) -> dict[str, Tensor]:
-    """Per-pair drops and increase indicators from the embeddings of the clean and the masked images.
-
-    Keys: ``SAD`` (both masked), ``CAD_1`` (image 1 masked, image 2 clean), ``CAD_2``, ``CAD`` (their mean;
-    NaN when the base is non-positive), and ``*_increase`` for each.
-    """
-    base = similarity(clean1, clean2)
-    sad, sad_up = drops(base, similarity(masked1, masked2))
-    cad1, cad1_up = drops(base, similarity(masked1, clean2))
-    cad2, cad2_up = drops(base, similarity(clean1, masked2))
-    return {
-        "SAD": sad,
-        "CAD": (cad1 + cad2) / 2,
-        "CAD_1": cad1,
-        "CAD_2": cad2,
-        "SAD_increase": sad_up,
-        "CAD_increase": (cad1_up + cad2_up) / 2,
-        "base": base.double(),
-    }

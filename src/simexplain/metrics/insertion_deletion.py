@@ -1,4 +1,5 @@
-"""Insertion and deletion curves (SPEC 4.1), simultaneous and conditional, from one set of embeddings.
+"""Insertion and deletion curves (docs/methods.md, Insertion and deletion), simultaneous and conditional, from
+one set of embeddings.
 
 Every curve point of every pair is a masked copy of an input: the pixels whose rank (descending map value,
 stable ties) is below ``k·step`` are replaced (deletion: by 0; insertion: the blurred image gets them back).
@@ -6,8 +7,8 @@ The masks come from one argsort per map, and the images are built chunk by chunk
 :func:`simexplain.batching.embed_lazily` (through :mod:`.plan`), so no more than ``batch_size`` of them exist
 at once.
 
-One observation keeps the cost down: the simultaneous curve of image 1 uses exactly the perturbed images of the
-conditional curve of image 1, only the partner differs. So each perturbed sequence is embedded once, and
+One observation keeps the cost down: the simultaneous curve of image 1 uses exactly the perturbed images of
+the conditional curve of image 1, only the partner differs. So each perturbed sequence is embedded once, and
 SD, CD (both directions) all come from the deletion embeddings, SI, CI from the insertion ones; the fixed
 image of a conditional curve is the clean embedding, computed once.
 """
@@ -23,8 +24,10 @@ from torch import Tensor
 from ..errors import SimexplainError
 from ..pair import PairModel
 
-DEFAULT_STEP = 224  # pixels per curve step (SPEC 4.1)
-BLUR_KERNEL, BLUR_SIGMA = 11, 5.0  # the insertion baseline's Gaussian blur (SPEC 4.1)
+DEFAULT_STEP = 224  # pixels per curve step (docs/methods.md, Insertion and deletion)
+BLUR_KERNEL, BLUR_SIGMA = 11, 5.0  # the insertion baseline's Gaussian blur (same section)
+# the curves of each sequence: simultaneous (both images changed) and conditional (one image changed)
+CURVE_NAMES = {"insertion": ("SI", "CI"), "deletion": ("SD", "CD")}
 
 
 def pixel_ranks(maps: Tensor) -> Tensor:
@@ -121,7 +124,8 @@ def curves_from_sequences(
     """Simultaneous and per-direction conditional curves (``B×n``) from the sequence embeddings (``B×n×D``).
 
     ``"simultaneous"``: both images perturbed (only when both have the same number of points);
-    ``"conditional_1"``: image 1 perturbed, image 2 clean; ``"conditional_2"``: image 2 perturbed, image 1 clean.
+    ``"conditional_1"``: image 1 perturbed, image 2 clean; ``"conditional_2"``: image 2 perturbed, image 1
+    clean.
     """
     curves = {
         "conditional_1": pair_similarity(model, seq1, clean2.unsqueeze(1)),
@@ -130,3 +134,29 @@ def curves_from_sequences(
     if seq1.shape[1] == seq2.shape[1]:
         curves["simultaneous"] = pair_similarity(model, seq1, seq2)
     return curves
+
+
+def named_curves(
+    model: PairModel,
+    kind: str,
+    seq1: Tensor,
+    seq2: Tensor,
+    clean1: Tensor,
+    clean2: Tensor,
+    fractions: tuple[Tensor, Tensor],
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The curves of one sequence ``kind`` under their metric names, float64 on the CPU, and their x axes.
+
+    Deletion gives ``SD`` (only when both images have as many points), ``CD_1`` and ``CD_2``; insertion
+    ``SI``, ``CI_1`` and ``CI_2``. ``seq1``/``seq2`` are the ``B×n×D`` sequence embeddings, ``fractions`` the
+    x axes of images 1 and 2.
+    """
+    simultaneous, conditional = CURVE_NAMES[kind]
+    found = curves_from_sequences(model, seq1, seq2, clean1, clean2)
+    named = {
+        simultaneous: ("simultaneous", fractions[0]),
+        f"{conditional}_1": ("conditional_1", fractions[0]),
+        f"{conditional}_2": ("conditional_2", fractions[1]),
+    }
+    curves = {name: found[key].double().cpu() for name, (key, _) in named.items() if key in found}
+    return curves, {name: named[name][1] for name in curves}

@@ -1,9 +1,9 @@
 """Several virtual batches embedded as one, so that every forward is a full chunk.
 
-The metrics need the clean images, the masked images and the perturbed sequences of both images. Embedding each
-group on its own leaves a part-filled chunk per group (on a CPU a forward of 1 image costs several times the
-per-image time of a forward of 16). Concatenating the groups into one virtual batch per encoder keeps every
-forward but the last full, and no group is materialised beyond its chunk.
+The metrics need the clean images, the masked images and the perturbed sequences of both images. Embedding
+each group on its own leaves a part-filled chunk per group (on a CPU a forward of 1 image costs several times
+the per-image time of a forward of 16). Concatenating the groups into one virtual batch per encoder keeps
+every forward but the last full, and no group is materialised beyond its chunk.
 """
 
 from __future__ import annotations
@@ -35,15 +35,16 @@ class Segment:
 def embed_segments(
     model: PairModel, segments: list[Segment], batch_size: int | None = None
 ) -> dict[str, Tensor]:
-    """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared model)
-    and group.
+    """Embeddings of every segment, keyed by name; one chained virtual batch per encoder (one for a shared
+    model) and group.
 
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
         >>> model = simexplain.PairModel(nn.Flatten())
         >>> x = torch.rand(3, 3, 2, 2)
-        >>> z = embed_segments(model, [Segment("p", "a", 3, lambda s: x[s]), Segment("q", "b", 1, lambda s: x[s])], 2)
+        >>> segments = [Segment("p", "a", 3, lambda s: x[s]), Segment("q", "b", 1, lambda s: x[s])]
+        >>> z = embed_segments(model, segments, 2)
         >>> z["p"].shape, z["q"].shape
         (torch.Size([3, 12]), torch.Size([1, 12]))
     """

@@ -7,16 +7,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-# name → (higher is better, one-line meaning); the order is the order of the paper's tables
-METRIC_INFO: dict[str, tuple[bool, str]] = {
-    "SI": (True, "simultaneous insertion AUC"),
-    "SD": (False, "simultaneous deletion AUC"),
-    "CI": (True, "conditional insertion AUC (mean of both directions)"),
-    "CD": (False, "conditional deletion AUC (mean of both directions)"),
-    "SAD": (False, "simultaneous average drop"),
-    "CAD": (False, "conditional average drop (mean of both directions)"),
-    "MS": (False, "maximum sensitivity"),
-}
+from .registry import METRIC_INFO
 
 
 def _mean(values: Tensor) -> float:
@@ -31,10 +22,10 @@ def _json_number(value: float) -> float | None:
 class MetricResults(dict):
     """Per-pair metric values (``[B]`` float64 tensors on the CPU) keyed by name, plus what plots need.
 
-    Keys: the requested metrics (``SI``, ``SD``, ``CI``, ``CD``, ``SAD``, ``CAD``, ``MS``), the per-direction
-    values (``CI_1`` = image 1 perturbed with image 2 clean, ``CI_2``, ``CD_1``, ``CD_2``, ``CAD_1``, ``CAD_2``),
-    the increase indicators ``SAD_increase``/``CAD_increase`` (their mean is the increase rate) and ``base``,
-    the clean similarity of each pair.
+    Keys: the requested metrics (``SI``, ``SD``, ``CI``, ``CD``, ``SAD``, ``CAD``, ``MS``, registered ones),
+    the per-direction values (``CI_1`` = image 1 perturbed with image 2 clean, ``CI_2``, ``CD_1``, ``CD_2``,
+    ``CAD_1``, ``CAD_2``), the increase indicators ``SAD_increase``/``CAD_increase`` (their mean is the
+    increase rate) and ``base``, the clean similarity of each pair.
 
     Attributes:
         curves: ``B×n`` score curves keyed ``SI``, ``SD``, ``CI_1``, ``CI_2``, ``CD_1``, ``CD_2``.
@@ -71,11 +62,12 @@ class MetricResults(dict):
         return {name: _mean(values) for name, values in self.items()}
 
     def increase_rates(self) -> dict[str, float]:
-        """Fraction of pairs whose masked score exceeds the clean one (SPEC 4.2)."""
+        """Fraction of pairs whose masked score exceeds the clean one (docs/methods.md, Average drop)."""
         return {name[: -len("_increase")]: _mean(v) for name, v in self.items() if name.endswith("_increase")}
 
     def groups(self) -> dict[str, float]:
-        """The summary groups G1, G2, G3 (SPEC 4.5) of the means, where their metrics are present."""
+        """The summary groups (docs/methods.md, Summary groups) of the means, where their metrics are
+        present."""
         from .summary import summary_groups
 
         return summary_groups(self.means())

@@ -1,23 +1,29 @@
-"""Sanity check (SPEC 4.4): cascading randomisation of the model's layers from the output end.
+"""Sanity check (docs/methods.md, Sanity check): cascading randomisation of the model's layers from the
+output end.
 
-Adebayo et al. (2018): a map that still looks the same once the layers it explains are random does not depend on
-the model. The cascade works on a deep copy, so the caller's model never changes.
+Adebayo et al. (2018): a map that still looks the same once the layers it explains are random does not depend
+on the model. The cascade works on a deep copy, so the caller's model never changes.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .. import checks
+from ..batching import resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import normalize_maps, upsample_maps
+from ..explanation import PairExplanation, normalize_maps, upsample_maps
 from ..methods import explain
 from ..methods.common import check_pair
 from ..pair import PairModel
 from ..preprocessing import Preprocessing
+from .rerun import checked_method, first_run_seed, with_batch_size
 
 
 def _average_ranks(values: Tensor) -> Tensor:
@@ -152,10 +158,11 @@ def sanity_check(
     x2: Tensor,
     method: str,
     *,
+    method_params: Mapping[str, Any] | None = None,
     steps: int | None = None,
     every: int = 1,
     seed: int = 0,
-    **params,
+    batch_size: int | None = None,
 ) -> SanityResult:
     """Cascading randomisation from the output end on a deep copy of ``model``, re-running ``method``.
 
@@ -165,44 +172,58 @@ def sanity_check(
         >>> model = simexplain.PairModel(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
         ...                              nn.Flatten(), nn.Linear(4 * 8 * 8, 5)))
         >>> x1, x2 = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
-        >>> r = sanity_check(model, x1, x2, "input-x-gradient")
+        >>> r = sanity_check(model, x1, x2, "smooth-grad", method_params={"samples": 3, "seed": 0})
         >>> r.layers
         ['original', 'encoder.3', 'encoder.0']
 
     Args:
+        method, method_params: the method and its own settings, kept apart from the ones below (a method's
+            ``steps`` or ``seed`` never binds to the cascade's).
         steps: randomise at most this many layers (``None``: all of them, down to the input).
         every: run the method after every ``every``-th layer (and after the last one); the cascade is
             cumulative, so skipped steps cost nothing.
         seed: step ``i`` re-initialises its layer under seed ``seed + i``.
-        params: the method's parameters.
+        batch_size: handed to the method when it takes a ``batch_size`` and ``method_params`` holds none.
+
+    A seeded method runs at every step with the seed of its first run (the one it drew when none was given),
+    so only the randomised layers move the maps. Every setting is checked before any forward; the call holds
+    the model's lock, and the model itself never changes.
     """
-    if every < 1:
-        raise SimexplainError(f"every must be at least 1, got {every}")
-    x1, x2 = check_pair(model, x1, x2)
-    work = copy.deepcopy(model)
-    cascade = randomizable_layers(work)
-    if not cascade:
-        raise SimexplainError(f"model {model.name!r} has no parameterised layer to randomise")
-    cascade = cascade[: steps if steps is not None else len(cascade)]
+    with model.locked():
+        entry, params = checked_method(method, method_params)
+        steps = None if steps is None else checks.positive_int("steps", steps)
+        every = checks.positive_int("every", every)
+        seed = checks.non_negative_int("seed", seed)
+        if batch_size is not None:
+            batch_size = resolve_batch_size(batch_size, model.device)
+        params = with_batch_size(entry, params, batch_size)
+        x1, x2 = check_pair(model, x1, x2)
+        work = copy.deepcopy(model)
+        cascade = randomizable_layers(work)
+        if not cascade:
+            raise SimexplainError(f"model {model.name!r} has no parameterised layer to randomise")
+        cascade = cascade[: steps if steps is not None else len(cascade)]
 
-    def run() -> tuple[Tensor, Tensor, Tensor]:
-        e = explain(work, x1, x2, method, **params)
-        m1 = upsample_maps(e.map1.detach(), tuple(x1.shape[-2:])).cpu()
-        m2 = upsample_maps(e.map2.detach(), tuple(x2.shape[-2:])).cpu()
-        with torch.inference_mode():
-            score = work(x1, x2).detach().cpu()
-        return m1, m2, score
+        def run() -> tuple[Tensor, Tensor, Tensor, PairExplanation]:
+            e = explain(work, x1, x2, method, **params)
+            m1 = upsample_maps(e.map1.detach(), tuple(x1.shape[-2:])).cpu()
+            m2 = upsample_maps(e.map2.detach(), tuple(x2.shape[-2:])).cpu()
+            with torch.inference_mode():
+                score = work(x1, x2).detach().cpu()
+            return m1, m2, score, e
 
-    labels, maps1, maps2, scores = ["original"], *([item] for item in run())
-    for index, names in enumerate(cascade, start=1):
-        for name in names:
-            _reinitialize(work.get_submodule(name), seed + index)
-        if index % every == 0 or index == len(cascade):
-            m1, m2, score = run()
-            labels.append(names[0])
-            maps1.append(m1)
-            maps2.append(m2)
-            scores.append(score)
+        m1, m2, score, first = run()
+        params = first_run_seed(entry, params, first)
+        labels, maps1, maps2, scores = ["original"], [m1], [m2], [score]
+        for index, names in enumerate(cascade, start=1):
+            for name in names:
+                _reinitialize(work.get_submodule(name), seed + index)
+            if index % every == 0 or index == len(cascade):
+                m1, m2, score, _ = run()
+                labels.append(names[0])
+                maps1.append(m1)
+                maps2.append(m2)
+                scores.append(score)
     stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
     # every step against the original, all steps and pairs in one batch: S×B×H×W → S×B
     spearman1 = spearman(stack1[0].expand_as(stack1).flatten(0, 1), stack1.flatten(0, 1)).view(

@@ -1,4 +1,4 @@
-"""Summary groups (SPEC 4.5) and the metrics table the command line prints."""
+"""Summary groups (docs/methods.md, Summary groups) and the metrics table the command line prints."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from .results import METRIC_INFO, MetricResults
+from .registry import METRIC_INFO, summary_group_members
+from .results import MetricResults
 
 
 def _value(scores: Mapping[str, float | Tensor], name: str) -> float | None:
@@ -20,27 +21,32 @@ def _value(scores: Mapping[str, float | Tensor], name: str) -> float | None:
 
 
 def summary_groups(scores: Mapping[str, float | Tensor]) -> dict[str, float]:
-    """G1 = mean(SI, CI), G2 = 1 − mean(SD, CD), G3 = 1 − mean(SAD, CAD); higher is better in all three.
+    """Each registered summary group: the mean of its metrics, ``1 −`` the mean for lower-is-better ones, so
+    higher is better in every group. Built in: G1 = mean(SI, CI), G2 = 1 − mean(SD, CD),
+    G3 = 1 − mean(SAD, CAD).
 
-    ``scores`` maps metric names to means (or per-pair tensors, averaged here); a group is left out when one of
-    its metrics is missing.
+    ``scores`` maps metric names to means (or per-pair tensors, averaged here); a group is left out when one
+    of its metrics is missing.
 
     Example:
         >>> summary_groups({"SI": 0.6, "CI": 0.8, "SD": 0.2, "CD": 0.4, "SAD": 0.5, "CAD": 0.3})
         {'G1': 0.7, 'G2': 0.7, 'G3': 0.6}
     """
     groups = {}
-    for group, (a, b), flip in (
-        ("G1", ("SI", "CI"), False),
-        ("G2", ("SD", "CD"), True),
-        ("G3", ("SAD", "CAD"), True),
-    ):
-        va, vb = _value(scores, a), _value(scores, b)
-        if va is None or vb is None:
+    for group, (members, higher_is_better) in summary_group_members().items():
+        values = [_value(scores, name) for name in members]
+        if any(value is None for value in values):
             continue
-        mean = (va + vb) / 2
-        groups[group] = round(1 - mean if flip else mean, 12)
+        mean = sum(values) / len(values)
+        groups[group] = round(mean if higher_is_better else 1 - mean, 12)
     return groups
+
+
+def _group_formulas(names: list[str]) -> str:
+    members = summary_group_members()
+    return ", ".join(
+        f"{g} = {'' if members[g][1] else '1 − '}mean({', '.join(members[g][0])})" for g in names
+    )
 
 
 def format_table(results: MetricResults | Mapping[str, MetricResults], digits: int = 4) -> str:
@@ -57,7 +63,7 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
     """
     rows = {results.method: results} if isinstance(results, MetricResults) else dict(results)
     present = [name for name in METRIC_INFO if any(name in r for r in rows.values())]
-    group_names = [g for g in ("G1", "G2", "G3") if any(g in r.groups() for r in rows.values())]
+    group_names = [g for g in summary_group_members() if any(g in r.groups() for r in rows.values())]
     header = ["method", "pairs"] + [f"{n} {'↑' if METRIC_INFO[n][0] else '↓'}" for n in present]
     header += [f"{g} ↑" for g in group_names]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
@@ -90,5 +96,5 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
                 f"{name}: {result.counts['constant_maps']} constant map(s) (pixel order = raster order)"
             )
     if group_names:
-        notes.append("G1 = mean(SI, CI), G2 = 1 − mean(SD, CD), G3 = 1 − mean(SAD, CAD)")
+        notes.append(_group_formulas(group_names))
     return "\n".join(lines + ([""] + notes if notes else []))
