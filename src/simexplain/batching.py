@@ -1,8 +1,8 @@
 """Chunked forwards: many perturbed images embedded in bounded batches, never all materialised at once.
 
 One helper serves occlusion, pairwise occlusion, insertion/deletion curves, Smooth-Grad samples, Averaged
-Transforms steps and sensitivity: every chunked loop goes through :func:`chunk_slices`, so bounded memory and the
-optional progress bar live in one place.
+Transforms steps and sensitivity: every chunked loop goes through :func:`chunk_slices`, so bounded memory and
+the optional progress bar live in one place.
 """
 
 from __future__ import annotations
