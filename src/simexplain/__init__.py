@@ -10,7 +10,7 @@ Example:
     torch.Size([1, 224, 224])
 """
 
-from . import methods, metrics
+from . import checks, methods, metrics, service
 from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import load_image, load_images, sample_path
@@ -30,6 +30,7 @@ __all__ = [
     "Preprocessing",
     "SimexplainError",
     "TokenLayout",
+    "checks",
     "explain",
     "load_image",
     "load_images",
@@ -37,4 +38,5 @@ __all__ = [
     "methods",
     "metrics",
     "sample_path",
+    "service",
 ]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
@@ -27,6 +27,7 @@ FALSE_WORDS = ("false", "0", "no")
 SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes any int below 2**64; keep seeds signed-64-safe
 
 Seed = int | Sequence[int] | None
+Validator = Callable[[str, Any], Any]  # (setting name, value) -> the value in its canonical type, or raise
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -101,6 +102,42 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in options:
         raise SimexplainError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
     return value
+
+
+def text(name: str, value: Any) -> str:
+    """A non-empty string (a module name, a transform name)."""
+    if not isinstance(value, str) or not value.strip():
+        raise SimexplainError(f"{name} must be a non-empty text, got {value!r}")
+    return value
+
+
+def one_of(options: Sequence[str]) -> Validator:
+    """A validator accepting one of ``options`` (in a signature: ``Annotated[str, one_of(...)]``)."""
+
+    def check(name: str, value: Any) -> str:
+        return choice(name, value, options)
+
+    return check
+
+
+def optional(validator: Validator) -> Validator:
+    """A validator that also accepts ``None`` (the setting's "use the default rule")."""
+
+    def check(name: str, value: Any) -> Any:
+        return None if value is None else validator(name, value)
+
+    return check
+
+
+def seed_setting(name: str, value: Any) -> int | list[int] | None:
+    """A ``seed`` as given, checked without the number of pairs: ``None``, an int, or a list of ints."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Generator):
+        raise SimexplainError(f"{name} must be an int or one int per pair, not a torch.Generator")
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_seed_int(v) for v in value]
+    return _seed_int(value)
 
 
 def number_range(name: str, value: Any, *, positive: bool = True) -> tuple[float, float]:
@@ -199,3 +236,11 @@ def finite_images(name: str, x: torch.Tensor) -> None:
     """Refuse image tensors with NaN or infinite values (every map computed from them would be NaN)."""
     if not bool(torch.isfinite(x).all()):
         raise SimexplainError(f"{name} holds NaN or infinite values")
+
+
+# Annotations for method signatures: ``samples: checks.Count = 50`` declares the type and its check at once.
+Count = Annotated[int, positive_int]
+Flag = Annotated[bool, boolean]
+BatchSize = Annotated["int | None", optional(positive_int)]
+SeedSetting = Annotated["int | list[int] | None", seed_setting]
+LayerName = Annotated["str | None", optional(text)]

@@ -81,7 +81,7 @@ def plan(
         >>> plan("smooth-grad", {"samples": "20", "guided": "false"}, seed=3).methods
         (('smooth-grad', {'samples': 20, 'guided': False, 'seed': 3}),)
     """
-    from .methods import check_params, get
+    from .methods import get
     from .metrics import resolve_metrics
 
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else [str(m) for m in methods]
@@ -112,7 +112,7 @@ def plan(
             if value is not None and key in known[name]:
                 chosen[name].setdefault(key, value)
     for name, entry in entries.items():
-        check_params(entry, chosen[name])
+        chosen[name] = entry.check(chosen[name])  # values too, before any model work
     wanted = tuple(resolve_metrics(metrics)) if metrics else ()
     return Plan(
         methods=tuple((name, chosen[name]) for name in names),

@@ -17,7 +17,7 @@ from ..explanation import PairExplanation
 from ..pair import PairModel
 from . import cam, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
 from .common import check_pair
-from .registry import Method, available, check_params, get, register
+from .registry import Method, available, get, register
 
 
 def explain(
@@ -38,7 +38,7 @@ def explain(
     sharing a model take turns. ``explain(model, x1, x2, e.method, **e.config)`` reproduces ``e``.
     """
     entry = get(method)
-    check_params(entry, params)
+    params = entry.check(params)
     x1, x2 = check_pair(model, x1, x2)
     with model.explaining():
         explanation = entry.fn(model, x1, x2, **params)

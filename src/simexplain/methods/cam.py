@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from torch import Tensor
@@ -236,7 +237,12 @@ def _explain_with(
     "Pair Grad-CAM: Σ_d A ⊙ relu(∂s/∂A) at a feature layer (baseline)",
 )
 def pair_grad_cam(
-    model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None, batch_size: int | None = None
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    layer: checks.LayerName = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Pair Grad-CAM (paper Eq. 1), element-wise gradient weighting (docs/methods.md, Pair Grad-CAM).
 
@@ -279,10 +285,10 @@ def interaction_cam(
     x1: Tensor,
     x2: Tensor,
     *,
-    reduction: str = "mean",
-    gradient_interaction: bool = False,
-    layer: str | None = None,
-    batch_size: int | None = None,
+    reduction: Annotated[str, checks.one_of(REDUCTIONS)] = "mean",
+    gradient_interaction: checks.Flag = False,
+    layer: checks.LayerName = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Interaction-CAM (paper Eq. 2): the paper's six variants are ``reduction`` × ``gradient_interaction``
     (docs/methods.md, Interaction-CAM).
@@ -305,10 +311,7 @@ def interaction_cam(
         layer: module name to tap (default ``None``: the model's ``layer`` / ``layer_b``).
         batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
-    # Fail before any forward pass.
-    reduction = checks.choice("reduction", reduction, REDUCTIONS)
-    # A string such as "false" from a command line is read as a word, never as a truthy string.
-    gradient_interaction = checks.boolean("gradient_interaction", gradient_interaction)
+    # The settings were checked by the registry's wrapper (the annotations); the layer needs the model.
     layer = _check_layer(model, x1, x2, layer)
     batch_size = resolve_batch_size(batch_size, x1.device)
 
@@ -329,7 +332,12 @@ def interaction_cam(
     "Deep Similarity (Stylianou et al.): per-position share of the cosine of pooled layer features",
 )
 def deep_similarity(
-    model: PairModel, x1: Tensor, x2: Tensor, *, layer: str | None = None, batch_size: int | None = None
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    layer: checks.LayerName = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Deep Similarity maps at ``layer``: ``grid1.sum() == grid2.sum() == cos(ā1, ā2)`` per pair
     (docs/methods.md, Deep Similarity).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import Tensor
@@ -204,11 +204,11 @@ def conditional_occlusion(
     x1: Tensor,
     x2: Tensor,
     *,
-    window: int = 64,
-    stride: int = 8,
-    fill: str = "zero",
-    output: str = "pixels",
-    batch_size: int | None = None,
+    window: checks.Count = 64,
+    stride: checks.Count = 8,
+    fill: Annotated[str, checks.one_of(FILLS)] = "zero",
+    output: Annotated[str, checks.one_of(OUTPUTS)] = "pixels",
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Conditional Occlusion: ``d_1 = s − sim(f(x1 with a window filled), f(x2))`` per window, and
     symmetrically (docs/methods.md, Conditional Occlusion).
@@ -241,8 +241,6 @@ def conditional_occlusion(
     ``window{k}`` (``B×2``: height, width) and its start offsets ``row_starts{k}`` (``B×nh``) and
     ``col_starts{k}`` (``B×nw``).
     """
-    window, stride = checks.positive_int("window", window), checks.positive_int("stride", stride)
-    fill, output = checks.choice("fill", fill, FILLS), checks.choice("output", output, OUTPUTS)
     batch_size = resolve_batch_size(batch_size, x1.device)
     layouts = [image_windows(x.shape[-2], x.shape[-1], window, stride) for x in (x1, x2)]
     with torch.inference_mode():
@@ -353,13 +351,13 @@ def pairwise_occlusion(
     x1: Tensor,
     x2: Tensor,
     *,
-    samples: int = 100,
-    scale: tuple[float, float] = (0.1, 0.3),
-    ratio: tuple[float, float] = (1, 1.5),
-    fill: str = "zero",
-    temperature: float = 1.0,
-    seed: checks.Seed = None,
-    batch_size: int | None = None,
+    samples: checks.Count = 100,
+    scale: Annotated[tuple[float, float], checks.number_range] = (0.1, 0.3),
+    ratio: Annotated[tuple[float, float], checks.number_range] = (1, 1.5),
+    fill: Annotated[str, checks.one_of(FILLS)] = "zero",
+    temperature: Annotated[float, checks.positive_number] = 1.0,
+    seed: checks.SeedSetting = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Pairwise Occlusion: both images erased at once; the softmax of the drops credits one rectangle per pair
     (docs/methods.md, Pairwise Occlusion).
@@ -396,10 +394,8 @@ def pairwise_occlusion(
     ``(top, left, height, width)``, ``extras["drops"]`` is ``B×N`` and ``extras["credited"]`` (``B×N``) says
     which image (1 or 2) got each weight.
     """
-    samples = checks.positive_int("samples", samples)
+    # Defaults skip the checks: canonicalise the ranges so the config is the same either way.
     scale, ratio = checks.number_range("scale", scale), checks.number_range("ratio", ratio)
-    fill = checks.choice("fill", fill, FILLS)
-    temperature = checks.positive_number("temperature", temperature)
     batch_size = resolve_batch_size(batch_size, x1.device)
     config_seed, pair_seeds = checks.seeds(seed, x1.shape[0])
     device, batch = x1.device, x1.shape[0]

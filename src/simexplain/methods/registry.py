@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ..checks import Validator
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 
@@ -14,6 +18,13 @@ MethodFn = Callable[..., PairExplanation]
 
 @dataclass(frozen=True)
 class Method:
+    """A registered method: its name, family, one-line description and function.
+
+    Every keyword-only parameter of the function declares its check in its annotation,
+    ``Annotated[type, validator]`` with a validator from :mod:`simexplain.checks`, so a request can be checked
+    completely before any model work (:meth:`check`).
+    """
+
     name: str
     family: str
     description: str
@@ -28,22 +39,65 @@ class Method:
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
 
+    def validators(self) -> dict[str, Validator]:
+        """Each parameter's validator, read from its ``Annotated`` annotation."""
+        return _validators(self.fn)
+
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings with known names only, each checked and in its canonical type (``"false"`` →
+        ``False``, ``2.0`` → ``2``); one-line :class:`SimexplainError` otherwise. Needs no model."""
+        known = self.parameters()
+        unknown = [key for key in params if key not in known]
+        if unknown:
+            raise SimexplainError(
+                f"method {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters: {', '.join(known) or 'none'}"
+            )
+        validators = self.validators()
+        return {
+            key: validators[key](key, value) if key in validators else value for key, value in params.items()
+        }
+
+
+@functools.cache
+def _validators(fn: MethodFn) -> dict[str, Validator]:
+    hints = typing.get_type_hints(fn, include_extras=True)
+    found = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is typing.Annotated:
+            found.update({name: meta for meta in hint.__metadata__ if callable(meta)})
+    return found
+
 
 _METHODS: dict[str, Method] = {}
 
 
 def register(name: str, family: str, description: str) -> Callable[[MethodFn], MethodFn]:
-    """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``).
+    """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``, each
+    annotated ``Annotated[type, validator]``).
 
     The method returns a :class:`PairExplanation` whose ``config`` holds every setting it used, resolved and
-    JSON-serialisable (see ``docs/architecture.md``). A name can be registered once.
+    JSON-serialisable (see ``docs/architecture.md``). A name can be registered once. The function returned
+    checks its settings before calling the method, so direct calls are checked like :func:`explain`'s.
     """
 
     def decorate(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
             raise SimexplainError(f"a method named {name!r} is already registered; choose another name")
-        _METHODS[name] = Method(name, family, description, fn)
-        return fn
+        entry = Method(name, family, description, fn)
+        unchecked = [p for p in entry.parameters() if p not in entry.validators()]
+        if unchecked:
+            raise SimexplainError(
+                f"method {name!r}: parameter {', '.join(unchecked)} declares no check; annotate it "
+                "Annotated[type, validator] with a validator from simexplain.checks"
+            )
+        _METHODS[name] = entry
+
+        @functools.wraps(fn)
+        def checked(model, x1, x2, **params):  # noqa: ANN001, ANN202  (the signature is fn's, via wraps)
+            return fn(model, x1, x2, **entry.check(params))
+
+        return checked
 
     return decorate
 
@@ -64,13 +118,3 @@ def get(name: str) -> Method:
     if name not in _METHODS:
         raise SimexplainError(f"unknown method {name!r}; known: {', '.join(_METHODS)}")
     return _METHODS[name]
-
-
-def check_params(method: Method, params: dict) -> None:
-    known = method.parameters()
-    unknown = [key for key in params if key not in known]
-    if unknown:
-        raise SimexplainError(
-            f"method {method.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters: {', '.join(known) or 'none'}"
-        )

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
 
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
-from ..checks import Seed
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
@@ -97,7 +96,9 @@ def _item_pairs(part: slice, per_pair: int, device: torch.device) -> tuple[list[
 
 
 @register("input-x-gradient", "saliency", "Input×Gradient of the pair score (baseline)")
-def input_x_gradient(model: PairModel, x1: Tensor, x2: Tensor, *, guided: bool = False) -> PairExplanation:
+def input_x_gradient(
+    model: PairModel, x1: Tensor, x2: Tensor, *, guided: checks.Flag = False
+) -> PairExplanation:
     """``S_k = max_c |x_k ⊙ ∂s/∂x_k|`` for both images from one forward and one backward of all pairs
     (docs/methods.md, Input×Gradient).
 
@@ -113,7 +114,6 @@ def input_x_gradient(model: PairModel, x1: Tensor, x2: Tensor, *, guided: bool =
         >>> e.map1.shape, e.config
         (torch.Size([2, 4, 4]), {'guided': True})
     """
-    guided = checks.boolean("guided", guided)
     with _guidance(model, guided):
         scores, g1, g2 = scores_and_input_gradients(model, x1, x2)
     return PairExplanation(
@@ -133,12 +133,12 @@ def smooth_grad(
     x1: Tensor,
     x2: Tensor,
     *,
-    samples: int = 50,
-    sigma: float | None = None,
-    shared_noise: bool = True,
-    guided: bool = False,
-    seed: Seed = None,
-    batch_size: int | None = None,
+    samples: checks.Count = 50,
+    sigma: Annotated["float | None", checks.optional(checks.non_negative_number)] = None,
+    shared_noise: checks.Flag = True,
+    guided: checks.Flag = False,
+    seed: checks.SeedSetting = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Smooth-Grad of the pair score: ``G_k = mean_n ∂s(x1 + ε1_n, x2 + ε2_n)/∂x_k``, map
     ``max_c |x_k ⊙ G_k|`` (docs/methods.md, Smooth-Grad).
@@ -165,10 +165,6 @@ def smooth_grad(
         >>> e.map1.shape, e.config["seed"], e.config["samples"]
         (torch.Size([1, 4, 4]), 0, 8)
     """
-    samples = checks.positive_int("samples", samples)
-    sigma = None if sigma is None else checks.non_negative_number("sigma", sigma)
-    shared_noise = checks.boolean("shared_noise", shared_noise)
-    guided = checks.boolean("guided", guided)
     batch_size = resolve_batch_size(batch_size, x1.device)
     if shared_noise and x1.shape[1:] != x2.shape[1:]:
         sizes = f"{x1.shape[-2]}×{x1.shape[-1]} and {x2.shape[-2]}×{x2.shape[-1]}"
@@ -244,16 +240,28 @@ def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor], 
     return _CallableTransform(transform)
 
 
-def _noise_setting(noise: Any) -> bool | float:
+def _noise_setting(name: str, noise: Any) -> bool | float:
     """``noise`` as ``True``/``False`` (also from the words true/false/yes/no) or a non-negative σ."""
     if isinstance(noise, bool | str):
         try:
-            return checks.boolean("noise", noise)
+            return checks.boolean(name, noise)
         except SimexplainError:
             pass
     elif isinstance(noise, int | float) and noise >= 0:
-        return checks.non_negative_number("noise", noise)
-    raise SimexplainError(f"noise must be true, false or a non-negative σ (model-input units), got {noise!r}")
+        return checks.non_negative_number(name, noise)
+    raise SimexplainError(
+        f"{name} must be true, false or a non-negative σ (model-input units), got {noise!r}"
+    )
+
+
+def _transform_setting(name: str, transform: Any) -> str | Transform | Callable[[Tensor], Tensor]:
+    """A transform name known to :func:`simexplain.transforms.get_transform`, a Transform or a callable."""
+    if isinstance(transform, str):
+        get_transform(transform)  # an unknown name fails here, with the list of known ones
+        return transform
+    if isinstance(transform, Transform) or callable(transform):
+        return transform
+    raise SimexplainError(f"{name} must be a name, a Transform or a callable, got {type(transform).__name__}")
 
 
 def _pair_settings(
@@ -274,13 +282,13 @@ def averaged_transforms(
     x1: Tensor,
     x2: Tensor,
     *,
-    transform: str | Transform | Callable[[Tensor], Tensor] = "combine",
-    steps: int = 10,
-    mode: str = "blend",
-    noise: bool | float = False,
-    guided: bool = False,
-    seed: Seed = None,
-    batch_size: int | None = None,
+    transform: Annotated["str | Transform | Callable[[Tensor], Tensor]", _transform_setting] = "combine",
+    steps: checks.Count = 10,
+    mode: Annotated[str, checks.one_of(MODES)] = "blend",
+    noise: Annotated["bool | float", _noise_setting] = False,
+    guided: checks.Flag = False,
+    seed: checks.SeedSetting = None,
+    batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """Averaged Transforms: image 2 moves towards ``T(x2)`` in ``steps`` steps; gradients averaged over the
     path (docs/methods.md, Averaged Transforms).
@@ -323,10 +331,6 @@ def averaged_transforms(
         >>> e.image2.shape, e.config["transform"]
         (torch.Size([1, 3, 16, 16]), 'rotate-90')
     """
-    steps = checks.positive_int("steps", steps)
-    mode = checks.choice("mode", mode, MODES)
-    noise = _noise_setting(noise)
-    guided = checks.boolean("guided", guided)
     batch_size = resolve_batch_size(batch_size, x1.device)
     t = _resolve_transform(transform, mode)
     batch = x1.shape[0]

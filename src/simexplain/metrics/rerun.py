@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
-from ..methods.registry import Method, check_params, get
+from ..methods.registry import Method, get
 
 
 def checked_method(method: str, method_params: Mapping[str, Any] | None) -> tuple[Method, dict[str, Any]]:
@@ -23,9 +23,7 @@ def checked_method(method: str, method_params: Mapping[str, Any] | None) -> tupl
         raise SimexplainError(
             f"method_params must be a mapping of {method!r}'s settings, got {type(method_params).__name__}"
         )
-    params = dict(method_params)
-    check_params(entry, params)
-    return entry, params
+    return entry, entry.check(method_params)
 
 
 def with_batch_size(entry: Method, params: dict[str, Any], batch_size: int | None) -> dict[str, Any]:
