@@ -43,6 +43,8 @@ def test_plan_routes_settings_parses_text_and_adds_seed_and_batch_size():
         ({"methods": "input-x-gradient", "metrics": "SX"}, "unknown metric"),
         ({"methods": "input-x-gradient", "batch_size": 0}, "batch size"),
         ({"methods": "input-x-gradient", "batch_size": 2.5}, "batch size"),
+        ({"methods": "input-x-gradient", "metric_options": {"step": 0}}, "step"),
+        ({"methods": "input-x-gradient", "metric_options": {"steps": 4}}, "unknown metric setting"),
     ],
 )
 def test_plan_refuses_bad_requests_in_one_line(kwargs, words):

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,7 @@ def plan(
     """
     from .methods import get
     from .metrics import resolve_metrics
+    from .metrics.evaluate import check_options
 
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else [str(m) for m in methods]
     names = [n for n in names if n]
@@ -114,11 +116,17 @@ def plan(
     for name, entry in entries.items():
         chosen[name] = entry.check(chosen[name])  # values too, before any model work
     wanted = tuple(resolve_metrics(metrics)) if metrics else ()
+    options = dict(metric_options or {})
+    allowed = inspect.signature(check_options).parameters
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise SimexplainError(f"unknown metric setting {', '.join(unknown)}; known: {', '.join(allowed)}")
+    options = {k: v for k, v in check_options(**options).items() if k in options}
     return Plan(
         methods=tuple((name, chosen[name]) for name in names),
         metrics=wanted,
         batch_size=batch_size,
-        metric_options=dict(metric_options or {}),
+        metric_options=options,
     )
 
 

@@ -32,6 +32,8 @@ def check_pair(model: PairModel, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor
         finite_images(name, x)
         # float16/float64 inputs meet the model in its own dtype instead of a raw dtype-mismatch error.
         tensors.append(x.detach().to(device=model.device, dtype=model.dtype))
+    if tensors[0].shape[0] == 0:
+        raise SimexplainError("x1 and x2 hold no images")
     if tensors[0].shape[0] != tensors[1].shape[0]:
         raise SimexplainError(f"x1 and x2 hold {tensors[0].shape[0]} and {tensors[1].shape[0]} images")
     return tensors[0], tensors[1]
