@@ -46,7 +46,7 @@ def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def blur_maps(maps: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
-    """Gaussian blur for display only (SPEC §1: never before a metric)."""
+    """Gaussian blur for display only (docs/methods.md, Notation: never before a metric)."""
     from torchvision.transforms.functional import gaussian_blur
 
     return gaussian_blur(maps.unsqueeze(1), [kernel_size, kernel_size], [sigma, sigma])[:, 0]

@@ -24,7 +24,7 @@ Similarity = Callable[[Tensor, Tensor], Tensor]
 
 
 def cosine(z1: Tensor, z2: Tensor) -> Tensor:
-    """Cosine similarity of flattened embeddings, eps 1e-8 (SPEC notation)."""
+    """Cosine similarity of flattened embeddings, eps 1e-8 (docs/methods.md, Notation)."""
     return F.cosine_similarity(z1.flatten(1), z2.flatten(1), dim=1, eps=1e-8)
 
 

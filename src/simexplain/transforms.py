@@ -1,4 +1,4 @@
-"""Differentiable, seeded image transforms with an explicit strength (SPEC §1.4 and §6).
+"""Differentiable, seeded image transforms with an explicit strength (docs/methods.md, Transforms).
 
 Every transform works on ``B×3×H×W`` tensors of [0, 1] pixels, on any device, and is built from
 differentiable tensor operations, so it can act inside a batch (Averaged Transforms) and be reused by the
@@ -534,7 +534,7 @@ def random_resized_crop(
 
 
 def simclr_view(pixels: Tensor, *, generator: Seed = None, size: int | tuple[int, int] = 224) -> Tensor:
-    """One SimCLR augmentation of each image (the paper's evaluation pairs, SPEC §6).
+    """One SimCLR augmentation of each image (the paper's evaluation pairs; docs/methods.md, Transforms).
 
     RandomResizedCrop to ``size`` with scale (0.08, 1), horizontal flip (p 0.5), colour jitter 0.8/0.8/0.8/0.2
     (p 0.8), grayscale (p 0.2), Gaussian blur kernel 21 with σ ~ U(0.1, 2) (p 0.5). Takes and returns [0, 1]
