@@ -1,0 +1,255 @@
+"""Where an evaluation's pairs come from: a folder, a CSV, two matched folders or the bundled photos.
+
+:func:`load_pairs` turns a ``--pairs`` SOURCE into a list of :class:`PairSpec` (paths and seeds only; no image
+is read, so a corrupt file fails its own pair later and nothing else). :func:`pair_images` reads one pair into
+model-input tensors. SOURCE is one of:
+
+- a folder of images, searched recursively: each image is paired with one seeded SimCLR view of itself (the
+  paper's protocol); the pair's id is the image's path relative to the folder;
+- a CSV file with the columns ``image1,image2`` and an optional ``id`` (relative paths are read from the CSV's
+  folder); without ``id`` a pair is called ``row-<n>``, ``n`` counting data rows from 1;
+- ``DIR1:DIR2``: two folders, images matched by their relative path (the id); files found in one folder only
+  are listed in :attr:`PairList.unmatched`;
+- ``demo``: the bundled photos, each with its view (a folder named ``demo`` is reached as ``./demo``).
+
+A path that exists is never split at a colon. Pairs come in the natural order of their ids (``row-2`` before
+``row-10``), the same everywhere, so ``limit`` takes the same first pairs on every machine and shard; each
+pair's seed comes from the run's seed and its id alone (:func:`pair_seed`).
+
+Example:
+    >>> pairs = load_pairs("demo", seed=0)
+    >>> [p.id for p in pairs], pairs[0].image2 is None
+    (['astronaut.jpg', 'chelsea.jpg', 'coffee.jpg'], True)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .. import checks
+from ..errors import SimexplainError
+from ..images import load_image, read_image, sample_path, to_pixels
+from ..pair import PairModel
+from ..transforms import simclr_view
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DEMO_PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One pair of an evaluation, before any image is read.
+
+    Attributes:
+        id: stable unique name of the pair (a relative path, the CSV's ``id``, ``row-<n>``, a photo's name).
+        image1: path of image 1.
+        image2: path of image 2, or ``None``: image 2 is one SimCLR view of image 1 drawn with ``seed``.
+        seed: the pair's seed, from the run's seed and ``id`` (:func:`pair_seed`).
+    """
+
+    id: str
+    image1: str
+    image2: str | None
+    seed: int
+
+
+class PairList(list):
+    """The pairs of a source, in order (a ``list`` of :class:`PairSpec`).
+
+    Attributes:
+        unmatched: for ``DIR1:DIR2``, the paths of the images found in only one of the two folders, sorted;
+            empty for the other sources.
+    """
+
+    def __init__(self, pairs: Iterable[PairSpec] = (), unmatched: Iterable[str] = ()) -> None:
+        super().__init__(pairs)
+        self.unmatched = tuple(unmatched)
+
+
+def pair_seed(run_seed: int, pair_id: str) -> int:
+    """A pair's seed in ``[0, 2**63)``: the SHA-256 of ``"{run_seed}:{pair_id}"``, so it is the same in every
+    run, shard and machine, and differs between pairs.
+
+    Example:
+        >>> pair_seed(0, "cat.jpg") == pair_seed(0, "cat.jpg") != pair_seed(1, "cat.jpg")
+        True
+    """
+    run_seed = checks.non_negative_int("seed", run_seed)
+    digest = hashlib.sha256(f"{run_seed}:{pair_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % checks.SEED_LIMIT
+
+
+def load_pairs(source: str, *, seed: int = 0, limit: int | None = None) -> PairList:
+    """The pairs of ``source`` (see the module's text for the forms), in a stable order, the first ``limit``.
+
+    Only names and paths are read here; a missing, empty or malformed source is a one-line
+    :class:`SimexplainError`.
+
+    Example:
+        >>> [p.id for p in load_pairs("demo", limit=2)]
+        ['astronaut.jpg', 'chelsea.jpg']
+    """
+    seed = checks.non_negative_int("seed", seed)
+    if limit is not None:
+        limit = checks.positive_int("limit", limit)
+    if not isinstance(source, str | os.PathLike) or not str(source).strip():
+        raise SimexplainError("no pair source given (a folder, a CSV file, DIR1:DIR2 or demo)")
+    source = os.fspath(source)
+    unmatched: tuple[str, ...] = ()
+    if source == "demo":
+        found = {name: (str(sample_path(name)), None) for name in DEMO_PHOTOS}
+    elif os.path.isdir(source):
+        found = {name: (path, None) for name, path in _images(source).items()}
+        if not found:
+            raise SimexplainError(f"{source}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    elif os.path.isfile(source):
+        found = _csv_pairs(source)
+    elif os.path.exists(source):
+        raise SimexplainError(f"{source}: not a folder or a CSV file")
+    else:
+        found, unmatched = _matched_folders(source)
+    ids = sorted(found, key=_natural)[:limit]
+    pairs = [PairSpec(i, found[i][0], found[i][1], pair_seed(seed, i)) for i in ids]
+    return PairList(pairs, unmatched)
+
+
+def _natural(pair_id: str) -> tuple:
+    """Sort key: digit runs compare as numbers (``row-2`` < ``row-10``); the text itself breaks ties."""
+    parts = re.split(r"(\d+)", pair_id)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), pair_id
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images(folder: str) -> dict[str, str]:
+    """Relative path (with ``/``) → path of every image under ``folder``; hidden files and folders skipped.
+
+    Linked folders are followed once each (a link loop cannot recurse forever).
+    """
+    found = {}
+    seen = {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if not name.startswith(".") and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            path = os.path.join(root, name)
+            if _is_image(name) and os.path.isfile(path):
+                found[Path(os.path.relpath(path, folder)).as_posix()] = path
+    return found
+
+
+def _csv_pairs(path: str) -> dict[str, tuple[str, str]]:
+    """``id`` → ``(image1, image2)`` from a CSV file with the columns ``image1,image2`` and maybe ``id``."""
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        raise SimexplainError(
+            f"{path}: an image, not a pair source (give its folder, a CSV file or DIR1:DIR2)"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+            columns = [name.strip() for name in reader.fieldnames or []]
+    except (UnicodeDecodeError, csv.Error, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SimexplainError(f"{path}: cannot read as a CSV file ({reason})") from None
+    missing = [c for c in ("image1", "image2") if c not in columns]
+    if missing:
+        raise SimexplainError(
+            f"{path}: CSV lacks the column {', '.join(missing)} (needs image1,image2 and optionally id; "
+            f"found {', '.join(columns) or 'no header'})"
+        )
+    if not rows:
+        raise SimexplainError(f"{path}: the CSV file holds no pairs")
+    found: dict[str, tuple[str, str]] = {}
+    for number, row in enumerate(rows, start=1):
+        row = {k.strip(): v.strip() for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
+        pair_id = row.get("id", f"row-{number}") if "id" in columns else f"row-{number}"
+        images = [row.get(c, "") for c in ("image1", "image2")]
+        for column, value in (("id", pair_id), ("image1", images[0]), ("image2", images[1])):
+            if not value:
+                raise SimexplainError(f"{path}: data row {number} has an empty {column}")
+        if pair_id in found:
+            raise SimexplainError(f"{path}: the id {pair_id!r} appears twice (data row {number})")
+        found[pair_id] = tuple(os.path.join(folder, os.path.expanduser(image)) for image in images)
+    return found
+
+
+def _matched_folders(source: str) -> tuple[dict[str, tuple[str, str]], tuple[str, ...]]:
+    """``DIR1:DIR2``: the images present in both folders (by relative path), and the unmatched ones."""
+    splits = [i for i, c in enumerate(source) if c == ":"]
+    folders = [(source[:i], source[i + 1 :]) for i in splits]
+    both = [(a, b) for a, b in folders if os.path.isdir(a) and os.path.isdir(b)]
+    if not folders:
+        raise SimexplainError(f"{source}: no such file or folder")
+    if len(both) > 1:
+        raise SimexplainError(f"{source}: ambiguous DIR1:DIR2 (several colons split it into two folders)")
+    if not both:
+        absent = [f for f in folders[0] if not os.path.isdir(f)] if len(folders) == 1 else []
+        what = f"no such folder {', '.join(absent)}" if absent else "no split gives two existing folders"
+        raise SimexplainError(f"{source}: not a file or folder, nor DIR1:DIR2 ({what})")
+    first, second = both[0]
+    images1, images2 = _images(first), _images(second)
+    names = images1.keys() & images2.keys()
+    if not names:
+        raise SimexplainError(
+            f"{source}: the two folders share no image name ({len(images1)} and {len(images2)} images)"
+        )
+    unmatched = [images1[n] for n in images1.keys() - names] + [images2[n] for n in images2.keys() - names]
+    return {n: (images1[n], images2[n]) for n in names}, tuple(sorted(unmatched))
+
+
+def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
+    """The pair as two ``1×3×H×W`` model-input tensors on the model's device and dtype.
+
+    Image 2 is read from its file, or, when ``spec.image2`` is ``None``, drawn as one SimCLR view of image 1
+    (resized and cropped as the model wants) with a generator seeded by ``spec.seed``, as
+    :func:`simexplain.service.demo_pair` does. The same spec gives the same tensors. An unreadable image is a
+    one-line :class:`SimexplainError` naming its file.
+
+    Example:
+        >>> import simexplain, torch
+        >>> small = simexplain.Preprocessing(input_size=(32, 32), resize=36)
+        >>> model = simexplain.PairModel(torch.nn.Flatten(), preprocessing=small)
+        >>> x1, x2 = pair_images(load_pairs("demo")[0], model)
+        >>> x1.shape, torch.equal(x2, pair_images(load_pairs("demo")[0], model)[1])
+        (torch.Size([1, 3, 32, 32]), True)
+    """
+    target = {"device": model.device, "dtype": model.dtype}
+    if spec.image2 is not None:
+        x1 = load_image(spec.image1, model, "image 1").to(**target)
+        return x1, load_image(spec.image2, model, "image 2").to(**target)
+    preprocessing = model.preprocessing
+    pixels = to_pixels(read_image(spec.image1, "image 1"), preprocessing).unsqueeze(0)  # read once
+    view = simclr_view(
+        pixels, generator=torch.Generator().manual_seed(spec.seed), size=preprocessing.input_size
+    )
+    x1, x2 = (preprocessing.to_model(p).to(**target) for p in (pixels, view))
+    return x1, x2
+
+
+__all__ = [
+    "DEMO_PHOTOS",
+    "IMAGE_EXTENSIONS",
+    "PairList",
+    "PairSpec",
+    "load_pairs",
+    "pair_images",
+    "pair_seed",
+]
