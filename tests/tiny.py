@@ -105,3 +105,20 @@ def assert_same_state(before: dict, after: dict) -> None:
     assert before["weights"].keys() == after["weights"].keys()
     for key, value in before["weights"].items():
         assert torch.equal(value, after["weights"][key]), key
+
+
+def evaluation_model(weights: str | None = None, seed: int = 0) -> simexplain.PairModel:
+    """A 32×32 CNN for driver tests, loadable by name: ``--model python:tiny:evaluation_model``."""
+    from simexplain.preprocessing import Preprocessing
+
+    return simexplain.PairModel(
+        SmallCNN(seed=seed),
+        layer="features.3",
+        preprocessing=Preprocessing(input_size=(32, 32), resize=36),
+        name=f"tiny-cnn-{seed}",
+    )
+
+
+def evaluation_model_b(weights: str | None = None) -> simexplain.PairModel:
+    """Another model for the driver's "different model into the same store" test."""
+    return evaluation_model(weights, seed=1)

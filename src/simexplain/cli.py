@@ -121,6 +121,89 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_evaluate_args(args: argparse.Namespace):
+    """Everything ``evaluate`` needs that takes no model: pairs, variants, metrics, settings, store folder."""
+    from . import service
+    from .metrics import resolve_metrics
+    from .metrics.evaluate import check_options
+    from .studies import load_pairs, parse_variants
+
+    settings = parse_settings(args.set or [])
+    metric_settings = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("metrics.")}
+    method_settings = {k: v for k, v in settings.items() if not k.startswith("metrics.")}
+    options = {
+        k: v for k, v in check_options(**_known_options(metric_settings)).items() if k in metric_settings
+    }
+    variants = parse_variants(args.methods, method_settings)
+    metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
+    if args.seed < 0:
+        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SimexplainError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.model is not None:
+        service.check_model_name(args.model)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise SimexplainError(f"--weights {args.weights}: no such file")
+    folder = Path(args.db).parent if str(Path(args.db).parent) else Path(".")
+    if not folder.is_dir():
+        raise SimexplainError(f"--db {args.db}: folder {folder} does not exist")
+    specs = load_pairs(args.pairs, seed=args.seed, limit=args.limit)
+    return specs, variants, metrics, options, service.check_device(_local(args.device))
+
+
+def _known_options(settings: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    from .metrics.evaluate import check_options
+
+    allowed = inspect.signature(check_options).parameters
+    unknown = [key for key in settings if key not in allowed]
+    if unknown:
+        raise SimexplainError(
+            f"--set metrics.{unknown[0]}: unknown; the metrics' settings: {', '.join(allowed)}"
+        )
+    return settings
+
+
+def _local(device: str) -> str:
+    from .studies import local_device
+
+    return str(local_device(device))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import service
+    from .batching import progress_bars
+    from .studies import Evaluation, evaluate_pairs
+
+    try:
+        specs, variants, metrics, options, device = _checked_evaluate_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    model = service.get_model(args.model, weights=args.weights, device=device)
+    run = Evaluation(
+        model, variants, metrics, options, seed=args.seed, weights=args.weights, batch_size=args.batch_size
+    )
+    with progress_bars(False):
+        summary = evaluate_pairs(run, specs, args.db, command=" ".join(["simexplain", *sys.argv[1:]]))
+    print(summary.line())
+    for error in summary.errors[:5]:
+        print(f"  failed: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .studies.report import parse_downstream, write_report
+
+    try:
+        downstream = parse_downstream(args.downstream or [])
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    for path in write_report(args.stores, args.out, downstream=downstream):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import available
 
@@ -176,6 +259,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score method variants with the pair metrics over a data set of pairs (resumable)"
+    )
+    evaluate.add_argument("--pairs", required=True, metavar="SOURCE", help="folder, CSV, DIR1:DIR2 or demo")
+    evaluate.add_argument("--db", required=True, metavar="FILE", help="the SQLite store (created or resumed)")
+    evaluate.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    evaluate.add_argument("--weights", help="checkpoint file for the model")
+    evaluate.add_argument(
+        "--methods", default="all", metavar="all|LIST", help="variants: NAME[KEY=VALUE;...],..."
+    )
+    evaluate.add_argument(
+        "--metrics", default="all", metavar="all|LIST", help="metrics (MS on request), or none"
+    )
+    evaluate.add_argument("--limit", type=int, metavar="N", help="the first N pairs in a stable order")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="run seed: pairs' views and methods' randomness"
+    )
+    evaluate.add_argument("--batch-size", type=int, metavar="B", help="pairs per step and images per forward")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (cuda:LOCAL_RANK under torchrun)")
+    evaluate.add_argument(
+        "--set", action="append", metavar="METHOD.KEY=VALUE", help="a method's setting, or metrics.step=N"
+    )
+    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    report = commands.add_parser("report", help="tables and figures from evaluation stores")
+    report.add_argument("stores", nargs="+", metavar="STORE", help="stores or shard files of `evaluate`")
+    report.add_argument("--out", required=True, metavar="DIR", help="folder for pairs.csv, tables, figures")
+    report.add_argument(
+        "--downstream",
+        action="append",
+        metavar="MODEL=ACCURACY",
+        help="downstream accuracy per model (Fig. 15)",
+    )
+    report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    report.set_defaults(run=cmd_report)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)

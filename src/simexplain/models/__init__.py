@@ -10,7 +10,7 @@ from .efficientnet import efficientnet_lite0
 from .registry import available, load_model, register_model
 from .resnets import barlowtwins_r50, dino_r50, simsiam_r50
 from .simclr import RELEASED, Variant, simclrv2
-from .user import timm_model, torchvision_model
+from .user import python_model, timm_model, torchvision_model
 from .vits import dino_vit_b16, mocov3_vit_b
 
 DEFAULT_MODEL = "efficientnet-lite0"
@@ -111,6 +111,14 @@ register_model(
     needs_weights=True,
 )(timm_model)
 
+register_model(
+    "python:",
+    "a model built by your own code: python:package.module:function (function(weights=None) -> PairModel)",
+    embedding="whatever the function's PairModel embeds",
+    preprocessing="the PairModel's own",
+    layer="the PairModel's own",
+)(python_model)
+
 # The checkpoint-backed zoo: every registered name except the offline default and the
 # torchvision:/timm: routes.
 ZOO = tuple(name for name in available() if name != DEFAULT_MODEL and not name.endswith(":"))
@@ -125,6 +133,7 @@ __all__ = [
     "efficientnet_lite0",
     "load_model",
     "mocov3_vit_b",
+    "python_model",
     "register_model",
     "simclrv2",
     "simsiam_r50",

@@ -224,3 +224,32 @@ def timm_model(
         description=f"timm {name} with user weights; embedding: "
         + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
     )
+
+
+def python_model(target: str, weights: str | None = None, **options) -> PairModel:
+    """``python:package.module:function``: a model built by your own code, for the command line's ``--model``.
+
+    ``function(weights=None, **options)`` must return a :class:`PairModel`; the module is imported from the
+    Python path (set ``PYTHONPATH``). Useful to evaluate an encoder that is not in the zoo.
+
+    Example:
+        >>> model = python_model("simexplain.models:efficientnet_lite0")
+        >>> model.name
+        'efficientnet-lite0'
+    """
+    import importlib
+
+    module_name, _, function_name = target.partition(":")
+    if not module_name or not function_name:
+        raise SimexplainError(f"python:{target}: use python:package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SimexplainError(f"python:{target}: cannot import {module_name} ({error})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise SimexplainError(f"python:{target}: {module_name} has no function {function_name}")
+    model = function(weights=weights, **options)
+    if not isinstance(model, PairModel):
+        raise SimexplainError(f"python:{target} returned {type(model).__name__}, not a simexplain.PairModel")
+    return model

@@ -1,0 +1,348 @@
+"""The evaluation driver: every method variant on every pair, scored with the pair metrics, into a store.
+
+One step takes ``batch_size`` pairs (their images decoded ahead by a background thread), explains them with
+each variant not yet stored for them, scores the explanations, and writes everything in one transaction. A
+rerun skips what is stored. Under ``torchrun`` each rank takes every ``world``-th pair, works on its own shard
+file next to the store, and rank 0 merges the shards after a barrier.
+
+Example:
+    >>> import os, tempfile, torch, simexplain
+    >>> from torch import nn
+    >>> from simexplain.studies import Evaluation, evaluate_pairs, load_pairs, parse_variants
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> model = simexplain.PairModel(net, layer="1", name="tiny")
+    >>> run = Evaluation(model, parse_variants("input-x-gradient"), ["SAD"], seed=0)
+    >>> db = os.path.join(tempfile.mkdtemp(), "results.sqlite")
+    >>> summary = evaluate_pairs(run, load_pairs("demo", limit=1), db, progress=False)
+    >>> summary.done, summary.failed
+    (1, 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import checks
+from ..batching import default_batch_size
+from ..errors import SimexplainError
+from ..pair import PairModel
+from .sources import PairSpec, pair_images
+from .store import Item, Pair, Store, shard_path
+from .variants import Variant
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation run computes: the model, the method variants, the metrics and their settings.
+
+    ``weights`` (a checkpoint path, or ``None`` for built-in weights) is fingerprinted with SHA-256, so a
+    rerun with other weights into the same store is refused. ``batch_size`` (pairs per step and images per
+    forward) is a speed knob, never part of the run's identity.
+    """
+
+    model: PairModel
+    variants: Sequence[Variant]
+    metrics: Sequence[str]
+    metric_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    weights: str | None = None
+    batch_size: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What must be equal for two runs to share a store."""
+        return {
+            "model": self.model.name,
+            "weights_sha256": _sha256(self.weights) if self.weights else None,
+            "fingerprint": _fingerprint(self),
+        }
+
+
+@dataclass
+class Summary:
+    """How a run went: pairs in the source share of this process, (pair, variant) items done now, skipped as
+    already stored, failed (with their one-line errors), and the wall time."""
+
+    pairs: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        rate = f", {3600 * self.done / self.seconds:.0f} items/h" if self.seconds > 0 and self.done else ""
+        failed = f"; {self.failed} FAILED (first: {self.errors[0]})" if self.failed else ""
+        return (
+            f"{self.pairs} pairs: {self.done} explanations scored, {self.skipped} already stored"
+            f"{failed} ({self.seconds:.1f} s{rate})"
+        )
+
+
+def evaluate_pairs(
+    run: Evaluation,
+    specs: Sequence[PairSpec],
+    db: str | os.PathLike,
+    *,
+    progress: bool = True,
+    command: str | None = None,
+) -> Summary:
+    """Evaluate ``specs`` into the store ``db`` (resumable); under ``torchrun`` this process does its share.
+
+    Returns this process's :class:`Summary`. Refuses, in one line and before any work, a store that holds
+    another model, weights or settings.
+    """
+    rank, world = _distributed()
+    db = Path(db)
+    identity = run.identity()
+    if db.is_file():
+        with Store(db, readonly=True) as main:  # refuse a mismatch before any work, on every rank
+            _same_run(main, identity)
+    facts = _facts(run, command)
+    target = shard_path(db, rank, world) if world > 1 else db
+    summary = Summary()
+    started = time.perf_counter()
+    with Store(target) as store:
+        store.check_run(identity, facts)
+        store.set_variants([(v.label, v.method, v.params, v.title) for v in run.variants])
+        done = store.done()
+        if world > 1 and db.is_file():
+            with Store(db, readonly=True) as main:
+                done |= main.done()
+        mine = list(specs)[rank::world]
+        summary.pairs = len(mine)
+        _run(run, mine, store, done, summary, progress and rank == 0)
+    summary.seconds = time.perf_counter() - started
+    if world > 1:
+        _merge_shards(db, rank, world, identity, facts)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- one process
+def _run(
+    run: Evaluation, specs: list[PairSpec], store: Store, done: set, summary: Summary, progress: bool
+) -> None:
+    model = run.model
+    step = checks.positive_int("batch size", run.batch_size or default_batch_size(model.device))
+    todo = [s for s in specs if any((s.id, v.label) not in done for v in run.variants)]
+    summary.skipped = len(run.variants) * len(specs) - sum(
+        1 for s in todo for v in run.variants if (s.id, v.label) not in done
+    )
+    bar = _bar(len(specs), len(specs) - len(todo), progress)
+    try:
+        for loaded in _prefetched(todo, model, step):
+            pairs, items, metrics, curves = _step(run, loaded, done, step)
+            store.write(pairs, items, metrics, curves)
+            summary.done += sum(1 for i in items if i.error is None)
+            failed = [i for i in items if i.error is not None]
+            summary.failed += len(failed)
+            summary.errors += [f"{i.pair} / {i.variant}: {i.error}" for i in failed]
+            if bar is not None:
+                bar.update(len(loaded))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+Loaded = tuple[PairSpec, Tensor | None, Tensor | None, str | None]  # spec, x1, x2, error
+
+
+def _prefetched(specs: list[PairSpec], model: PairModel, step: int) -> Iterator[list[Loaded]]:
+    """Steps of ``step`` pairs, their images decoded ahead by a background thread (at most 2 steps ahead)."""
+    ahead: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def load() -> None:
+        for start in range(0, len(specs), step):
+            batch = []
+            for spec in specs[start : start + step]:
+                try:
+                    x1, x2 = pair_images(spec, model)
+                    batch.append((spec, x1, x2, None))
+                except SimexplainError as error:
+                    batch.append((spec, None, None, str(error).splitlines()[0]))
+            while not stop.is_set():
+                try:
+                    ahead.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        ahead.put(None)
+
+    worker = threading.Thread(target=load, name="simexplain-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (batch := ahead.get()) is not None:
+            yield batch
+    finally:
+        stop.set()
+
+
+def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
+    """Explain and score one step of pairs with every variant they still need; rows for one transaction."""
+    from .. import metrics as metrics_module
+    from ..methods import explain, get
+
+    model, device = run.model, str(run.model.device)
+    pairs = [Pair(s.id, s.image1, s.image2, s.seed) for s, *_ in loaded]
+    items: list[Item] = []
+    metric_rows: list[tuple] = []
+    curve_rows: list[tuple] = []
+    for spec, _, _, error in loaded:
+        if error is not None:
+            items += [Item(spec.id, v.label, None, {}, device, step, error) for v in run.variants]
+    good = [entry for entry in loaded if entry[3] is None]
+    for variant in run.variants:
+        batch = [(s, x1, x2) for s, x1, x2, _ in good if (s.id, variant.label) not in done]
+        if not batch:
+            continue
+        specs = [s for s, _, _ in batch]
+        x1 = torch.cat([b[1] for b in batch])
+        x2 = torch.cat([b[2] for b in batch])
+        params = dict(variant.params)
+        known = get(variant.method).parameters()
+        if "seed" in known and "seed" not in params:
+            params["seed"] = [s.seed for s in specs]  # per pair: the same in every run, batch and shard
+        if "batch_size" in known:
+            params["batch_size"] = step
+        try:
+            started = time.perf_counter()
+            explanation = explain(model, x1, x2, variant.method, **params)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            seconds = (time.perf_counter() - started) / len(batch)
+            results = (
+                metrics_module.evaluate(
+                    model, x1, x2, explanation, list(run.metrics), batch_size=step, **run.metric_options
+                )
+                if run.metrics
+                else {}
+            )
+        except SimexplainError as error:
+            message = str(error).splitlines()[0]
+            items += [Item(s.id, variant.label, None, {}, device, step, message) for s in specs]
+            continue
+        for i, spec in enumerate(specs):
+            config = explanation[i].config
+            items.append(Item(spec.id, variant.label, seconds, config, device, step))
+            for name, values in results.items():
+                metric_rows.append((spec.id, variant.label, name, float(values[i])))
+            for name, curve in getattr(results, "curves", {}).items():
+                curve_rows.append((spec.id, variant.label, name, curve[i].float().numpy()))
+    return pairs, items, metric_rows, curve_rows
+
+
+def _bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="evaluating", unit="pair", file=sys.stderr, disable=None)
+
+
+# ------------------------------------------------------------------------------------------ many processes
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)`` from torchrun's environment, initialising the process group once (gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = (
+            "nccl" if torch.cuda.is_available() and os.environ.get("SIMEXPLAIN_BACKEND") != "gloo" else "gloo"
+        )
+        # Ranks wait for the slowest at the final barrier: allow long runs.
+        dist.init_process_group(backend=backend, timeout=timedelta(hours=72))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def local_device(name: str) -> torch.device:
+    """The device of this process: ``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun."""
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def _merge_shards(db: Path, rank: int, world: int, identity: dict, facts: dict) -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+    if rank == 0:
+        shards = [shard_path(db, r, world) for r in range(world)]
+        with Store(db) as main:
+            main.check_run(identity, facts)
+            main.merge([s for s in shards if s.is_file()])
+        for shard in shards:  # merged: the store holds everything, a rerun starts from it
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{shard}{suffix}").unlink(missing_ok=True)
+    dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------- identity
+def _same_run(store: Store, identity: dict) -> None:
+    stored = store.run_facts()
+    for key, value in identity.items():
+        if key in stored and stored[key] != value:
+            raise SimexplainError(
+                f"{store.path} holds a run with another {key}; use another --db to keep results apart"
+            )
+
+
+def _fingerprint(run: Evaluation) -> str:
+    settings = {
+        "variants": [[v.label, v.method, v.params] for v in run.variants],
+        "metrics": list(run.metrics),
+        "metric_options": run.metric_options,
+        "seed": run.seed,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _facts(run: Evaluation, command: str | None) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("simexplain", "torch", "torchvision", "timm", "numpy", "Pillow"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "settings": {
+            "variants": [v.label for v in run.variants],
+            "metrics": list(run.metrics),
+            "metric_options": run.metric_options,
+            "seed": run.seed,
+        },
+        "weights": run.weights,
+        "versions": {**versions, "python": sys.version.split()[0]},
+        "device": str(run.model.device),
+        "batch_size": run.batch_size or default_batch_size(run.model.device),
+        "command": command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

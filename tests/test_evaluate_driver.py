@@ -1,0 +1,228 @@
+"""The evaluation driver: stored values equal direct calls, resume after SIGKILL, torchrun shards, faults."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny import evaluation_model
+
+import simexplain
+from simexplain import SimexplainError, metrics
+from simexplain.cli import main
+from simexplain.studies import Evaluation, Store, evaluate_pairs, load_pairs, pair_images, parse_variants
+
+TESTS = Path(__file__).resolve().parent
+VARIANTS = (
+    "input-x-gradient,smooth-grad[samples=2],pairwise-occlusion[samples=4],interaction-cam[reduction=max]"
+)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for i in range(6):
+        pixels = generator.integers(0, 256, size=(40 + 4 * i, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / ("sub" if i % 2 else "") / f"img{i}.png")
+    return folder
+
+
+def _stored(db) -> dict:
+    with Store(db, readonly=True) as store:
+        return {(p, v, m): value for p, v, m, value in store.metric_rows()}
+
+
+def _main(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def _cli(*args, timeout=300, env=None, wait=True):
+    environment = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
+    command = [sys.executable, "-m", "simexplain", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def test_stored_values_equal_direct_calls(photos, tmp_path):
+    model = evaluation_model()
+    variants = parse_variants(VARIANTS)
+    specs = load_pairs(str(photos), seed=3)
+    run = Evaluation(
+        model, variants, ["SI", "SD", "CI", "CD", "SAD", "CAD"], {"step": 64}, seed=3, batch_size=4
+    )
+    summary = evaluate_pairs(run, specs, tmp_path / "results.sqlite", progress=False)
+    assert (summary.done, summary.failed, summary.skipped) == (len(specs) * len(variants), 0, 0)
+    stored = _stored(tmp_path / "results.sqlite")
+    for spec in specs[:3]:
+        x1, x2 = pair_images(spec, model)
+        for variant in variants:
+            params = dict(variant.params)
+            if "seed" in simexplain.methods.get(variant.method).parameters():
+                params["seed"] = spec.seed
+            e = simexplain.explain(model, x1, x2, variant.method, **params)
+            direct = metrics.evaluate(model, x1, x2, e, "all", step=64)
+            for name in ("SI", "SD", "CI", "CD", "SAD", "CAD"):
+                got, want = stored[(spec.id, variant.label, name)], float(direct[name][0])
+                assert got == pytest.approx(want, rel=1e-5, abs=1e-6), (spec.id, variant.label, name)
+    with Store(tmp_path / "results.sqlite", readonly=True) as store:
+        items = store.items()
+        assert all(i.seconds > 0 and i.error is None for i in items)
+        assert {i.config.get("samples") for i in items if i.variant.startswith("pairwise")} == {4}
+        assert next(store.curves())[3].dtype == np.float32
+    again = evaluate_pairs(run, specs, tmp_path / "results.sqlite", progress=False)
+    assert again.done == 0 and again.skipped == len(specs) * len(variants)
+
+
+def test_a_corrupt_image_is_recorded_and_the_rest_finishes(photos, tmp_path, capsys):
+    (photos / "broken.png").write_bytes(b"not a png at all")
+    code = _main(
+        "evaluate",
+        "--pairs",
+        photos,
+        "--db",
+        tmp_path / "r.sqlite",
+        "--model",
+        "python:tiny:evaluation_model",
+        "--methods",
+        "input-x-gradient,pair-grad-cam",
+        "--metrics",
+        "SAD,CAD",
+    )
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "2 FAILED" in out and "broken.png" in out
+    with Store(tmp_path / "r.sqlite", readonly=True) as store:
+        counts = store.counts()
+        failed = [i for i in store.items() if i.error]
+    assert counts == {"pairs": 7, "items": 14, "failed": 2}
+    assert {i.pair for i in failed} == {"broken.png"} and "\n" not in failed[0].error
+
+
+def test_a_different_model_or_setting_into_the_same_store_is_refused(photos, tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    args = [
+        "evaluate",
+        "--pairs",
+        str(photos),
+        "--db",
+        str(db),
+        "--methods",
+        "input-x-gradient",
+        "--metrics",
+        "SAD",
+    ]
+    assert main([*args, "--model", "python:tiny:evaluation_model", "--limit", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--model", "python:tiny:evaluation_model_b", "--limit", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "another model" in err and err.count("\n") == 1
+    assert main([*args[:-1], "SD", "--model", "python:tiny:evaluation_model"]) == 1
+    assert "another fingerprint" in capsys.readouterr().err
+    assert main([*args, "--model", "python:tiny:evaluation_model"]) == 0  # more pairs, same run: resumes
+    assert "4 explanations scored, 2 already stored" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2_before_any_work(photos, tmp_path, capsys):
+    for args, words in (
+        (["--methods", "nope"], "unknown method"),
+        (["--metrics", "XX"], "unknown metric"),
+        (["--set", "metrics.steps=3"], "metrics.steps"),
+        (["--set", "smooth-grad.samples=0", "--methods", "smooth-grad"], "samples"),
+        (["--pairs", str(tmp_path / "missing")], "missing"),
+        (["--db", str(tmp_path / "no" / "r.sqlite")], "does not exist"),
+    ):
+        full = ["evaluate", "--pairs", str(photos), "--db", str(tmp_path / "r.sqlite"), *args]
+        assert main(full) == 2, args
+        assert words in capsys.readouterr().err, args
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_results(photos, tmp_path, capsys):
+    args = [
+        "--pairs",
+        photos,
+        "--model",
+        "python:tiny:evaluation_model",
+        "--methods",
+        VARIANTS,
+        "--batch-size",
+        1,
+    ]
+    args += ["--set", "metrics.step=32"]
+    assert _main("evaluate", *args, "--db", tmp_path / "whole.sqlite") == 0
+    killed = tmp_path / "killed.sqlite"
+    process = _cli("evaluate", *args, "--db", killed, wait=False)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if killed.exists() and _items(killed) > 0:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    partial = _items(killed)
+    assert 0 < partial < 6 * 4, partial
+    capsys.readouterr()
+    assert _main("evaluate", *args, "--db", killed) == 0
+    assert f"{partial} already stored" in capsys.readouterr().out
+    whole, again = _stored(tmp_path / "whole.sqlite"), _stored(killed)
+    assert whole.keys() == again.keys()
+    for key, value in whole.items():
+        assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert _main("evaluate", *args, "--db", killed) == 0
+    assert "0 explanations scored" in capsys.readouterr().out
+
+
+def _items(db) -> int:
+    try:
+        with Store(db, readonly=True) as store:
+            return store.counts()["items"]
+    except (SimexplainError, Exception):  # noqa: BLE001  (the file may be half-created while polled)
+        return 0
+
+
+def test_torchrun_with_two_processes_gives_the_single_process_results(photos, tmp_path):
+    args = ["--pairs", photos, "--model", "python:tiny:evaluation_model", "--methods", VARIANTS]
+    args += ["--set", "metrics.step=32", "--batch-size", 2]
+    assert _main("evaluate", *args, "--db", tmp_path / "one.sqlite") == 0
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [*torchrun, "-m", "simexplain", "evaluate", *map(str, args), "--db", str(tmp_path / "two.sqlite")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(tmp_path.glob("two.rank*")), "shards are merged and removed"
+    one, two = _stored(tmp_path / "one.sqlite"), _stored(tmp_path / "two.sqlite")
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_the_run_table_records_what_reproduces_it(photos, tmp_path):
+    run = Evaluation(evaluation_model(), parse_variants("input-x-gradient"), ["SAD"], seed=5)
+    evaluate_pairs(run, load_pairs(str(photos), limit=1), tmp_path / "r.sqlite", progress=False, command="x")
+    with Store(tmp_path / "r.sqlite", readonly=True) as store:
+        facts = store.run_facts()
+    assert facts["model"] == "tiny-cnn-0" and facts["settings"]["seed"] == 5 and facts["command"] == "x"
+    assert facts["versions"]["torch"] == torch.__version__.split("+")[0] or facts["versions"]["torch"]
+    assert facts["weights_sha256"] is None and facts["device"] == "cpu"
