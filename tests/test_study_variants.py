@@ -87,12 +87,13 @@ def test_brackets_tuples_and_text_values_are_parsed_checked_and_labelled_canonic
     assert parse_variants(variants[0].label) == variants[:1]
 
 
-def test_a_user_variant_equal_to_a_paper_row_gets_its_title():
+def test_a_user_variant_equal_to_a_paper_row_gets_its_label_and_title():
     variants = parse_variants(
         "interaction-cam[gradient_interaction=1;reduction=max],input-x-gradient[guided=no]"
     )
     assert [v.title for v in variants] == ["Int-CAM max GI", "Input×Gradient"]
-    assert variants[0].label == "interaction-cam[gradient_interaction=true;reduction=max]"
+    assert variants[0].label == "interaction-cam[reduction=max;gradient_interaction=true]"
+    assert variants[1].label == "input-x-gradient"
     assert parse_variants("interaction-cam[reduction=max]")[0].title == "Int-CAM max"
 
 
@@ -112,8 +113,8 @@ def test_run_settings_apply_to_every_variant_of_the_method_and_brackets_win():
         {"samples": 2},
     ]
     assert [v.label for v in variants] == [
-        "interaction-cam[reduction=max]",
-        "interaction-cam",
+        "interaction-cam[reduction=max;gradient_interaction=false]",  # the paper's row, whoever wrote it
+        "interaction-cam[reduction=mean;gradient_interaction=false]",
         "smooth-grad[samples=2]",
     ]
     assert variants[0].title == "Int-CAM max"  # --set settings change neither label nor title
@@ -148,7 +149,7 @@ def test_params_are_what_the_registry_checks():
         ("smooth-grad[samples=2]x", None, ["brackets at the end"]),
         ("[samples=2]", None, ["no method name"]),
         ("smooth-grad,smooth-grad", None, ["smooth-grad", "chosen twice"]),
-        ("input-x-gradient,input-x-gradient[guided=false]", None, ["chosen twice", "as input-x-gradient"]),
+        ("input-x-gradient,input-x-gradient[guided=false]", None, ["input-x-gradient is chosen twice"]),
         ("all,smooth-grad", None, ["chosen twice"]),
         ("smooth-grad", {"samples": 3}, ["METHOD.KEY"]),
         ("smooth-grad", {"interaction-cam.reduction": "max"}, ["'interaction-cam'", "not among"]),

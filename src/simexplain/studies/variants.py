@@ -148,8 +148,11 @@ def _variant(item: str, title: str | None = None) -> Variant:
         params = get(name).check(given)
     except SimexplainError as error:
         raise SimexplainError(f"method variant {item!r}: {error}") from None
+    paper = None if title else _paper_row(name, params)
+    if paper is not None:  # one variant, one label in the store, however its settings were written
+        return Variant(paper.label, name, params, paper.title)
     label = name + (f"[{';'.join(f'{k}={_text(v)}' for k, v in params.items())}]" if params else "")
-    return Variant(label, name, params, title or _paper_title(name, params) or label)
+    return Variant(label, name, params, title or label)
 
 
 def _text(value: Any) -> str:
@@ -171,11 +174,12 @@ def _resolved(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {**get(method).parameters(), **params}
 
 
-def _paper_title(method: str, params: Mapping[str, Any]) -> str | None:
+def _paper_row(method: str, params: Mapping[str, Any]) -> Variant | None:
+    """The paper's row equal to this variant (defaults filled in), if any."""
     resolved = _resolved(method, params)
     for variant in PAPER_VARIANTS:
         if variant.method == method and _resolved(method, variant.params) == resolved:
-            return variant.title
+            return variant
     return None
 
 
