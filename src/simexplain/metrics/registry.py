@@ -179,11 +179,15 @@ def resolve_metrics(metrics: str | Sequence[str]) -> list[str]:
     Example:
         >>> resolve_metrics("sd, CAD"), resolve_metrics("all")
         (['SD', 'CAD'], ['SI', 'SD', 'CI', 'CD', 'SAD', 'CAD'])
+        >>> resolve_metrics("all,MS")[-1]
+        'MS'
     """
     if isinstance(metrics, str):
-        if metrics.strip().lower() == "all":
-            return [m.name for m in _METRICS.values() if m.in_all]
         metrics = [m.strip() for m in metrics.split(",")]
+    everything = [m.name for m in _METRICS.values() if m.in_all]
+    metrics = [
+        name for m in metrics for name in (everything if isinstance(m, str) and m.lower() == "all" else [m])
+    ]
     unknown = [m for m in metrics if not isinstance(m, str) or _find(m) is None]
     if unknown:
         raise SimexplainError(
