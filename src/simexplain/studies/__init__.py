@@ -8,6 +8,7 @@ Example:
 """
 
 from .driver import Evaluation, Summary, evaluate_pairs, local_device
+from .report import parse_downstream, write_report
 from .sources import PairSpec, load_pairs, pair_images
 from .store import Item, Pair, Store, shard_path
 from .variants import PAPER_VARIANTS, Variant, parse_variants
@@ -25,6 +26,8 @@ __all__ = [
     "load_pairs",
     "local_device",
     "pair_images",
+    "parse_downstream",
     "parse_variants",
     "shard_path",
+    "write_report",
 ]
