@@ -618,6 +618,8 @@ def test_every_registered_builder_takes_input_size():
     import inspect
 
     for name, entry in available().items():
+        if name == "python:":  # the user's function gets every option as it is
+            continue
         assert "input_size" in inspect.signature(entry.builder).parameters, name
 
 
