@@ -226,3 +226,22 @@ def test_the_run_table_records_what_reproduces_it(photos, tmp_path):
     assert facts["model"] == "tiny-cnn-0" and facts["settings"]["seed"] == 5 and facts["command"] == "x"
     assert facts["versions"]["torch"] == torch.__version__.split("+")[0] or facts["versions"]["torch"]
     assert facts["weights_sha256"] is None and facts["device"] == "cpu"
+
+
+def test_given_clean_embeddings_are_used_and_change_nothing():
+    from tiny import CountingEncoder, SmallCNN
+
+    counting = CountingEncoder(SmallCNN())
+    model = simexplain.PairModel(counting, layer="inner.features")
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    e = simexplain.explain(model, x1, x2, "input-x-gradient")
+    counting.images = 0
+    plain = metrics.evaluate(model, x1, x2, e, ["SD", "CAD"], step=64)
+    seen = counting.images
+    with torch.no_grad():
+        clean = model.embed_pair(x1, x2)
+    counting.images = 0
+    given = metrics.evaluate(model, x1, x2, e, ["SD", "CAD"], step=64, clean=clean)
+    assert counting.images == seen - 4  # the two clean images of both pairs are not embedded again
+    for name in ("SD", "CAD", "base"):
+        torch.testing.assert_close(given[name], plain[name])

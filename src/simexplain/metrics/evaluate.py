@@ -73,6 +73,7 @@ def evaluate(
     step: int = DEFAULT_STEP,
     blur_kernel: int = BLUR_KERNEL,
     blur_sigma: float = BLUR_SIGMA,
+    clean: tuple[Tensor, Tensor] | None = None,
 ) -> MetricResults:
     """Per-pair metrics of an explanation (docs/methods.md, Metrics): insertion/deletion, average drop,
     maximum sensitivity, and any metric registered with :func:`simexplain.metrics.register`.
@@ -97,6 +98,9 @@ def evaluate(
         batch_size: images per forward; ``None`` = 8 on a CPU, 64 on a GPU.
         step: pixels changed per curve step (``⌈HW/step⌉ + 1`` points).
         blur_kernel, blur_sigma: the insertion baseline's Gaussian blur.
+        clean: the embeddings ``(f_a(x1), f_b(x2))`` of the inputs when the caller has them already (the
+            evaluation driver embeds a pair once for all its method variants); used only when the maps belong
+            to the inputs themselves (not to a view the explanation carries).
 
     Every perturbed sequence is embedded once under inference mode and shared: SD and both CD directions
     come from the same deletion embeddings (only the partner differs), SI and CI from the insertion ones, SAD
@@ -115,6 +119,7 @@ def evaluate(
             raise SimexplainError("the explanation holds no pairs")
         inputs = check_pair(model, x1, x2)  # a metric that re-runs the method starts from these
         x1, x2 = _explained_images(model, inputs, explanation)
+        given = _given_clean(clean, explanation, len(x1))
         _check_requirements(chosen, x1, x2, explanation)
         map1 = _maps_at_input_size(explanation.map1, x1, "map1")
         map2 = _maps_at_input_size(explanation.map2, x2, "map2")
@@ -124,7 +129,12 @@ def evaluate(
         values: dict[str, Tensor] = {}
         with model.explaining(), torch.inference_mode():
             # one chained virtual batch per encoder: every perturbed sequence and clean image embedded once
-            z = embed_segments(model, _segments(x1, x2, map1, map2, needs, options), batch_size)
+            segments = _segments(x1, x2, map1, map2, needs, options)
+            if given is not None:
+                segments = [s for s in segments if not s.name.startswith("clean")]
+            z = embed_segments(model, segments, batch_size)
+            if given is not None:
+                z["clean1"], z["clean2"] = given
             base = model.similarity(z["clean1"], z["clean2"]).double()
             values["base"] = base.cpu()
             context = MetricInputs(
@@ -157,6 +167,18 @@ def evaluate(
         counts=counts,
         method=explanation.method,
     )
+
+
+def _given_clean(
+    clean: tuple[Tensor, Tensor] | None, explanation: PairExplanation, pairs: int
+) -> tuple[Tensor, Tensor] | None:
+    """The caller's clean embeddings, when they describe the images the maps belong to."""
+    if clean is None or explanation.image1 is not None or explanation.image2 is not None:
+        return None
+    z1, z2 = clean
+    if not (isinstance(z1, Tensor) and isinstance(z2, Tensor)) or len(z1) != pairs or len(z2) != pairs:
+        raise SimexplainError(f"clean must be the two B×D embeddings of the {pairs} pairs")
+    return z1.detach(), z2.detach()
 
 
 def _explained_images(

@@ -207,6 +207,7 @@ def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
         if error is not None:
             items += [Item(spec.id, v.label, None, {}, device, step, error) for v in run.variants]
     good = [entry for entry in loaded if entry[3] is None]
+    clean = _clean_embeddings(model, good)  # once per pair, for every variant's metrics
     for variant in run.variants:
         batch = [(s, x1, x2) for s, x1, x2, _ in good if (s.id, variant.label) not in done]
         if not batch:
@@ -214,6 +215,8 @@ def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
         specs = [s for s, _, _ in batch]
         x1 = torch.cat([b[1] for b in batch])
         x2 = torch.cat([b[2] for b in batch])
+        rows = [clean[s.id] for s in specs]
+        embeddings = (torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]))
         params = dict(variant.params)
         known = get(variant.method).parameters()
         if "seed" in known and "seed" not in params:
@@ -228,7 +231,14 @@ def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
             seconds = (time.perf_counter() - started) / len(batch)
             results = (
                 metrics_module.evaluate(
-                    model, x1, x2, explanation, list(run.metrics), batch_size=step, **run.metric_options
+                    model,
+                    x1,
+                    x2,
+                    explanation,
+                    list(run.metrics),
+                    batch_size=step,
+                    clean=embeddings,
+                    **run.metric_options,
                 )
                 if run.metrics
                 else {}
@@ -245,6 +255,19 @@ def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
             for name, curve in getattr(results, "curves", {}).items():
                 curve_rows.append((spec.id, variant.label, name, curve[i].float().numpy()))
     return pairs, items, metric_rows, curve_rows
+
+
+def _clean_embeddings(model: PairModel, good: list[Loaded]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each pair's clean embeddings ``(f_a(x1), f_b(x2))``, from one forward of the step's pairs."""
+    if not good:
+        return {}
+    x1 = torch.cat([entry[1] for entry in good])
+    x2 = torch.cat([entry[2] for entry in good])
+    with model.explaining(), torch.inference_mode():
+        z1, z2 = model.embed_pair(x1, x2)
+    with torch.inference_mode(False):  # plain tensors: metrics may use them outside inference mode
+        z1, z2 = z1.clone(), z2.clone()
+    return {entry[0].id: (z1[i], z2[i]) for i, entry in enumerate(good)}
 
 
 def _bar(total: int, initial: int, enabled: bool):
