@@ -144,12 +144,12 @@ def _run(
     bar = _bar(len(specs), len(specs) - len(todo), progress)
     try:
         for loaded in _prefetched(todo, model, step):
-            pairs, items, metrics, curves = _step(run, loaded, done, step)
-            store.write(pairs, items, metrics, curves)
-            summary.done += sum(1 for i in items if i.error is None)
-            failed = [i for i in items if i.error is not None]
-            summary.failed += len(failed)
-            summary.errors += [f"{i.pair} / {i.variant}: {i.error}" for i in failed]
+            for pairs, items, metrics, curves in _step(run, loaded, done, step):
+                store.write(pairs, items, metrics, curves)  # one transaction per (step, variant)
+                summary.done += sum(1 for i in items if i.error is None)
+                failed = [i for i in items if i.error is not None]
+                summary.failed += len(failed)
+                summary.errors += [f"{i.pair} / {i.variant}: {i.error}" for i in failed]
             if bar is not None:
                 bar.update(len(loaded))
     finally:
@@ -158,6 +158,7 @@ def _run(
 
 
 Loaded = tuple[PairSpec, Tensor | None, Tensor | None, str | None]  # spec, x1, x2, error
+Rows = tuple[list[Pair], list[Item], list[tuple], list[tuple]]  # pairs, items, metric rows, curve rows
 
 
 def _prefetched(specs: list[PairSpec], model: PairModel, step: int) -> Iterator[list[Loaded]]:
@@ -193,68 +194,73 @@ def _prefetched(specs: list[PairSpec], model: PairModel, step: int) -> Iterator[
         stop.set()
 
 
-def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int):
-    """Explain and score one step of pairs with every variant they still need; rows for one transaction."""
+def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int) -> Iterator[Rows]:
+    """Explain and score one step of pairs with every variant they still need: the rows of one transaction
+    per variant, so an interruption loses at most one variant of one step."""
+    device = str(run.model.device)
+    pairs = [Pair(s.id, s.image1, s.image2, s.seed) for s, *_ in loaded]
+    unreadable = [
+        Item(spec.id, v.label, None, {}, device, step, error)
+        for spec, _, _, error in loaded
+        if error is not None
+        for v in run.variants
+        if (spec.id, v.label) not in done
+    ]
+    yield pairs, unreadable, [], []
+    good = [entry for entry in loaded if entry[3] is None]
+    clean = _clean_embeddings(run.model, good)  # once per pair, for every variant's metrics
+    for variant in run.variants:
+        batch = [(s, x1, x2) for s, x1, x2, _ in good if (s.id, variant.label) not in done]
+        if batch:
+            yield [], *_variant_rows(run, variant, batch, clean, step)
+
+
+def _variant_rows(run: Evaluation, variant: Variant, batch: list, clean: dict, step: int):
+    """One variant on the step's pairs that still need it: items, metric rows and curve rows."""
     from .. import metrics as metrics_module
     from ..methods import explain, get
 
     model, device = run.model, str(run.model.device)
-    pairs = [Pair(s.id, s.image1, s.image2, s.seed) for s, *_ in loaded]
-    items: list[Item] = []
-    metric_rows: list[tuple] = []
-    curve_rows: list[tuple] = []
-    for spec, _, _, error in loaded:
-        if error is not None:
-            items += [Item(spec.id, v.label, None, {}, device, step, error) for v in run.variants]
-    good = [entry for entry in loaded if entry[3] is None]
-    clean = _clean_embeddings(model, good)  # once per pair, for every variant's metrics
-    for variant in run.variants:
-        batch = [(s, x1, x2) for s, x1, x2, _ in good if (s.id, variant.label) not in done]
-        if not batch:
-            continue
-        specs = [s for s, _, _ in batch]
-        x1 = torch.cat([b[1] for b in batch])
-        x2 = torch.cat([b[2] for b in batch])
-        rows = [clean[s.id] for s in specs]
-        embeddings = (torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]))
-        params = dict(variant.params)
-        known = get(variant.method).parameters()
-        if "seed" in known and "seed" not in params:
-            params["seed"] = [s.seed for s in specs]  # per pair: the same in every run, batch and shard
-        if "batch_size" in known:
-            params["batch_size"] = step
-        try:
-            started = time.perf_counter()
-            explanation = explain(model, x1, x2, variant.method, **params)
-            if model.device.type == "cuda":
-                torch.cuda.synchronize(model.device)
-            seconds = (time.perf_counter() - started) / len(batch)
-            results = (
-                metrics_module.evaluate(
-                    model,
-                    x1,
-                    x2,
-                    explanation,
-                    list(run.metrics),
-                    batch_size=step,
-                    clean=embeddings,
-                    **run.metric_options,
-                )
-                if run.metrics
-                else {}
+    specs = [s for s, _, _ in batch]
+    x1 = torch.cat([b[1] for b in batch])
+    x2 = torch.cat([b[2] for b in batch])
+    embeddings = tuple(torch.stack([clean[s.id][side] for s in specs]) for side in (0, 1))
+    params = dict(variant.params)
+    known = get(variant.method).parameters()
+    if "seed" in known and "seed" not in params:
+        params["seed"] = [s.seed for s in specs]  # per pair: the same in every run, batch and shard
+    if "batch_size" in known:
+        params["batch_size"] = step
+    try:
+        started = time.perf_counter()
+        explanation = explain(model, x1, x2, variant.method, **params)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        seconds = (time.perf_counter() - started) / len(batch)
+        results = {}
+        if run.metrics:
+            results = metrics_module.evaluate(
+                model,
+                x1,
+                x2,
+                explanation,
+                list(run.metrics),
+                batch_size=step,
+                clean=embeddings,
+                **run.metric_options,
             )
-        except SimexplainError as error:
-            message = str(error).splitlines()[0]
-            items += [Item(s.id, variant.label, None, {}, device, step, message) for s in specs]
-            continue
-        for i, spec in enumerate(specs):
-            config = explanation[i].config
-            items.append(Item(spec.id, variant.label, seconds, config, device, step))
-            for name, values in results.items():
-                metric_rows.append((spec.id, variant.label, name, float(values[i])))
-            for name, curve in getattr(results, "curves", {}).items():
-                curve_rows.append((spec.id, variant.label, name, curve[i].float().numpy()))
-    return pairs, items, metric_rows, curve_rows
+    except SimexplainError as error:
+        message = str(error).splitlines()[0]
+        return [Item(s.id, variant.label, None, {}, device, step, message) for s in specs], [], []
+    items, metric_rows, curve_rows = [], [], []
+    for i, spec in enumerate(specs):
+        items.append(Item(spec.id, variant.label, seconds, explanation[i].config, device, step))
+        metric_rows += [(spec.id, variant.label, name, float(values[i])) for name, values in results.items()]
+        curve_rows += [
+            (spec.id, variant.label, name, curve[i].float().numpy())
+            for name, curve in getattr(results, "curves", {}).items()
+        ]
+    return items, metric_rows, curve_rows
 
 
 def _clean_embeddings(model: PairModel, good: list[Loaded]) -> dict[str, tuple[Tensor, Tensor]]:
