@@ -12,7 +12,7 @@ Tables:
   base ≤ 0).
 - ``curves``: the insertion/deletion curves per (pair, variant, curve) as float32 little-endian bytes.
 
-Every batch is written in one transaction, so a ``kill -9`` loses at most the batch in flight and the file
+Every (step, variant) is written in one transaction, so a ``kill -9`` loses at most that work and the file
 stays readable. Shards (one per process of a distributed run) are merged with :meth:`Store.merge`.
 
 Example:
