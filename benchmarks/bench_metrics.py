@@ -24,7 +24,8 @@ Usage:
     .venv/bin/python benchmarks/bench_metrics.py              # step 224, 1 and 16 pairs (GPU or idle CPU)
     .venv/bin/python benchmarks/bench_metrics.py --step 7168 --naive-points 8   # coarser curves, shared CPU
     .venv/bin/python benchmarks/bench_metrics.py --quick      # smoke run (≈ a minute)
-Writes ``benchmarks/results/metrics.json`` and ``metrics.md`` (``--quick`` writes ``metrics-quick.*``).
+Writes ``benchmarks/results/metrics.json`` and ``metrics.md`` (``--quick`` writes ``metrics-quick.*``;
+``--stem`` names other files).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +47,7 @@ from torch import Tensor, nn
 from torchvision.transforms.functional import gaussian_blur
 
 import simexplain
+from simexplain.batching import resolve_batch_size
 from simexplain.explanation import PairExplanation, normalize_maps, upsample_maps
 from simexplain.metrics import METRICS, curve_fractions, curve_points, evaluate
 
@@ -281,7 +285,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--step", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="images per forward (default: the library's, 8 on a CPU)"
+    )
     parser.add_argument(
         "--naive-pairs", type=int, default=1, help="pairs the naive way runs (then extrapolated)"
     )
@@ -291,6 +297,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 and 2 pairs, 5 curve points")
     parser.add_argument("--note", default="", help="a line for the md (e.g. the machine's load)")
+    parser.add_argument("--stem", default=None, help="result file names (default: metrics, or metrics-quick)")
     args = parser.parse_args()
     if args.quick:
         args.pairs, args.step, args.naive_points, args.batch_size, args.repeats = (
@@ -301,9 +308,12 @@ def main() -> None:
             1,
         )
     device = torch.device(args.device)
+    args.batch_size = resolve_batch_size(args.batch_size, device)
+    load_start = os.getloadavg()
     encoder = resnet50_encoder(args.seed).to(device)
     naive = run_naive(args, encoder, device)
     cases = [run_case(p, args, encoder, device, naive) for p in args.pairs]
+    load_end = os.getloadavg()
     meta = {
         "model": "torchvision ResNet-50, random weights, pooled 2048-d embedding",
         "size": args.size,
@@ -316,10 +326,12 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "note": args.note,
-        "command": "benchmarks/bench_metrics.py " + " ".join(os.sys.argv[1:]),
+        "load_average_start": list(load_start),
+        "load_average_end": list(load_end),
+        "command": shlex.join(["benchmarks/bench_metrics.py", *sys.argv[1:]]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "metrics-quick" if args.quick else "metrics"
+    stem = args.stem or ("metrics-quick" if args.quick else "metrics")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "cases": cases}, indent=2) + "\n")
     print(write_markdown(meta, cases, RESULTS / f"{stem}.md"))
 
@@ -338,6 +350,18 @@ def write_markdown(meta: dict, cases: list[dict], path: Path) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
+        *(
+            [
+                "Load average (1/5/15 min) at the start "
+                + "/".join(f"{v:.1f}" for v in meta["load_average_start"])
+                + ", at the end "
+                + "/".join(f"{v:.1f}" for v in meta["load_average_end"])
+                + f" ({meta['cpu_count']} CPUs: above that, other jobs were waiting for the cores).",
+                "",
+            ]
+            if "load_average_start" in meta
+            else []
+        ),
         (
             "| pairs | simexplain (s) | naive (s) | speed-up | min. images | s / image (plain fwd) | "
             "efficiency | max abs diff |"

@@ -12,6 +12,10 @@ random weights, pooled 2048-d embedding) and one 224×224 pair, and their maps a
   On a CPU (b) is timed on an evenly spaced subset of windows/samples and extrapolated (stated in the
   results).
 
+The baselines compute their own window offsets and draw their own rectangles (RandomErasing's rule written
+out, from the library's per-pair draws: a CPU generator seeded with the pair's seed, image 1's rectangles
+first), and the results say whether they equal the library's ``extras``.
+
 Reported per method: seconds per pair, peak memory (resident set size above the level just before the run,
 sampled every millisecond from /proc/self/statm, with glibc told to return large blocks at once; Linux only),
 and efficiency = (minimal number of image forwards × time of one single-image forward) / measured time.
@@ -27,6 +31,7 @@ import argparse
 import ctypes
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -39,7 +44,7 @@ import torch.nn.functional as F
 import torchvision
 
 import simexplain
-from simexplain.methods.occlusion import spans, window_starts, windows_to_pixels
+from simexplain.methods.occlusion import spans, windows_to_pixels
 
 RESULTS = Path(__file__).parent / "results"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -136,8 +141,15 @@ def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- baselines
+def naive_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window offsets along one axis: every ``stride`` while the window fits, plus one flush with the far
+    border when the stride does not reach it (checked against the library's ``extras["row_starts1"]``)."""
+    starts = list(range(0, size - window + 1, stride))
+    return starts if starts[-1] + window == size else [*starts, size - window]
+
+
 def _windows(size: int, window: int, stride: int) -> list[tuple[int, int]]:
-    starts = window_starts(size, window, stride).tolist()
+    starts = naive_starts(size, window, stride)
     return [(r, c) for r in starts for c in starts]
 
 
@@ -190,6 +202,35 @@ def conditional_one_by_one(net, x1, x2, window, stride, subset):
             b[:, :, r : r + window, c : c + window] = 0
             drops[2].append(score - cos(net(x1), net(b)))
     return torch.cat(drops[1]), torch.cat(drops[2])
+
+
+def naive_rectangles(
+    seed: int, samples: int, size: int, scale=(0.1, 0.3), ratio=(1.0, 1.5), tries: int = 10
+) -> tuple[list[list[int]], list[list[int]]]:
+    """One pair's erased rectangles ``(top, left, height, width)`` for image 1 then image 2, RandomErasing's
+    rule written out one rectangle at a time. The draws are the library's, in its order: one CPU generator
+    seeded with the pair's seed; per image, ``2×N×tries`` float64 uniforms (area, log-aspect) then ``2×N``
+    (corner)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(2):
+        u = torch.rand(2, samples, tries, generator=generator, dtype=torch.float64).tolist()
+        corner = torch.rand(2, samples, generator=generator, dtype=torch.float64).tolist()
+        boxes = []
+        for n in range(samples):
+            h = w = 0  # no try fits: an empty rectangle
+            for t in range(tries):
+                area = size * size * (scale[0] + (scale[1] - scale[0]) * u[0][n][t])
+                aspect = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[1][n][t])
+                th, tw = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+                if th < size and tw < size:
+                    h, w = th, tw
+                    break
+            top = min(math.floor(corner[0][n] * (size - h + 1)), size - h)
+            left = min(math.floor(corner[1][n] * (size - w + 1)), size - w)
+            boxes.append([top, left, h, w])
+        out.append(boxes)
+    return out[0], out[1]
 
 
 def _erase(x: torch.Tensor, rect: list[int]) -> torch.Tensor:
@@ -311,7 +352,11 @@ def run(args: argparse.Namespace) -> dict:
     after = forward_units(net, one, args.batch_size, args.repeats)
     # (b) = 2 clean forwards + 4 forwards per window position; extrapolate its per-window cost to all windows.
     t_b = tuple(t * (2 + 4 * positions) / (2 + 4 * len(subset)) for t in t_b_sub)
-    rows = spans(window_starts(224, args.window, args.stride), args.window, 224)
+    starts = naive_starts(224, args.window, args.stride)
+    windows_equal = all(
+        ours.extras[key][0].tolist() == starts for key in ("row_starts1", "col_starts1", "row_starts2")
+    )
+    rows = spans(torch.tensor(starts), args.window, 224)
     grid_a = torch.stack([a1, a2]).view(2, *ours.grid1.shape[-2:])
     pixels_a = windows_to_pixels(grid_a, rows, rows)
     ours_grid = torch.cat([ours.grid1, ours.grid2]).flatten(1)
@@ -325,6 +370,7 @@ def run(args: argparse.Namespace) -> dict:
             [before, after],
             {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)},
         ),
+        "window_starts_equal": windows_equal,
         "max_abs_drop": float(ours_grid.abs().max()),
         "max_rel_diff_vs_a_pixels": max(
             max_rel_diff(ours.map1[0], pixels_a[0]), max_rel_diff(ours.map2[0], pixels_a[1])
@@ -341,7 +387,9 @@ def run(args: argparse.Namespace) -> dict:
             model, x1, x2, "pairwise-occlusion", samples=args.samples, seed=0, batch_size=args.batch_size
         )
     )
-    rects1, rects2 = pw.params["rectangles1"].tolist(), pw.params["rectangles2"].tolist()
+    # The baselines draw their own rectangles (the library's per-pair draws, written out) and check them.
+    rects1, rects2 = naive_rectangles(0, args.samples, 224, pw.config["scale"], pw.config["ratio"])
+    drops = pw.extras["drops"][0]
     (maps_a, drops_a), t_a, m_a = timed(lambda: pairwise_authors(net, x1, x2, rects1, rects2))
     subset = evenly(args.samples, args.b_samples)
     drops_b, t_b_sub, m_b = timed(lambda: pairwise_one_by_one(net, x1, x2, rects1, rects2, subset))
@@ -356,12 +404,14 @@ def run(args: argparse.Namespace) -> dict:
             [before, after],
             {"simexplain": (t_ours, m_ours), "authors_a": (t_a, m_a), "one_by_one_b": (t_b, m_b)},
         ),
-        "max_abs_drop": float(pw.params["drops"].abs().max()),
+        "rectangles_equal": pw.extras["rectangles1"][0].tolist() == rects1
+        and pw.extras["rectangles2"][0].tolist() == rects2,
+        "max_abs_drop": float(drops.abs().max()),
         "max_rel_diff_vs_a_maps": max(
             max_rel_diff(pw.map1[0], maps_a[0]), max_rel_diff(pw.map2[0], maps_a[1])
         ),
-        "max_rel_diff_vs_a_drops": max_rel_diff(pw.params["drops"][0], drops_a),
-        "max_rel_diff_vs_b_drops": max_rel_diff(drops_b, pw.params["drops"][0, subset]),
+        "max_rel_diff_vs_a_drops": max_rel_diff(drops, drops_a),
+        "max_rel_diff_vs_b_drops": max_rel_diff(drops_b, drops[subset]),
     }
     print(json.dumps(results["pairwise"], indent=1), flush=True)
     results["settings"]["load_average_end"] = os.getloadavg()[0]
@@ -471,11 +521,14 @@ def markdown(results: dict, command: str) -> str:
                 f"{ours['peak_mib'] / max(row['peak_mib'], 1e-9):.2f} |"
             )
         diffs = {k: v for k, v in r.items() if k.startswith("max_rel_diff")}
+        same = {k: v for k, v in r.items() if k.endswith("_equal")}
         lines += [
             "",
             "Equal maps: "
             + ", ".join(f"{k} = {v:.1e}" for k, v in diffs.items())
-            + f" (largest drop {r['max_abs_drop']:.1e}; float32, different batch compositions).",
+            + f" (largest drop {r['max_abs_drop']:.1e}; float32, different batch compositions); "
+            + ", ".join(f"{k}: {'yes' if v else '**NO**'}" for k, v in same.items())
+            + " (the baselines' own windows / rectangles against the library's extras).",
             "",
         ]
     return "\n".join(lines)
@@ -509,13 +562,15 @@ def main() -> None:
     args.b_samples = args.b_samples or 10
     configure_malloc()
     if args.interleave:
+        load_start = os.getloadavg()[0]
         section = interleaved(args)
+        load = f"Load average (1 min): {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
         command = (
             f"python benchmarks/bench_occlusion.py --quick --interleave {' '.join(map(str, args.interleave))}"
         )
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "occlusion_interleaved.md").write_text(
-            f"Command: `{command} --rounds {args.rounds}`\n\n{section}"
+            f"Command: `{command} --rounds {args.rounds}`\n\n{load}\n\n{section}"
         )
         print(section)
         return

@@ -3,7 +3,9 @@
 Both implementations of the same definition run side by side in one process, on one ResNet-50 (torchvision,
 random weights, pooled 2048-d embedding, ImageNet normalisation) and one 224×224 pair made the paper's way (a
 sample image and one SimCLR augmentation of it), with the same seeded noise and transform, and their maps are
-compared (max abs difference reported).
+compared (max abs difference reported). The naive loops draw their noise and transform settings the library's
+way (a CPU generator per pair seeded with the pair's seed, float32 draws in a fixed order, then moved to the
+device), so both see the same noise on any device.
 
 - simexplain: ``simexplain.explain(...)``: parameters frozen (no parameter gradients), noise samples and path
   steps batched in chunks of ``--batch-size`` images; Averaged Transforms embeds and differentiates image 1
@@ -19,6 +21,7 @@ median of several) and the minimal passes are 2·samples for Smooth-Grad and ste
 Usage:
     .venv/bin/python benchmarks/bench_saliency.py            # full: 50 samples, 10 steps
     .venv/bin/python benchmarks/bench_saliency.py --quick    # smoke run: 6 samples, 3 steps
+    ``--batch-size N``: simexplain's images per forward (default: the library's, 8 on a CPU, 64 on a GPU).
 Results: benchmarks/results/saliency.json and saliency.md.
 """
 
@@ -28,7 +31,9 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +42,7 @@ import torch
 import torchvision
 
 import simexplain
+from simexplain.batching import resolve_batch_size
 from simexplain.methods.common import saliency_map
 from simexplain.transforms import get_transform, in_model_space, simclr_view
 
@@ -112,13 +118,16 @@ def parameters_requiring_grad(model):
 
 
 def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
+    """One pair (``x1``, ``x2`` are ``1×3×H×W``). The noise is drawn as the library draws a pair's: from a CPU
+    generator seeded with the pair's seed, in float32, one shared tensor per sample in sample order, then
+    moved to the image's device and dtype, so the maps can be compared on any device."""
     with parameters_requiring_grad(model):
-        generator = torch.Generator(device=x1.device).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
         flat = x1.flatten(1)
         sigma = 0.15 / (flat.amax() - flat.amin())
         g1, g2 = torch.zeros_like(x1), torch.zeros_like(x2)
         for _ in range(samples):
-            eps = torch.randn(x1.shape[1:], generator=generator, device=x1.device, dtype=x1.dtype)
+            eps = torch.randn(x1.shape[1:], generator=generator, dtype=torch.float32).to(x1.device, x1.dtype)
             a = (x1 + sigma * eps).requires_grad_(True)
             b = (x2 + sigma * eps).requires_grad_(True)
             score = model.similarity(model.embed(a), model.embed(b))
@@ -130,10 +139,12 @@ def naive_smooth_grad(model, x1, x2, samples: int, seed: int):
 
 
 def naive_averaged_transforms(model, x1, x2, steps: int, seed: int):
+    """One pair; the transform settings are drawn as the library draws a pair's (first, from a CPU generator
+    seeded with the pair's seed, then moved to the device)."""
     with parameters_requiring_grad(model):
-        generator = torch.Generator(device=x1.device).manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
         transform = get_transform("combine")
-        settings = transform.sample(1, generator=generator, device=x1.device)
+        settings = {k: v.to(x1.device) for k, v in transform.sample(1, generator=generator).items()}
         with torch.no_grad():
             target = in_model_space(transform, x2, settings, 1.0, model.preprocessing)
         g1, g2 = torch.zeros_like(x1), torch.zeros_like(x2)
@@ -200,12 +211,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 6 samples, 3 steps")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward for simexplain")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward for simexplain (default: the library's)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     samples = args.samples or (6 if args.quick else 50)
     steps = args.steps or (3 if args.quick else 10)
     device = torch.device(args.device)
+    args.batch_size = resolve_batch_size(args.batch_size, device)
+    load_start = os.getloadavg()
     model, x1, x2 = build(device)
     repeats = 3
     rows = [
@@ -234,8 +252,9 @@ def main() -> None:
             args.batch_size,
         ),
     ]
+    load_end = os.getloadavg()
     info = {
-        "command": "benchmarks/bench_saliency.py" + (" --quick" if args.quick else ""),
+        "command": shlex.join(["benchmarks/bench_saliency.py", *sys.argv[1:]]),
         "samples": samples,
         "steps": steps,
         "batch_size": args.batch_size,
@@ -248,6 +267,8 @@ def main() -> None:
         "model": "torchvision resnet50, random weights",
         "input": "224×224, chelsea.jpg and one SimCLR view of it",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_start": list(load_start),
+        "load_average_end": list(load_end),
         "note": "CPU timings on a 2-core machine shared with other jobs: absolute times are noisy, "
         "ratios are side by side",
     }
@@ -263,7 +284,10 @@ def main() -> None:
             f"{args.batch_size}."
         ),
         "",
-        f"Note: {info['note']}.",
+        (
+            f"Note: {info['note']}. Load average (1/5/15 min) at start "
+            f"{'/'.join(f'{v:.1f}' for v in load_start)}, at end {'/'.join(f'{v:.1f}' for v in load_end)}."
+        ),
         "",
         (
             "| method | naive (s) | simexplain (s) | speed-up | wall-clock speed-up | minimal passes | one "
@@ -295,13 +319,13 @@ def main() -> None:
         (
             f"Here an image cost {min(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}–"
             f"{max(r['one_pass_s'] / r['one_pass_in_batch_s'] for r in rows):.1f}× as much alone as inside a "
-            "batch, so"
+            "batch; the"
         ),
-        "the single-pass efficiency exceeds 1 and most of the speed-up is batching; the batched-pass "
-        "efficiency says",
-        "how close simexplain is to the minimal work. The naive loop runs",
-        "one image per forward, so its efficiency uses the single pass. Load = 1-minute load average of the "
-        "machine.",
+        "single-pass efficiency exceeds the batched-pass one by that factor (batching's share of the "
+        "speed-up), and the",
+        "batched-pass efficiency says how close simexplain is to the minimal work. The naive loop runs one "
+        "image per",
+        "forward, so its efficiency uses the single pass. Load = 1-minute load average of the machine.",
     ]
     (RESULTS / f"saliency{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

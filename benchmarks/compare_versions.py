@@ -1,0 +1,222 @@
+"""Library speed before and after a change: the same calls on two source trees, in alternating processes.
+
+Every other benchmark compares simexplain with a naive loop; this one compares simexplain with itself. Each
+round runs one fresh process per source tree (``PYTHONPATH`` puts that tree's ``src`` first), old then new,
+and each process times the same calls once, in process CPU seconds with ONE torch thread by default (on a
+shared CPU, CPU time barely moves with other jobs' load, while wall time and multi-threaded CPU time do).
+Alternating exposes both trees to the same load drift. Each call also reports a checksum of its maps, so the
+table says whether both trees did the same work.
+
+Calls (ResNet-50, torchvision, random weights, pooled 2048-d embedding, one 224×224 pair, batch 8 unless
+said): Smooth-Grad (16 samples), Averaged Transforms (10 steps), Conditional Occlusion (64/32, 74 forwards),
+Pairwise Occlusion (40 samples), Interaction-CAM on 8 pairs (one forward of all 16 images, and the library's
+default chunks where the tree has them), the six pair metrics on one pair (step 12544, chunks of 16).
+
+Usage:
+    mkdir -p /tmp/before && git archive <commit> src | tar -x -C /tmp/before
+    .venv/bin/python benchmarks/compare_versions.py /tmp/before/src src --rounds 2
+Writes ``benchmarks/results/compare_versions.json`` and ``.md`` (``--stem`` names other files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+# ------------------------------------------------------------------------------------------ child process
+def _cases(simexplain, torch, model, x1, x2):
+    """(name, call) pairs; each call returns the maps to checksum."""
+    from simexplain.methods.cam import interaction_cam
+    from simexplain.metrics import METRICS, evaluate
+
+    generator = torch.Generator().manual_seed(0)
+    cam1 = torch.randn(8, 3, 224, 224, generator=generator)
+    cam2 = cam1.flip(-1) + 0.5 * torch.randn(8, 3, 224, 224, generator=generator)
+    cam_model = simexplain.PairModel(model.encoder, layer="layer4")
+    maps = simexplain.PairExplanation(
+        map1=torch.rand(1, 7, 7, generator=generator), map2=torch.rand(1, 7, 7, generator=generator)
+    )
+    chunked = "batch_size" in inspect.signature(interaction_cam).parameters
+
+    def explain(method, target=model, a=x1, b=x2, **settings):
+        e = simexplain.explain(target, a, b, method, **settings)
+        return [e.map1, e.map2]
+
+    def metrics():
+        result = evaluate(model, x1, x2, maps, METRICS, batch_size=16, step=12544)
+        return [torch.as_tensor(float(result[name][0])) for name in METRICS]
+
+    cases = [
+        ("smooth-grad, 16 samples", lambda: explain("smooth-grad", samples=16, seed=0, batch_size=8)),
+        (
+            "averaged-transforms, 10 steps",
+            lambda: explain("averaged-transforms", steps=10, seed=0, batch_size=8),
+        ),
+        (
+            "conditional-occlusion 64/32",
+            lambda: explain("conditional-occlusion", window=64, stride=32, batch_size=8),
+        ),
+        (
+            "pairwise-occlusion, 40 samples",
+            lambda: explain("pairwise-occlusion", samples=40, seed=0, batch_size=8),
+        ),
+        # A tree without CAM chunking embeds all 16 images in one forward: compare like with like.
+        (
+            "interaction-cam, 8 pairs, one forward of 16 images",
+            lambda: explain(
+                "interaction-cam", cam_model, cam1, cam2, **({"batch_size": 16} if chunked else {})
+            ),
+        ),
+        ("six metrics, 1 pair, step 12544", metrics),
+    ]
+    if chunked:
+        cases.insert(
+            5,
+            (
+                "interaction-cam, 8 pairs, the default chunks",
+                lambda: explain("interaction-cam", cam_model, cam1, cam2),
+            ),
+        )
+    return cases
+
+
+def child(threads: int, only: str | None) -> None:
+    """Time every call (whose name contains ``only``) once in this process and print one JSON line."""
+    import torch
+    import torchvision
+
+    import simexplain
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None)
+    net.fc = torch.nn.Identity()
+    model = simexplain.PairModel(net.eval(), preprocessing=simexplain.IMAGENET)
+    x1, x2 = simexplain.load_images(
+        simexplain.sample_path("chelsea.jpg"), simexplain.sample_path("coffee.jpg"), model
+    )
+    simexplain.explain(model, x1, x2, "input-x-gradient")  # warm-up
+    out = {"simexplain": simexplain.__file__, "cases": {}}
+    for name, call in _cases(simexplain, torch, model, x1, x2):
+        if only is not None and only not in name:
+            continue
+        start = time.process_time()
+        maps = call()
+        seconds = time.process_time() - start
+        checksum = sum(float(m.double().abs().sum()) for m in maps)
+        out["cases"][name] = {"cpu_s": seconds, "checksum": checksum}
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------------ parent process
+def run_tree(src: str, threads: int, only: str | None) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(src), "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, __file__, "--child", "--threads", str(threads)]
+    command += [] if only is None else ["--only", only]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def markdown(result: dict) -> str:
+    old, new = result["trees"]
+    lines = [
+        "# Library speed before and after: the same calls on two source trees",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        (
+            f"Before: `{old}`; after: `{new}`. {result['rounds']} rounds, each one fresh process per tree "
+            f"(before, then after), {result['threads']} torch thread(s), process CPU seconds (median over "
+            "rounds; every round in the JSON). Load average (1/5/15 min) "
+            + "/".join(f"{v:.1f}" for v in result["load_average_start"])
+            + " at the start, "
+            + "/".join(f"{v:.1f}" for v in result["load_average_end"])
+            + f" at the end ({os.cpu_count()} CPUs)."
+        ),
+        "",
+        "| call | before (CPU s) | after (CPU s) | after / before | same maps |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, row in result["cases"].items():
+        before = "—" if row["before_s"] is None else f"{row['before_s']:.2f}"
+        ratio = "—" if row["before_s"] is None else f"{row['after_s'] / row['before_s']:.2f}"
+        same = "—" if row["same_maps"] is None else ("yes" if row["same_maps"] else "**no**")
+        lines.append(f"| {name} | {before} | {row['after_s']:.2f} | {ratio} | {same} |")
+    lines += [
+        "",
+        "Same maps: the checksums (sum of |map| over both maps) agree to 1e-6 relative. A dash: the call "
+        "does not exist in the 'before' tree.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", nargs="?", help="the 'before' tree's src folder")
+    parser.add_argument("after", nargs="?", help="the 'after' tree's src folder")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stem", default="compare_versions")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: CPU time steady under load)"
+    )
+    parser.add_argument("--only", default=None, help="only the calls whose name contains this text")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.threads, args.only)
+        return
+    if not (args.before and args.after):
+        parser.error("give the two src folders: BEFORE AFTER")
+    load_start = os.getloadavg()
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for r in range(args.rounds):
+        for key, src in (("before", args.before), ("after", args.after)):
+            runs[key].append(run_tree(src, args.threads, args.only))
+            print(f"round {r + 1} {key}: {json.dumps(runs[key][-1]['cases'])}", flush=True)
+    cases = {}
+    for name in runs["after"][0]["cases"]:
+        after = [run["cases"][name] for run in runs["after"]]
+        before = [run["cases"].get(name) for run in runs["before"]]
+        known = before[0] is not None
+        cases[name] = {
+            "before_s": statistics.median(b["cpu_s"] for b in before) if known else None,
+            "after_s": statistics.median(a["cpu_s"] for a in after),
+            "same_maps": (
+                abs(before[0]["checksum"] - after[0]["checksum"]) <= 1e-6 * abs(after[0]["checksum"])
+                if known
+                else None
+            ),
+            "before_rounds": [b["cpu_s"] for b in before] if known else None,
+            "after_rounds": [a["cpu_s"] for a in after],
+        }
+    result = {
+        "command": shlex.join(["benchmarks/compare_versions.py", *sys.argv[1:]]),
+        "trees": [args.before, args.after],
+        "simexplain_files": [runs["before"][0]["simexplain"], runs["after"][0]["simexplain"]],
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_start": list(load_start),
+        "load_average_end": list(os.getloadavg()),
+        "cases": cases,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.stem}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
