@@ -78,7 +78,7 @@ def test_metrics_table_and_numbers_in_the_json(tmp_path, capsys):
         (["explain", CAT, COFFEE, "--method", "nope"], "unknown method"),
         (["explain", CAT, COFFEE, "--model", "nope"], "unknown model"),
         (["explain", CAT, COFFEE, "--metrics", "XX"], "unknown metric"),
-        (["explain", CAT, COFFEE, "--batch-size", "0"], "batch size"),
+        (["explain", CAT, COFFEE, "--batch-size", "0"], "--batch-size must be a positive integer"),
         (["explain", CAT, COFFEE, "--set", "samples=3", "--method", "input-x-gradient"], "no chosen method"),
         (["explain", CAT, COFFEE, "--set", "smooth-grad.samples=3"], "not among the chosen methods"),
         (["explain", CAT, COFFEE, "--set", "noequals"], "KEY=VALUE"),

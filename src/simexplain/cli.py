@@ -55,6 +55,20 @@ def _output_path(option: str, path: str | None, suffixes: Sequence[str]) -> str 
     return path
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """The options ``explain`` and ``evaluate`` share: seed, batch size, model name, weights file."""
+    from . import service
+
+    if args.seed is not None and args.seed < 0:
+        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SimexplainError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    if args.model is not None:
+        service.check_model_name(args.model)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise SimexplainError(f"--weights {args.weights}: no such file")
+
+
 def _checked_explain_args(args: argparse.Namespace):
     """Every argument of ``explain`` checked without a model: images, model name, plan, outputs, device."""
     from . import service
@@ -63,12 +77,7 @@ def _checked_explain_args(args: argparse.Namespace):
         raise SimexplainError("give two images, or --demo for the bundled pair")
     if not args.demo and len(args.images) != 2:
         raise SimexplainError(f"explain needs exactly two images, got {len(args.images)}")
-    if args.seed is not None and args.seed < 0:
-        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.model is not None:
-        service.check_model_name(args.model)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise SimexplainError(f"--weights {args.weights}: no such file")
+    _check_common(args)
     methods = args.method or (DEMO_METHODS if args.demo else list(service.DEFAULT_METHODS))
     request = service.plan(
         methods, parse_settings(args.set or []), args.metrics, seed=args.seed, batch_size=args.batch_size
@@ -136,14 +145,7 @@ def _checked_evaluate_args(args: argparse.Namespace):
     }
     variants = parse_variants(args.methods, method_settings)
     metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
-    if args.seed < 0:
-        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise SimexplainError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    if args.model is not None:
-        service.check_model_name(args.model)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise SimexplainError(f"--weights {args.weights}: no such file")
+    _check_common(args)
     folder = Path(args.db).parent if str(Path(args.db).parent) else Path(".")
     if not folder.is_dir():
         raise SimexplainError(f"--db {args.db}: folder {folder} does not exist")
