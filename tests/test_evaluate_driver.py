@@ -193,15 +193,8 @@ def test_torchrun_with_two_processes_gives_the_single_process_results(photos, tm
     args = ["--pairs", photos, "--model", "python:tiny:evaluation_model", "--methods", VARIANTS]
     args += ["--set", "metrics.step=64", "--batch-size", 2, "--metrics", "SD,CI,SAD"]
     assert _main("evaluate", *args, "--db", tmp_path / "one.sqlite") == 0
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29533",
-    ]
+    # --standalone: a local rendezvous on a free port
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [*torchrun, "-m", "simexplain", "evaluate", *map(str, args), "--db", str(tmp_path / "two.sqlite")],
