@@ -4,12 +4,13 @@
 A :class:`Variant` is a method with settings, named by a canonical ``label`` (its key in the store and the
 reports) and a ``title`` (its row name in the tables). The label holds the method and the settings written
 in its brackets, in the order given: ``true``/``false`` for booleans, Python's ``repr`` for numbers,
-``(a,b)`` for tuples. The run's ``--set METHOD.KEY=VALUE`` settings are applied to every variant of that
-method (a bracket setting wins) but stay out of the label: they are the run's settings, recorded with the run.
+``(a,b)`` for tuples; a variant equal to one of the paper's rows takes that row's label, however its settings
+were written. The run's ``--set METHOD.KEY=VALUE`` settings are applied to every variant of that method (a
+bracket setting wins) but stay out of the label: they are the run's settings, recorded with the run.
 
 Example:
-    >>> [v.label for v in parse_variants("smooth-grad[guided=yes],interaction-cam[reduction=max]")]
-    ['smooth-grad[guided=true]', 'interaction-cam[reduction=max]']
+    >>> [v.label for v in parse_variants("smooth-grad[samples=8],interaction-cam[reduction=max]")]
+    ['smooth-grad[samples=8]', 'interaction-cam[reduction=max;gradient_interaction=false]']
     >>> len(PAPER_VARIANTS), PAPER_VARIANTS[7].title
     (17, 'Int-CAM max GI')
 """
