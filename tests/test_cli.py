@@ -136,3 +136,27 @@ def test_settings_are_parsed_strictly():
         "x.transform": "rotate-90",
         "scale": (0.1, 0.2),
     }
+
+
+def test_the_demo_is_the_same_every_time(tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.json"
+        assert (
+            main(
+                [
+                    "explain",
+                    "--demo",
+                    "--method",
+                    "averaged-transforms",
+                    "--json",
+                    str(path),
+                    "--out",
+                    str(tmp_path / f"{name}.png"),
+                ]
+            )
+            == 0
+        )
+        reports.append(json.loads(path.read_text())["explanations"][0])
+    assert reports[0]["config"] == reports[1]["config"] and reports[0]["config"]["seed"] == 0
+    assert reports[0]["score"] == reports[1]["score"]

@@ -79,8 +79,9 @@ def _checked_explain_args(args: argparse.Namespace):
         raise SimexplainError(f"explain needs exactly two images, got {len(args.images)}")
     _check_common(args)
     methods = args.method or (DEMO_METHODS if args.demo else list(service.DEFAULT_METHODS))
+    seed = 0 if args.seed is None and args.demo else args.seed  # the demo is the same figure every time
     request = service.plan(
-        methods, parse_settings(args.set or []), args.metrics, seed=args.seed, batch_size=args.batch_size
+        methods, parse_settings(args.set or []), args.metrics, seed=seed, batch_size=args.batch_size
     )
     out = _output_path("--out", args.out or ("demo.png" if args.demo else None), FIGURE_FORMATS)
     report = _output_path("--json", args.json, (".json",))
