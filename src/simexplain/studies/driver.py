@@ -105,7 +105,7 @@ def evaluate_pairs(
     Returns this process's :class:`Summary`. Refuses, in one line and before any work, a store that holds
     another model, weights or settings.
     """
-    rank, world = _distributed()
+    rank, world = _distributed(run.model.device)
     db = Path(db)
     identity = run.identity()
     if db.is_file():
@@ -285,17 +285,16 @@ def _bar(total: int, initial: int, enabled: bool):
 
 
 # ------------------------------------------------------------------------------------------ many processes
-def _distributed() -> tuple[int, int]:
-    """``(rank, world)`` from torchrun's environment, initialising the process group once (gloo on CPUs)."""
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """``(rank, world)`` from torchrun's environment, initialising the process group once: NCCL when the run
+    is on CUDA devices, gloo on CPUs."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = (
-            "nccl" if torch.cuda.is_available() and os.environ.get("SIMEXPLAIN_BACKEND") != "gloo" else "gloo"
-        )
+        backend = "nccl" if device.type == "cuda" else "gloo"
         # Ranks wait for the slowest at the final barrier: allow long runs.
         dist.init_process_group(backend=backend, timeout=timedelta(hours=72))
     return dist.get_rank(), dist.get_world_size()
