@@ -295,6 +295,8 @@ def _distributed(device: torch.device) -> tuple[int, int]:
 
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(device)  # NCCL's barrier runs on the current device: this rank's own
         # Ranks wait for the slowest at the final barrier: allow long runs.
         dist.init_process_group(backend=backend, timeout=timedelta(hours=72))
     return dist.get_rank(), dist.get_world_size()
