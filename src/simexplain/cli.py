@@ -207,6 +207,69 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_invert_args(args: argparse.Namespace):
+    """Every argument of ``invert`` checked without a model: image, models, weights, layers, out, device."""
+    from . import service
+    from .models import DEFAULT_MODEL
+
+    if not os.path.isfile(args.image):
+        raise SimexplainError(f"{args.image}: no such file")
+    models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
+    if len(set(models)) != len(models):
+        raise SimexplainError(f"--model given twice: {', '.join(models)}")
+    weights = list(args.weights or [])
+    if len(weights) > len(models):
+        raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
+    for path in weights:
+        if not os.path.isfile(path):
+            raise SimexplainError(f"--weights {path}: no such file")
+    layers = None
+    if args.layers is not None:
+        layers = [name.strip() for name in args.layers.split(",")]
+        if not all(layers):
+            raise SimexplainError(f"--layers expects L1,L2,... (module names), got {args.layers!r}")
+    if args.iterations < 1:
+        raise SimexplainError(f"--iterations must be a positive integer, got {args.iterations}")
+    if args.seed < 0:
+        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
+    out = _output_path("--out", args.out, FIGURE_FORMATS)
+    weights += [None] * (len(models) - len(weights))
+    return list(zip(models, weights)), layers, out, service.check_device(args.device)
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    from . import service
+    from .figures.inversion import inversion_figure
+    from .figures.output import save_figure
+    from .images import load_image
+    from .studies.inversion import default_inversion_layers, invert_features
+
+    try:
+        models, layers, out, device = _checked_invert_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    results, pixels = {}, None
+    for name, weights in models:
+        model = service.get_model(name, weights=weights, device=device)
+        try:  # the layers are the user's words: a wrong one is a usage error
+            chosen = layers or default_inversion_layers(model)
+            for layer in chosen:
+                model.layer_module("a", layer)
+        except SimexplainError as error:
+            raise UsageError(str(error)) from None
+        image = load_image(args.image, model)
+        if pixels is None:
+            pixels = model.preprocessing.to_pixels(image[0]).clamp(0, 1)
+        result = invert_features(
+            model, image, chosen, iterations=args.iterations, seed=args.seed, progress=True
+        )
+        results[model.name] = result
+        errors = ", ".join(f"{layer} {float(error):.3f}" for layer, error in zip(chosen, result.losses[-1]))
+        print(f"{model.name}: relative feature error {errors}")
+    print("wrote " + ", ".join(save_figure(inversion_figure(pixels, results), out)))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import available
 
@@ -299,6 +362,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     report.set_defaults(run=cmd_report)
+
+    invert = commands.add_parser(
+        "invert", help="feature inversion: images that match an image's features at chosen layers"
+    )
+    invert.add_argument("image", metavar="IMAGE", help="the image (a path)")
+    invert.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="model name, repeatable: one row each (default: efficientnet-lite0)",
+    )
+    invert.add_argument("--weights", action="append", metavar="FILE", help="checkpoint, one per --model")
+    invert.add_argument(
+        "--layers", metavar="L1,L2,...", help="module names (default: three stages for ResNets/EfficientNets)"
+    )
+    invert.add_argument("--out", required=True, metavar="FIG.png", help="the figure (PNG + SVG, or SVG)")
+    invert.add_argument("--iterations", type=int, default=200, metavar="N", help="SGD steps (default 200)")
+    invert.add_argument("--seed", type=int, default=0, help="seed of the start noise (default 0)")
+    invert.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    invert.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    invert.set_defaults(run=cmd_invert)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)
