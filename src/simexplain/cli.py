@@ -270,6 +270,52 @@ def cmd_invert(args: argparse.Namespace) -> int:
     return 0
 
 
+SANITY_METHODS = "input-x-gradient,smooth-grad,interaction-cam"
+
+
+def _checked_sanity_args(args: argparse.Namespace):
+    """Every argument of ``sanity`` checked without a model: variants, settings, pairs, out folder, device."""
+    from . import checks, service
+    from .studies import load_pairs, parse_variants
+
+    settings = parse_settings(args.set or [])
+    for key in settings:
+        if key.startswith("metrics."):
+            raise SimexplainError(f"--set {key}: sanity has no metric settings (use METHOD.KEY=VALUE)")
+    variants = parse_variants(args.methods, settings)
+    every = checks.positive_int("--every", args.every)
+    seed = checks.non_negative_int("--seed", args.seed)
+    if args.model is not None:
+        service.check_model_name(args.model)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise SimexplainError(f"--weights {args.weights}: no such file")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SimexplainError(f"--out {args.out}: not a folder")
+    if not out.exists() and not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise SimexplainError(f"--out {args.out}: folder {out.parent} does not exist")
+    specs = load_pairs(args.pairs, seed=seed, limit=args.limit)
+    return specs, variants, every, seed, out, service.check_device(args.device)
+
+
+def cmd_sanity(args: argparse.Namespace) -> int:
+    from . import service
+    from .studies.sanity import run_sanity, write_sanity
+
+    try:
+        specs, variants, every, seed, out, device = _checked_sanity_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    model = service.get_model(args.model, weights=args.weights, device=device)
+    results = run_sanity(model, specs, variants, every=every, seed=seed)
+    for label, result in results.items():
+        rho = ", ".join(f"{float(value):.2f}" for value in result.mean_spearman())
+        print(f"{label}: mean Spearman along the cascade {rho}")
+    for path in write_sanity(results, out):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import available
 
@@ -383,6 +429,28 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     invert.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     invert.set_defaults(run=cmd_invert)
+
+    sanity = commands.add_parser(
+        "sanity", help="sanity check: maps as the model's layers are randomised from the output end"
+    )
+    sanity.add_argument("--pairs", required=True, metavar="SOURCE", help="folder, CSV, DIR1:DIR2 or demo")
+    sanity.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the figures (made if missing)"
+    )
+    sanity.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    sanity.add_argument("--weights", help="checkpoint file for the model")
+    sanity.add_argument(
+        "--methods", default=SANITY_METHODS, metavar="LIST", help=f"variants (default {SANITY_METHODS})"
+    )
+    sanity.add_argument("--limit", type=int, default=4, metavar="N", help="the first N pairs (default 4)")
+    sanity.add_argument("--every", type=int, default=1, metavar="K", help="maps after every K-th layer")
+    sanity.add_argument("--seed", type=int, default=0, help="seed of the views, the methods and the layers")
+    sanity.add_argument(
+        "--set", action="append", metavar="METHOD.KEY=VALUE", help="a method's setting, repeatable"
+    )
+    sanity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    sanity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sanity.set_defaults(run=cmd_sanity)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)
