@@ -1,5 +1,5 @@
-"""The ``simexplain`` command line: ``explain``, ``models``, ``methods``; a thin layer over
-:mod:`simexplain.service`.
+"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``, ``models``,
+``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
