@@ -159,7 +159,9 @@ def sanity_grid_figure(
             shown = normalize_maps(maps[s, p].unsqueeze(0).double())[0]
             row[s + 1].imshow(shown.numpy(), cmap=cmap, vmin=0, vmax=1)
             if p == 0:
-                head = "original" if s == 0 else f"{counts[s]}: {result.layers[s]}"
+                # The layer's last two name parts, on their own line: full names overlap the next column.
+                short = ".".join(result.layers[s].split(".")[-2:])
+                head = "original" if s == 0 else f"{counts[s]} layers\n{short}"
                 row[s + 1].set_title(f"{head}\nρ={float(rho[s, p]):.2f}", fontsize=6)
             else:
                 row[s + 1].set_title(f"ρ={float(rho[s, p]):.2f}", fontsize=6)
