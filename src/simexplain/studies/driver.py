@@ -110,7 +110,7 @@ def evaluate_pairs(
     identity = run.identity()
     if db.is_file():
         with Store(db, readonly=True) as main:  # refuse a mismatch before any work, on every rank
-            _same_run(main, identity)
+            main.refuse_other_run(identity)
     facts = _facts(run, command)
     target = shard_path(db, rank, world) if world > 1 else db
     summary = Summary()
@@ -252,14 +252,14 @@ def _variant_rows(run: Evaluation, variant: Variant, batch: list, clean: dict, s
     except SimexplainError as error:
         message = str(error).splitlines()[0]
         return [Item(s.id, variant.label, None, {}, device, step, message) for s in specs], [], []
+    # One host copy per metric and curve, not one per pair (float64 holds every float32 value exactly).
+    values = {name: v.double().tolist() for name, v in results.items()}
+    curves = {name: c.float().numpy() for name, c in getattr(results, "curves", {}).items()}
     items, metric_rows, curve_rows = [], [], []
     for i, spec in enumerate(specs):
         items.append(Item(spec.id, variant.label, seconds, explanation[i].config, device, step))
-        metric_rows += [(spec.id, variant.label, name, float(values[i])) for name, values in results.items()]
-        curve_rows += [
-            (spec.id, variant.label, name, curve[i].float().numpy())
-            for name, curve in getattr(results, "curves", {}).items()
-        ]
+        metric_rows += [(spec.id, variant.label, name, v[i]) for name, v in values.items()]
+        curve_rows += [(spec.id, variant.label, name, c[i]) for name, c in curves.items()]
     return items, metric_rows, curve_rows
 
 
@@ -326,15 +326,6 @@ def _merge_shards(db: Path, rank: int, world: int, identity: dict, facts: dict) 
 
 
 # ---------------------------------------------------------------------------------------------- identity
-def _same_run(store: Store, identity: dict) -> None:
-    stored = store.run_facts()
-    for key, value in identity.items():
-        if key in stored and stored[key] != value:
-            raise SimexplainError(
-                f"{store.path} holds a run with another {key}; use another --db to keep results apart"
-            )
-
-
 def _fingerprint(run: Evaluation) -> str:
     settings = {
         "variants": [[v.label, v.method, v.params] for v in run.variants],

@@ -122,17 +122,20 @@ class Store:
         """The run table as a dict (values decoded from JSON)."""
         return {key: json.loads(value) for key, value in self.db.execute("SELECT key, value FROM run")}
 
+    def refuse_other_run(self, identity: dict[str, Any]) -> None:
+        """Refuse, in one line, a stored run whose identity differs from ``identity`` on a shared key."""
+        stored = self.run_facts()
+        for key, value in identity.items():
+            if key in stored and stored[key] != value:
+                raise SimexplainError(
+                    f"{self.path} holds a run with another {key} ({_short(stored[key])} here, "
+                    f"{_short(value)} now); use another --db to keep results apart"
+                )
+
     def check_run(self, identity: dict[str, Any], facts: dict[str, Any]) -> None:
         """Record ``identity`` (what must match for results to be comparable) and ``facts`` on the first run;
         on a later run refuse, in one line, any identity that differs (another model, weights or settings)."""
-        stored = self.run_facts()
-        if stored:
-            for key, value in identity.items():
-                if key in stored and stored[key] != value:
-                    raise SimexplainError(
-                        f"{self.path} holds a run with another {key} ({_short(stored[key])} here, "
-                        f"{_short(value)} now); use another --db to keep results apart"
-                    )
+        self.refuse_other_run(identity)
         rows = [(k, json.dumps(v)) for k, v in {**facts, **identity}.items()]
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)", rows)
