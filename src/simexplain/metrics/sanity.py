@@ -225,15 +225,8 @@ def sanity_check(
                 maps2.append(m2)
                 scores.append(score)
     stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
-    # every step against the original, all steps and pairs in one batch: S×B×H×W → S×B
-    spearman1 = spearman(stack1[0].expand_as(stack1).flatten(0, 1), stack1.flatten(0, 1)).view(
-        stack1.shape[:2]
-    )
-    spearman2 = spearman(stack2[0].expand_as(stack2).flatten(0, 1), stack2.flatten(0, 1)).view(
-        stack2.shape[:2]
-    )
-    ssim1 = [ssim(stack1[0], m) for m in stack1]
-    ssim2 = [ssim(stack2[0], m) for m in stack2]
+    spearman1, ssim1 = _against_original(stack1)
+    spearman2, ssim2 = _against_original(stack2)
     return SanityResult(
         method=method,
         layers=labels,
@@ -241,10 +234,18 @@ def sanity_check(
         maps2=stack2,
         spearman1=spearman1,
         spearman2=spearman2,
-        ssim1=None if ssim1[0] is None else torch.stack(ssim1),
-        ssim2=None if ssim2[0] is None else torch.stack(ssim2),
+        ssim1=ssim1,
+        ssim2=ssim2,
         scores=torch.stack(scores),
         image1=x1.cpu(),
         image2=x2.cpu(),
         preprocessing=model.preprocessing,
     )
+
+
+def _against_original(stack: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Spearman (``S×B``) and SSIM (``S×B``, or ``None`` without scikit-image) of every step's maps
+    ``S×B×H×W`` against step 0's; the Spearman of all steps and pairs is one batch."""
+    rho = spearman(stack[0].expand_as(stack).flatten(0, 1), stack.flatten(0, 1)).view(stack.shape[:2])
+    similarities = [ssim(stack[0], m) for m in stack]
+    return rho, None if similarities[0] is None else torch.stack(similarities)
