@@ -42,14 +42,16 @@ def sensitivity_noise(
         >>> n1.shape, bool(n1.abs().max() <= 0.2), torch.equal(n1, n2), torch.equal(n1[:, 0], n1[:, 1])
         (torch.Size([4, 2, 3, 2, 2]), True, True, True)
     """
-    noise1, noise2 = [], []
-    for generator in checks.generators(pair_seeds):
-        first = torch.rand((samples, *shape1), generator=generator)
-        noise1.append(first)
-        noise2.append(
-            first if tuple(shape1) == tuple(shape2) else torch.rand((samples, *shape2), generator=generator)
-        )
-    return ((2 * torch.stack(noise1, 1) - 1) * radius, (2 * torch.stack(noise2, 1) - 1) * radius)
+
+    def uniform(shape: Sequence[int], generator: torch.Generator) -> Tensor:
+        return (2 * torch.rand((samples, *shape), generator=generator) - 1) * radius
+
+    distinct = list(dict.fromkeys(pair_seeds))  # pairs sharing a seed share its noise: drawn once per seed
+    noise1, noise2 = {}, {}
+    for seed, generator in zip(distinct, checks.generators(distinct)):
+        noise1[seed] = uniform(shape1, generator)
+        noise2[seed] = noise1[seed] if tuple(shape1) == tuple(shape2) else uniform(shape2, generator)
+    return torch.stack([noise1[s] for s in pair_seeds], 1), torch.stack([noise2[s] for s in pair_seeds], 1)
 
 
 def max_sensitivity(
