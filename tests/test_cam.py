@@ -304,6 +304,9 @@ def test_errors_and_the_model_is_left_untouched():
         simexplain.explain(model, x1, x2, "interaction-cam", gradient_interaction="maybe")
     with pytest.raises(SimexplainError, match="not found"):
         simexplain.explain(model, x1, x2, "pair-grad-cam", layer="nope")
+    # A layer that is no name is refused by the registry's LayerName check, also on a direct call.
+    with pytest.raises(SimexplainError, match="layer must be a non-empty text"):
+        cam.deep_similarity(model, x1, x2, layer=3)
     with pytest.raises(SimexplainError, match="no layer to tap"):
         simexplain.explain(PairModel(SmallCNN()), x1, x2, "deep-similarity")
     for method, params in VARIANTS:

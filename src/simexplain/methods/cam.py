@@ -186,14 +186,12 @@ def deep_similarity_maps(a1: Tensor, a2: Tensor, eps: float = 1e-8) -> tuple[Ten
 
 
 # ---------------------------------------------------------------------------------------------- the template
-def _check_layer(model: PairModel, x1: Tensor, x2: Tensor, layer: str | None) -> str | None:
-    """``layer`` as passed (``None`` = the model's own), refused before any forward if it names no module."""
-    if layer is not None and not isinstance(layer, str):
-        raise SimexplainError(f"layer must be a module name or None, got {layer!r}")
+def _check_layer(model: PairModel, x1: Tensor, x2: Tensor, layer: str | None) -> None:
+    """Refuse ``layer`` (``None`` = the model's own; its type was checked by the registry's ``LayerName``)
+    before any forward if it names no module."""
     model.layer_module("a", layer)
     if not model.shared or x1.shape[1:] != x2.shape[1:]:
         model.layer_module("b", layer)  # side b is tapped on its own only then
-    return layer
 
 
 def _explain_with(
@@ -205,10 +203,13 @@ def _explain_with(
     rule: CamRule,
     method: str,
     config: dict,
-    batch_size: int,
+    batch_size: int | None,
 ) -> PairExplanation:
-    """The shared machinery: per chunk of pairs, one tapped forward + backward and a rule on (A, G); grids
-    kept, maps upsampled. ``batch_size`` bounds the images per forward."""
+    """The shared machinery of the three methods: the layer checked, then per chunk of pairs one tapped
+    forward + backward and a rule on (A, G); grids kept, maps upsampled. ``batch_size`` bounds the images per
+    forward (``None``: the device's default)."""
+    _check_layer(model, x1, x2, layer)
+    batch_size = resolve_batch_size(batch_size, x1.device)
     # A shared encoder puts both images of a pair in one forward (when they have one size).
     one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
     pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
@@ -260,8 +261,7 @@ def pair_grad_cam(
         batch_size: images per forward (a shared encoder takes ``batch_size // 2`` pairs); ``None`` = 8 on a
             CPU, 64 on a GPU. Maps do not depend on it.
     """
-    layer = _check_layer(model, x1, x2, layer)
-    batch_size = resolve_batch_size(batch_size, x1.device)
+    config = {"layer": layer}
     return _explain_with(
         model,
         x1,
@@ -269,7 +269,7 @@ def pair_grad_cam(
         layer=layer,
         rule=pair_grad_cam_maps,
         method="pair-grad-cam",
-        config={"layer": layer},
+        config=config,
         batch_size=batch_size,
     )
 
@@ -312,8 +312,6 @@ def interaction_cam(
         batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
     # The settings were checked by the registry's wrapper (the annotations); the layer needs the model.
-    layer = _check_layer(model, x1, x2, layer)
-    batch_size = resolve_batch_size(batch_size, x1.device)
 
     def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
         return interaction_cam_maps(
@@ -358,19 +356,11 @@ def deep_similarity(
         layer: module name to tap (default ``None``: the model's ``layer`` / ``layer_b``).
         batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
-    layer = _check_layer(model, x1, x2, layer)
-    batch_size = resolve_batch_size(batch_size, x1.device)
 
     def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
         return deep_similarity_maps(a1, a2)
 
+    config = {"layer": layer}
     return _explain_with(
-        model,
-        x1,
-        x2,
-        layer=layer,
-        rule=rule,
-        method="deep-similarity",
-        config={"layer": layer},
-        batch_size=batch_size,
+        model, x1, x2, layer=layer, rule=rule, method="deep-similarity", config=config, batch_size=batch_size
     )
