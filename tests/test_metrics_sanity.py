@@ -30,6 +30,7 @@ from simexplain.explanation import PairExplanation
 from simexplain.figures.sanity import sanity_figure, spearman_curve_figure
 from simexplain.methods import registry
 from simexplain.metrics import evaluate, max_sensitivity, randomizable_layers, sanity_check, spearman
+from simexplain.metrics.sensitivity import sensitivity_noise
 
 SIZE = 16
 METHODS = list(simexplain.methods.available())
@@ -240,6 +241,22 @@ def test_max_sensitivity_of_a_pair_never_depends_on_the_batch(name: str, params:
     torch.testing.assert_close(per_pair[1:2], ms(x1[1:2], x2[1:2], seed=22))
     torch.testing.assert_close(ms(x1[order], x2[order], seed=[seeds[i] for i in order]), per_pair[order])
     assert not torch.equal(per_pair, together)
+
+
+def test_sensitivity_noise_of_a_pair_is_its_own_seed_s_draws_also_when_seeds_repeat() -> None:
+    seeds, samples, radius = [4, 9, 4, 2], 3, 0.25
+    for shape2 in ((3, 4, 4), (3, 2, 6)):
+        noise1, noise2 = sensitivity_noise((3, 4, 4), shape2, seeds, samples, radius)
+        for pair, seed in enumerate(seeds):
+            generator = torch.Generator().manual_seed(seed)
+            first = (2 * torch.rand((samples, 3, 4, 4), generator=generator) - 1) * radius
+            second = (
+                first
+                if shape2 == (3, 4, 4)
+                else (2 * torch.rand((samples, *shape2), generator=generator) - 1) * radius
+            )
+            assert torch.equal(noise1[:, pair], first) and torch.equal(noise2[:, pair], second)
+        assert torch.equal(noise1[:, 0], noise1[:, 2]) and not torch.equal(noise1[:, 0], noise1[:, 1])
 
 
 def test_max_sensitivity_runs_each_noisy_copy_with_its_pair_s_method_seed(monkeypatch) -> None:
