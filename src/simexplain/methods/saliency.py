@@ -225,19 +225,16 @@ class _CallableTransform(Transform):
 
 
 def _resolve_transform(transform: str | Transform | Callable[[Tensor], Tensor], mode: str) -> Transform:
+    """The transform object; its type was checked by the registry (:func:`_transform_setting`)."""
     if isinstance(transform, str | Transform):
         return get_transform(transform)
-    if not callable(transform):
-        raise SimexplainError(
-            f"transform must be a name, a Transform or a callable, got {type(transform).__name__}"
-        )
+    wrapped = _CallableTransform(transform)
     if mode != "blend":
-        name = getattr(transform, "__name__", "callable")
         raise SimexplainError(
-            f"transform {name!r} is a plain callable without a strength; use mode='blend' or a "
+            f"transform {wrapped.name!r} is a plain callable without a strength; use mode='blend' or a "
             "simexplain.transforms.Transform"
         )
-    return _CallableTransform(transform)
+    return wrapped
 
 
 def _noise_setting(name: str, noise: Any) -> bool | float:
