@@ -402,7 +402,7 @@ def averaged_transforms(
         grad_z1 = torch.zeros_like(z1)
         final, scores = torch.empty_like(x2), torch.empty(batch, dtype=x1.dtype, device=x1.device)
         for part in chunk_slices(batch * steps, batch_size):
-            pairs, pair = _item_pairs(part, steps, x1.device)
+            _, pair = _item_pairs(part, steps, x1.device)
             with torch.no_grad():
                 m = path(part)
             m.requires_grad_(True)
@@ -411,9 +411,10 @@ def averaged_transforms(
             gz, gm = torch.autograd.grad(s.sum(), (z1_items, m))
             _add_per_pair(grad_z1, part, steps, gz)
             _add_per_pair(grad2, part, steps, gm)
-            for j, item in enumerate(range(part.start, part.stop)):
-                if item % steps == steps - 1:  # step K of pair `pairs[j]`: the pair the maps describe
-                    final[pairs[j]], scores[pairs[j]] = m[j].detach(), s[j].detach()
+            # The chunk's items at step K (item % steps == steps − 1): the pairs the maps describe.
+            ends = range((steps - 1 - part.start) % steps, part.stop - part.start, steps)  # may be empty
+            last = torch.tensor(list(ends), dtype=torch.long, device=x1.device)
+            final[pair[last]], scores[pair[last]] = m.detach()[last], s.detach()[last]
         (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
     return _at_explanation(x1, grad1, final, grad2 / steps, scores, config)
 
