@@ -369,6 +369,13 @@ def test_sanity_check_leaves_the_model_untouched_and_similarity_falls() -> None:
     assert float(rho[0]) == pytest.approx(1.0)
     assert float(rho[-1]) < 0.9 * float(rho[0]) and float(rho[-1]) < float(rho[1]) + 1e-9
     assert result.ssim1 is None or result.ssim1.shape == result.spearman1.shape
+    # each image's own maps are scored against its own original: 1 at step 0, for both images
+    for rank, similarity in ((result.spearman1, result.ssim1), (result.spearman2, result.ssim2)):
+        torch.testing.assert_close(rank[0], torch.ones(2, dtype=rank.dtype))
+        if similarity is not None:
+            assert similarity.shape == rank.shape
+            torch.testing.assert_close(similarity[0], torch.ones(2, dtype=similarity.dtype))
+            assert bool((similarity[-1] < 1).all())
     again = sanity_check(model, x1, x2, "input-x-gradient", seed=0, every=2)
     assert again.layers[-1] == result.layers[-1] and len(again.layers) < len(result.layers)
     torch.testing.assert_close(again.maps1[-1], result.maps1[-1])
