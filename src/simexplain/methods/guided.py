@@ -122,9 +122,8 @@ def guided_backprop(model: PairModel) -> Iterator[GuidedBackprop]:
     context without an exception the check runs anyway.
     """
     guide = GuidedBackprop(model)
-    with (
-        guide._mode
-    ):  # popped on the way out, also after an exception: no mode is left on this thread's stack
+    # The mode is popped on the way out, also after an exception: no mode is left on this thread's stack.
+    with guide._mode:
         yield guide
     guide.check()
 
