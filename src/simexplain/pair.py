@@ -275,8 +275,8 @@ class PairModel(nn.Module):
                         f"layer {name!r} runs more than once per forward; tap another layer"
                     )
                 # Start the graph here: parameters are frozen, so only the head after the layer is
-                # differentiated.
-                # The clone keeps the captured value intact if the network modifies its output in place.
+                # differentiated. The clone keeps the captured value intact if the network modifies its
+                # output in place.
                 out = output if output.requires_grad else output.detach().requires_grad_(True)
                 captured[key] = out
                 return out.clone()
