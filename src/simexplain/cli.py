@@ -47,26 +47,50 @@ def _output_path(option: str, path: str | None, suffixes: Sequence[str]) -> str 
     target = Path(path)
     if suffixes and target.suffix.lower() not in suffixes:
         raise SimexplainError(f"{option} {path}: use one of {', '.join(suffixes)}")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise SimexplainError(f"{option} {path}: folder {folder} does not exist")
+    _check_folder(option, path)
     if target.is_dir():
         raise SimexplainError(f"{option} {path}: is a folder")
     return path
 
 
-def _check_common(args: argparse.Namespace) -> None:
-    """The options ``explain`` and ``evaluate`` share: seed, batch size, model name, weights file."""
+def _check_folder(option: str, path: str) -> None:
+    """Refuse ``path`` when the folder it would be written in does not exist."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise SimexplainError(f"{option} {path}: folder {folder} does not exist")
+
+
+def _check_weights(path: str) -> None:
+    if not os.path.isfile(path):
+        raise SimexplainError(f"--weights {path}: no such file")
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """``--model`` (a known name) and ``--weights`` (an existing file), when given."""
     from . import service
 
-    if args.seed is not None and args.seed < 0:
-        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise SimexplainError(f"--batch-size must be a positive integer, got {args.batch_size}")
     if args.model is not None:
         service.check_model_name(args.model)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise SimexplainError(f"--weights {args.weights}: no such file")
+    if args.weights is not None:
+        _check_weights(args.weights)
+
+
+def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` values as the methods' and the metrics' (``metrics.KEY``, returned without the prefix)."""
+    methods = {k: v for k, v in settings.items() if not k.startswith("metrics.")}
+    metrics = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("metrics.")}
+    return methods, metrics
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """The options ``explain`` and ``evaluate`` share: seed, batch size, model name, weights file."""
+    from . import checks
+
+    if args.seed is not None:
+        checks.non_negative_int("--seed", args.seed)
+    if args.batch_size is not None:
+        checks.positive_int("--batch-size", args.batch_size)
+    _check_model(args)
 
 
 def _checked_explain_args(args: argparse.Namespace):
@@ -138,18 +162,14 @@ def _checked_evaluate_args(args: argparse.Namespace):
     from .metrics.evaluate import check_options
     from .studies import load_pairs, parse_variants
 
-    settings = parse_settings(args.set or [])
-    metric_settings = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("metrics.")}
-    method_settings = {k: v for k, v in settings.items() if not k.startswith("metrics.")}
+    method_settings, metric_settings = _split_settings(parse_settings(args.set or []))
     options = {
         k: v for k, v in check_options(**_known_options(metric_settings)).items() if k in metric_settings
     }
     variants = parse_variants(args.methods, method_settings)
     metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
     _check_common(args)
-    folder = Path(args.db).parent if str(Path(args.db).parent) else Path(".")
-    if not folder.is_dir():
-        raise SimexplainError(f"--db {args.db}: folder {folder} does not exist")
+    _check_folder("--db", args.db)
     specs = load_pairs(args.pairs, seed=args.seed, limit=args.limit)
     return specs, variants, metrics, options, service.check_device(_local(args.device))
 
@@ -209,7 +229,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _checked_invert_args(args: argparse.Namespace):
     """Every argument of ``invert`` checked without a model: image, models, weights, layers, out, device."""
-    from . import service
+    from . import checks, service
     from .models import DEFAULT_MODEL
 
     if not os.path.isfile(args.image):
@@ -221,17 +241,14 @@ def _checked_invert_args(args: argparse.Namespace):
     if len(weights) > len(models):
         raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
     for path in weights:
-        if not os.path.isfile(path):
-            raise SimexplainError(f"--weights {path}: no such file")
+        _check_weights(path)
     layers = None
     if args.layers is not None:
         layers = [name.strip() for name in args.layers.split(",")]
         if not all(layers):
             raise SimexplainError(f"--layers expects L1,L2,... (module names), got {args.layers!r}")
-    if args.iterations < 1:
-        raise SimexplainError(f"--iterations must be a positive integer, got {args.iterations}")
-    if args.seed < 0:
-        raise SimexplainError(f"--seed must be a non-negative integer, got {args.seed}")
+    checks.positive_int("--iterations", args.iterations)
+    checks.non_negative_int("--seed", args.seed)
     out = _output_path("--out", args.out, FIGURE_FORMATS)
     weights += [None] * (len(models) - len(weights))
     return list(zip(models, weights)), layers, out, service.check_device(args.device)
@@ -278,22 +295,19 @@ def _checked_sanity_args(args: argparse.Namespace):
     from . import checks, service
     from .studies import load_pairs, parse_variants
 
-    settings = parse_settings(args.set or [])
-    for key in settings:
-        if key.startswith("metrics."):
-            raise SimexplainError(f"--set {key}: sanity has no metric settings (use METHOD.KEY=VALUE)")
+    settings, metric_settings = _split_settings(parse_settings(args.set or []))
+    if metric_settings:
+        key = next(iter(metric_settings))
+        raise SimexplainError(f"--set metrics.{key}: sanity has no metric settings (use METHOD.KEY=VALUE)")
     variants = parse_variants(args.methods, settings)
     every = checks.positive_int("--every", args.every)
     seed = checks.non_negative_int("--seed", args.seed)
-    if args.model is not None:
-        service.check_model_name(args.model)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise SimexplainError(f"--weights {args.weights}: no such file")
+    _check_model(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SimexplainError(f"--out {args.out}: not a folder")
-    if not out.exists() and not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise SimexplainError(f"--out {args.out}: folder {out.parent} does not exist")
+    if not out.exists():
+        _check_folder("--out", args.out)
     specs = load_pairs(args.pairs, seed=seed, limit=args.limit)
     return specs, variants, every, seed, out, service.check_device(args.device)
 
