@@ -227,3 +227,17 @@ def load_images(a: ImageSource, b: ImageSource, model: PairModel | Preprocessing
         torch.Size([1, 3, 224, 224])
     """
     return load_image(a, model, "image 1"), load_image(b, model, "image 2")
+
+
+def view_pair(
+    source: ImageSource, model: PairModel, seed: int, label: str = "image"
+) -> tuple[Tensor, Tensor]:
+    """An image and one SimCLR view of it drawn with a generator seeded by ``seed``: both ``1×3×H×W``
+    model-input tensors on the model's device and dtype. The image is read and resized once."""
+    from .transforms import simclr_view
+
+    preprocessing = model.preprocessing
+    pixels = to_pixels(read_image(source, label), preprocessing).unsqueeze(0)
+    view = simclr_view(pixels, generator=torch.Generator().manual_seed(seed), size=preprocessing.input_size)
+    x1, x2 = (preprocessing.to_model(p).to(device=model.device, dtype=model.dtype) for p in (pixels, view))
+    return x1, x2

@@ -303,18 +303,11 @@ def run(
 
 def demo_pair(model: PairModel, seed: int = 0) -> tuple[Tensor, Tensor, tuple[str, str]]:
     """The bundled cat photo and one seeded SimCLR augmentation of it (the paper's demo setting)."""
-    from .images import read_image, sample_path, to_pixels
-    from .transforms import simclr_view
+    from .images import sample_path, view_pair
 
     seed = checks.non_negative_int("seed", seed)
     path = sample_path("chelsea.jpg")
-    pixels = to_pixels(read_image(path), model.preprocessing).unsqueeze(0)  # the photo is read once
-    view = simclr_view(
-        pixels, generator=torch.Generator().manual_seed(seed), size=model.preprocessing.input_size
-    )
-    x1, x2 = (
-        model.preprocessing.to_model(p).to(device=model.device, dtype=model.dtype) for p in (pixels, view)
-    )
+    x1, x2 = view_pair(path, model, seed)
     return x1, x2, (str(path), f"SimCLR view of {path.name} (seed {seed})")
 
 

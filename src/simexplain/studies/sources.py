@@ -32,14 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from .. import checks
 from ..errors import SimexplainError
-from ..images import load_image, read_image, sample_path, to_pixels
+from ..images import load_image, sample_path, view_pair
 from ..pair import PairModel
-from ..transforms import simclr_view
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEMO_PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
@@ -235,13 +233,7 @@ def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
     if spec.image2 is not None:
         x1 = load_image(spec.image1, model, "image 1").to(**target)
         return x1, load_image(spec.image2, model, "image 2").to(**target)
-    preprocessing = model.preprocessing
-    pixels = to_pixels(read_image(spec.image1, "image 1"), preprocessing).unsqueeze(0)  # read once
-    view = simclr_view(
-        pixels, generator=torch.Generator().manual_seed(spec.seed), size=preprocessing.input_size
-    )
-    x1, x2 = (preprocessing.to_model(p).to(**target) for p in (pixels, view))
-    return x1, x2
+    return view_pair(spec.image1, model, spec.seed, "image 1")
 
 
 __all__ = [
