@@ -217,7 +217,11 @@ def test_the_run_table_records_what_reproduces_it(photos, tmp_path):
     with Store(tmp_path / "r.sqlite", readonly=True) as store:
         facts = store.run_facts()
     assert facts["model"] == "tiny-cnn-0" and facts["settings"]["seed"] == 5 and facts["command"] == "x"
-    assert facts["versions"]["torch"] == torch.__version__.split("+")[0] or facts["versions"]["torch"]
+    from importlib.metadata import version
+
+    assert facts["versions"]["torch"] == version("torch") and facts["versions"]["simexplain"] == version(
+        "simexplain"
+    )
     assert facts["weights_sha256"] is None and facts["device"] == "cpu"
 
 
