@@ -198,3 +198,19 @@ def test_the_lock_makes_other_threads_wait():
         order.append("first")
     thread.join(5)
     assert order == ["first", "other"]
+
+
+@pytest.mark.parametrize("sizes", [((16, 16), (16, 16)), ((16, 16), (12, 20))])
+def test_activations_without_gradients_equal_the_tap_and_run_no_backward(sizes, monkeypatch):
+    model = small_pair_model()
+    x1, x2 = torch.rand(2, 3, *sizes[0]), torch.rand(2, 3, *sizes[1])
+    score, a1, a2, _, _ = model.activations_and_gradients(x1, x2)
+    calls = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or real(*a, **k))
+    score_only, b1, b2, g1, g2 = model.activations_and_gradients(x1, x2, gradients=False)
+    assert calls == [] and g1 is None and g2 is None
+    for got, want in ((score_only, score), (b1, a1), (b2, a2)):
+        assert torch.equal(got, want)
+    deep = simexplain.explain(model, x1, x2, "deep-similarity")
+    assert calls == [] and torch.equal(deep.score, score)

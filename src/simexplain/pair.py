@@ -253,14 +253,15 @@ class PairModel(nn.Module):
             ) from None
 
     def activations_and_gradients(
-        self, x1: Tensor, x2: Tensor, layer: str | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        self, x1: Tensor, x2: Tensor, layer: str | None = None, *, gradients: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
         """Tap ``layer`` for both images, differentiate the model's own score.
 
         Returns ``(score [B], A1, A2, G1, G2)`` with activations and gradients as ``B×D×h×w`` (transformer
         tokens reshaped to the patch grid, prefix tokens dropped), all detached. One forward and one backward,
         which only runs through the part of the network after the layer (one hooked forward per side when the
-        encoders differ or the images have two sizes).
+        encoders differ or the images have two sizes). ``gradients=False`` skips the backward (for a rule
+        that only reads activations): the forward runs without a graph and ``G1``, ``G2`` are ``None``.
         """
         captured: dict[str, Tensor] = {}
 
@@ -274,23 +275,30 @@ class PairModel(nn.Module):
                     raise SimexplainError(
                         f"layer {name!r} runs more than once per forward; tap another layer"
                     )
+                # The clone keeps the captured value intact if the network modifies its output in place.
+                if not gradients:
+                    captured[key] = output.detach().clone()
+                    return output
                 # Start the graph here: parameters are frozen, so only the head after the layer is
-                # differentiated. The clone keeps the captured value intact if the network modifies its
-                # output in place.
+                # differentiated.
                 out = output if output.requires_grad else output.detach().requires_grad_(True)
                 captured[key] = out
                 return out.clone()
 
             return hook
 
-        with torch.enable_grad():
+        with torch.enable_grad() if gradients else torch.no_grad():
             if self.shared and x1.shape[1:] == x2.shape[1:]:
                 # One batch [x1; x2]: the hooked module runs once and no branch is lost.
                 with _hooked(self.layer_module("a", layer), capture("ab")):
                     z1, z2 = self.embed_pair(x1, x2)
                 score = self.similarity(z1, z2)
-                (grad,) = torch.autograd.grad(score.sum(), captured["ab"])
-                acts, grads = captured["ab"].detach().chunk(2), grad.chunk(2)
+                acts = captured["ab"].detach().chunk(2)
+                grads = (
+                    torch.autograd.grad(score.sum(), captured["ab"])[0].chunk(2)
+                    if gradients
+                    else (None, None)
+                )
             else:
                 # Two encoders, or one encoder on images of two sizes: one hooked forward per side.
                 with _hooked(self.layer_module("a", layer), capture("a")):
@@ -298,12 +306,16 @@ class PairModel(nn.Module):
                 with _hooked(self.layer_module("b", layer), capture("b")):
                     z2 = self.embed(x2, "b")
                 score = self.similarity(z1, z2)
-                g1, g2 = torch.autograd.grad(score.sum(), (captured["a"], captured["b"]))
-                acts, grads = (captured["a"].detach(), captured["b"].detach()), (g1, g2)
+                acts = captured["a"].detach(), captured["b"].detach()
+                grads = (
+                    torch.autograd.grad(score.sum(), (captured["a"], captured["b"]))
+                    if gradients
+                    else (None, None)
+                )
         # Each side keeps its own input size.
         hw1, hw2 = (x1.shape[-2], x1.shape[-1]), (x2.shape[-2], x2.shape[-1])
-        a1, g1 = (self._as_grid(t, hw1) for t in (acts[0], grads[0]))
-        a2, g2 = (self._as_grid(t, hw2) for t in (acts[1], grads[1]))
+        a1, g1 = (None if t is None else self._as_grid(t, hw1) for t in (acts[0], grads[0]))
+        a2, g2 = (None if t is None else self._as_grid(t, hw2) for t in (acts[1], grads[1]))
         return score.detach(), a1, a2, g1, g2
 
     def _as_grid(self, t: Tensor, input_hw: tuple[int, int]) -> Tensor:

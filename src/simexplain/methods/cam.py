@@ -204,6 +204,7 @@ def _explain_with(
     method: str,
     config: dict,
     batch_size: int | None,
+    gradients: bool = True,
 ) -> PairExplanation:
     """The shared machinery of the three methods: the layer checked, then per chunk of pairs one tapped
     forward + backward and a rule on (A, G); grids kept, maps upsampled. ``batch_size`` bounds the images per
@@ -215,7 +216,9 @@ def _explain_with(
     pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
     scores, grids1, grids2 = [], [], []
     for part in chunk_slices(x1.shape[0], pairs_per_chunk):
-        score, a1, a2, g1, g2 = model.activations_and_gradients(x1[part], x2[part], layer)
+        score, a1, a2, g1, g2 = model.activations_and_gradients(
+            x1[part], x2[part], layer, gradients=gradients
+        )
         grid1, grid2 = rule(a1, a2, g1, g2)
         scores.append(score)
         grids1.append(grid1)
@@ -357,10 +360,19 @@ def deep_similarity(
         batch_size: images per forward, as in :func:`pair_grad_cam`.
     """
 
-    def rule(a1: Tensor, a2: Tensor, g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor]:
+    def rule(a1: Tensor, a2: Tensor, g1: None, g2: None) -> tuple[Tensor, Tensor]:
         return deep_similarity_maps(a1, a2)
 
+    # Activations only: no backward.
     config = {"layer": layer}
     return _explain_with(
-        model, x1, x2, layer=layer, rule=rule, method="deep-similarity", config=config, batch_size=batch_size
+        model,
+        x1,
+        x2,
+        layer=layer,
+        rule=rule,
+        method="deep-similarity",
+        config=config,
+        batch_size=batch_size,
+        gradients=False,
     )
