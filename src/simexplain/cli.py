@@ -1,5 +1,5 @@
-"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``, ``models``,
-``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
+"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``dissect``, ``report``, ``sanity``,
+``invert``, ``models``, ``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
@@ -166,7 +166,12 @@ def _checked_evaluate_args(args: argparse.Namespace):
     options = {
         k: v for k, v in check_options(**_known_options(metric_settings)).items() if k in metric_settings
     }
-    variants = parse_variants(args.methods, method_settings)
+    if args.command == "dissect":
+        from .studies.dissection import dissection_variants
+
+        variants = dissection_variants(args.transforms, guided=args.guided, settings=method_settings)
+    else:
+        variants = parse_variants(args.methods, method_settings)
     metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
     _check_common(args)
     _check_folder("--db", args.db)
@@ -205,7 +210,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     model = service.get_model(args.model, weights=args.weights, device=device)
     run = Evaluation(
-        model, variants, metrics, options, seed=args.seed, weights=args.weights, batch_size=args.batch_size
+        model,
+        variants,
+        metrics,
+        options,
+        seed=args.seed,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        study="dissection" if args.command == "dissect" else "evaluation",
     )
     with progress_bars(False):
         summary = evaluate_pairs(run, specs, args.db, command=" ".join(["simexplain", *sys.argv[1:]]))
@@ -308,6 +320,8 @@ def _checked_sanity_args(args: argparse.Namespace):
         raise SimexplainError(f"--out {args.out}: not a folder")
     if not out.exists():
         _check_folder("--out", args.out)
+    if args.db is not None:
+        _check_folder("--db", args.db)
     specs = load_pairs(args.pairs, seed=seed, limit=args.limit)
     return specs, variants, every, seed, out, service.check_device(args.device)
 
@@ -327,6 +341,13 @@ def cmd_sanity(args: argparse.Namespace) -> int:
         print(f"{label}: mean Spearman along the cascade {rho}")
     for path in write_sanity(results, out):
         print(f"wrote {path}")
+    if args.db is not None:
+        from .studies import Store
+        from .studies.sanity import sanity_summary
+
+        with Store(args.db) as store:
+            store.record_sanity(model.name, sanity_summary(results, out))
+        print(f"recorded in {args.db} (its report links the figures)")
     return 0
 
 
@@ -389,27 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="score method variants with the pair metrics over a data set of pairs (resumable)"
     )
-    evaluate.add_argument("--pairs", required=True, metavar="SOURCE", help="folder, CSV, DIR1:DIR2 or demo")
-    evaluate.add_argument("--db", required=True, metavar="FILE", help="the SQLite store (created or resumed)")
-    evaluate.add_argument("--model", help="model name (default: efficientnet-lite0)")
-    evaluate.add_argument("--weights", help="checkpoint file for the model")
     evaluate.add_argument(
         "--methods", default="all", metavar="all|LIST", help="variants: NAME[KEY=VALUE;...],..."
     )
-    evaluate.add_argument(
-        "--metrics", default="all", metavar="all|LIST", help="metrics (MS on request), or none"
+    _add_run_options(evaluate, metrics="all")
+
+    dissect = commands.add_parser(
+        "dissect", help="Table VII: Averaged Transforms one transform at a time, over pairs (resumable)"
     )
-    evaluate.add_argument("--limit", type=int, metavar="N", help="the first N pairs in a stable order")
-    evaluate.add_argument(
-        "--seed", type=int, default=0, help="run seed: pairs' views and methods' randomness"
+    dissect.add_argument(
+        "--transforms", default="all", metavar="all|LIST", help="transform names (default: Table VII's nine)"
     )
-    evaluate.add_argument("--batch-size", type=int, metavar="B", help="pairs per step and images per forward")
-    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (cuda:LOCAL_RANK under torchrun)")
-    evaluate.add_argument(
-        "--set", action="append", metavar="METHOD.KEY=VALUE", help="a method's setting, or metrics.step=N"
+    dissect.add_argument(
+        "--guided", default="both", choices=("both", "plain", "guided"), help="rows plain, guided or both"
     )
-    evaluate.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    evaluate.set_defaults(run=cmd_evaluate)
+    _add_run_options(dissect, metrics="SI,SD,SAD")
 
     report = commands.add_parser("report", help="tables and figures from evaluation stores")
     report.add_argument("stores", nargs="+", metavar="STORE", help="stores or shard files of `evaluate`")
@@ -462,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument(
         "--set", action="append", metavar="METHOD.KEY=VALUE", help="a method's setting, repeatable"
     )
+    sanity.add_argument(
+        "--db", metavar="FILE", help="the model's evaluation store: its report then links these figures"
+    )
     sanity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     sanity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sanity.set_defaults(run=cmd_sanity)
@@ -469,6 +487,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser, metrics: str) -> None:
+    """The options of a run into an evaluation store (``evaluate``, ``dissect``)."""
+    parser.add_argument("--pairs", required=True, metavar="SOURCE", help="folder, CSV, DIR1:DIR2 or demo")
+    parser.add_argument("--db", required=True, metavar="FILE", help="the SQLite store (created or resumed)")
+    parser.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    parser.add_argument("--weights", help="checkpoint file for the model")
+    parser.add_argument(
+        "--metrics",
+        default=metrics,
+        metavar="LIST",
+        help=f"metrics (default {metrics}; MS on request), or none",
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="the first N pairs in a stable order")
+    parser.add_argument("--seed", type=int, default=0, help="run seed: pairs' views and methods' randomness")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="pairs per step and images per forward")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:LOCAL_RANK under torchrun)")
+    parser.add_argument(
+        "--set", action="append", metavar="METHOD.KEY=VALUE", help="a method's setting, or metrics.step=N"
+    )
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser.set_defaults(run=cmd_evaluate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,7 +51,8 @@ class Evaluation:
 
     ``weights`` (a checkpoint path, or ``None`` for built-in weights) is fingerprinted with SHA-256, so a
     rerun with other weights into the same store is refused. ``batch_size`` (pairs per step and images per
-    forward) is a speed knob, never part of the run's identity.
+    forward) is a speed knob, never part of the run's identity. ``study`` names the kind of run for the
+    report (``"evaluation"``, or ``"dissection"`` for :func:`~simexplain.studies.dissection_variants`).
     """
 
     model: PairModel
@@ -61,6 +62,7 @@ class Evaluation:
     seed: int = 0
     weights: str | None = None
     batch_size: int | None = None
+    study: str = "evaluation"
 
     def identity(self) -> dict[str, Any]:
         """What must be equal for two runs to share a store."""
@@ -354,6 +356,7 @@ def _facts(run: Evaluation, command: str | None) -> dict[str, Any]:
         except PackageNotFoundError:
             versions[package] = None
     return {
+        "study": run.study,
         "settings": {
             "variants": [v.label for v in run.variants],
             "metrics": list(run.metrics),

@@ -65,10 +65,12 @@ class ModelRun:
 
     Attributes:
         name: the run's model name.
+        study: ``"evaluation"`` or ``"dissection"`` (the run's ``study`` fact; stores without it are
+            evaluations).
         paths: the stores read.
         facts: the run facts of the first store.
-        variants: ``label``, ``method``, ``title`` of each variant, in the run's order (titles made
-            unique).
+        variants: ``label``, ``method``, ``params``, ``title`` of each variant, in the run's order (titles
+            made unique).
         metrics: the requested metrics, in the run's order.
         pairs: the ids of the pairs with a finished (pair, variant), sorted.
         values: ``(pair, label, metric)`` → value (``None`` when undefined).
@@ -78,6 +80,7 @@ class ModelRun:
     name: str
     paths: list[Path]
     facts: dict[str, Any]
+    study: str = "evaluation"
     variants: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     pairs: list[str] = field(default_factory=list)
@@ -104,14 +107,15 @@ def load_runs(stores: Sequence[str | os.PathLike]) -> list[ModelRun]:
         stores = [stores]
     if not stores:
         raise SimexplainError("report: no stores given")
-    runs: dict[str, ModelRun] = {}
+    runs: dict[tuple[str, str], ModelRun] = {}
     for path in map(Path, stores):
         facts, variants, rows, items = _read(path)
         if not facts.get("model") or not items:
             raise SimexplainError(f"{path}: empty store (no finished explanations)")
-        run = runs.get(facts["model"])
+        key = (facts["model"], facts.get("study") or "evaluation")
+        run = runs.get(key)
         if run is None:
-            run = runs[facts["model"]] = ModelRun(facts["model"], [], facts)
+            run = runs[key] = ModelRun(facts["model"], [], facts, key[1])
             run.metrics = list((facts.get("settings") or {}).get("metrics") or [])
         else:
             _check_same_run(run, facts, path)
@@ -149,12 +153,17 @@ def _add_variants(run: ModelRun, variants: list[dict], items: list[Item]) -> Non
     known = {v["label"] for v in run.variants}
     for variant in variants:
         if variant["label"] not in known:
-            run.variants.append({k: variant[k] for k in ("label", "method", "title")})
+            run.variants.append({k: variant[k] for k in ("label", "method", "params", "title")})
             known.add(variant["label"])
     for item in items:  # a variant without a row in the variants table: named by its label
         if item.variant not in known:
             run.variants.append(
-                {"label": item.variant, "method": item.variant.split("[")[0], "title": item.variant}
+                {
+                    "label": item.variant,
+                    "method": item.variant.split("[")[0],
+                    "params": item.config,
+                    "title": item.variant,
+                }
             )
             known.add(item.variant)
 
@@ -233,6 +242,7 @@ class Table:
     columns: list[Column]
     rows: list[tuple[str, str, list[Cell]]]
     notes: list[str] = field(default_factory=list)
+    row_name: str = "method"
 
 
 def _direction(metric: str) -> bool | None:
@@ -369,6 +379,42 @@ def model_tables(run: ModelRun, bootstrap: int = 1000, seed: int = 0) -> list[Ta
     return tables
 
 
+def dissection_table(run: ModelRun, bootstrap: int = 1000, seed: int = 0) -> Table | None:
+    """Table VII of a dissection run: one row per transform, a column per metric and setting (``SI``,
+    ``SI (G)``, ...), mean [95% bootstrap interval] over pairs, the top transform of each column marked.
+    ``None`` when the run holds no single-transform Averaged Transforms."""
+    from .dissection import transform_rows
+
+    rows = transform_rows(run.variants)
+    metrics = [m for m in run.metrics if m not in SENSITIVITY]
+    settings = [j for j in (0, 1) if any(row[1 + j] for row in rows)]
+    if not rows or not metrics:
+        return None
+    keys = [(m, j) for m in metrics for j in settings]
+    nan = np.full(len(run.pairs), math.nan)
+    values = np.stack(
+        [run.column(row[1 + j]["label"], m) if row[1 + j] else nan for row in rows for m, j in keys], axis=1
+    )
+    mean, low, high = bootstrap_means(values, bootstrap, seed)
+    counts = np.isfinite(values).sum(0)
+    columns = [Column(m + (" (G)" if j else ""), _direction(m)) for m, j in keys]
+    caption = (
+        "Table VII: Averaged Transforms with one transform at a time, mean [95% bootstrap interval] over "
+        "pairs; (G) guided"
+    )
+    table = Table("VII", run.name, caption, columns, [], row_name="transform")
+    width = len(keys)
+    for i, (name, *_) in enumerate(rows):
+        cells = [
+            Cell(float(mean[k]), float(low[k]), float(high[k]), int(counts[k]))
+            for k in range(i * width, (i + 1) * width)
+        ]
+        table.rows.append((name, name, cells))
+    table.notes = _value_notes(run, [v for row in rows for v in row[1:] if v], metrics)
+    table.notes += _failure_notes(run)
+    return _mark_best(table)
+
+
 # ---------------------------------------------------------------------------------------------- formats
 def _number(value: float, kind: str) -> str:
     if not np.isfinite(value):
@@ -388,9 +434,11 @@ def _arrow(column: Column) -> str:
     return {True: " ↑", False: " ↓", None: ""}[column.higher_is_better]
 
 
-def _markdown(tables: list[Table], runs: list[ModelRun], bootstrap: int, seed: int) -> str:
+def _markdown(
+    tables: list[Table], runs: list[ModelRun], bootstrap: int, seed: int, heading: str = "Evaluation report"
+) -> str:
     lines = [
-        "# Evaluation report",
+        f"# {heading}",
         "",
         "Mean over pairs [95% percentile bootstrap interval: "
         f"{bootstrap} resamples of the pairs, seed {seed}]; "
@@ -408,13 +456,51 @@ def _markdown(tables: list[Table], runs: list[ModelRun], bootstrap: int, seed: i
             f"{run.facts.get('fingerprint', '—')}; stores: {', '.join(str(p) for p in run.paths)}",
         ]
         for table in (t for t in tables if t.model == run.name):
-            header = ["method"] + [c.name + _arrow(c) for c in table.columns]
+            header = [table.row_name] + [c.name + _arrow(c) for c in table.columns]
             lines += ["", f"### {table.caption}", "", _md_row(header), _md_row(["---"] * len(header))]
             for _, title, cells in table.rows:
                 lines.append(_md_row([title] + [_md_cell(c, col) for c, col in zip(cells, table.columns)]))
             if table.notes:
                 lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
+
+
+def _sanity_links(runs: list[ModelRun], out: Path) -> str:
+    """A section per model whose store records a sanity study (``simexplain sanity --db``): the rank
+    correlation with the original maps before and after the whole cascade, and links to the figures."""
+    lines = []
+    for run in runs:
+        sanity = run.facts.get("sanity") or {}
+        if not sanity:
+            continue
+        lines += [
+            "",
+            f"## Sanity checks: {run.name}",
+            "",
+            "Spearman rank correlation of the maps with the original model's (mean over pairs and both "
+            "images) after each cascading randomisation step (Fig. 13); a faithful method falls towards 0.",
+            "",
+            _md_row(["method", "pairs", "layers randomised", "Spearman at the end", "grid"]),
+            _md_row(["---"] * 5),
+        ]
+        for label, study in sanity.items():
+            figure = _link(study.get("figure"), out)
+            end = study.get("spearman") or [math.nan]
+            steps = study.get("randomised") or [len(study.get("layers", [])) - 1]
+            lines.append(
+                _md_row([label, str(study.get("pairs", "")), str(steps[-1]), f"{end[-1]:.{DIGITS}f}", figure])
+            )
+        plots = {study.get("spearman_figure") for study in sanity.values()} - {None}
+        lines += [""] + [f"Correlation plot: {_link(path, out)}" for path in sorted(plots)]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _link(path: str | None, out: Path) -> str:
+    """A Markdown link to ``path`` relative to the report folder (``—`` when missing on disk)."""
+    if not path or not Path(path).is_file():
+        return "— (figure missing)" if path else "—"
+    relative = os.path.relpath(path, out.resolve())
+    return f"[{Path(path).name}]({relative})"
 
 
 def _md_row(cells: list[str]) -> str:
@@ -486,7 +572,7 @@ def _latex(tables: list[Table]) -> str:
     ]
     for table in tables:
         spec = "l" + "r" * len(table.columns)
-        header = ["Method"] + [tex_escape(c.name + _arrow(c)) for c in table.columns]
+        header = [table.row_name.capitalize()] + [tex_escape(c.name + _arrow(c)) for c in table.columns]
         lines = [
             "",
             r"\begin{table}[ht]",
@@ -651,7 +737,10 @@ def write_report(
     sorted by model, pair, the run's variant order and metric order; empty when undefined; failed
     explanations have no rows and are counted in the tables' notes), ``tables.md``/``.csv``/``.tex``
     (per model: Tables I–IV, V, the summary groups and VI; see the module's notes on the numbers),
-    ``summary.png``/``.svg`` (the heatmap, when a summary group can be computed), and with ``downstream``
+    ``dissection.md``/``.csv``/``.tex`` (Table VII, for the stores of ``simexplain dissect``: see
+    :func:`dissection_table`), ``summary.png``/``.svg`` (the heatmap, when a summary group can be computed;
+    ``tables.md`` also links the sanity figures recorded in a store by ``simexplain sanity --db``), and with
+    ``downstream``
     (model → accuracy, a fraction or a percentage as in :func:`parse_downstream`)
     ``correlation.png``/``.svg``/``.csv``.
 
@@ -662,19 +751,25 @@ def write_report(
     bootstrap = checks.non_negative_int("bootstrap", bootstrap)
     seed = checks.non_negative_int("seed", seed)
     log = log or _stderr
-    runs = load_runs(stores)
+    every_run = load_runs(stores)
+    runs = [run for run in every_run if run.study != "dissection"]
+    dissections = [run for run in every_run if run.study == "dissection"]
     accuracy = _downstream_models(runs, downstream, log) if downstream else None  # {}: none given
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SimexplainError(f"{out}: not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    tables = [table for run in runs for table in model_tables(run, bootstrap, seed)]
-    texts = {
-        "pairs.csv": _pairs_csv(runs),
-        "tables.md": _markdown(tables, runs, bootstrap, seed),
-        "tables.csv": _csv(tables),
-        "tables.tex": _latex(tables),
-    }
+    texts = {"pairs.csv": _pairs_csv(every_run)}
+    if runs:
+        tables = [table for run in runs for table in model_tables(run, bootstrap, seed)]
+        texts["tables.md"] = _markdown(tables, runs, bootstrap, seed) + _sanity_links(runs, out)
+        texts["tables.csv"] = _csv(tables)
+        texts["tables.tex"] = _latex(tables)
+    seventh = [t for t in (dissection_table(run, bootstrap, seed) for run in dissections) if t is not None]
+    if seventh:
+        texts["dissection.md"] = _markdown(seventh, dissections, bootstrap, seed, "Augmentation dissection")
+        texts["dissection.csv"] = _csv(seventh)
+        texts["dissection.tex"] = _latex(seventh)
     written = []
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
@@ -682,7 +777,7 @@ def write_report(
     scores = {run.name: group_scores(run) for run in runs}
     if any(scores.values()):
         written += map(Path, save_figure(summary_heatmap(scores), out / "summary.png"))
-    else:
+    elif runs:
         log("note: summary.png not written: no summary group has all its metrics (G1 needs SI and CI, ...)")
     if accuracy is not None:
         families = family_scores(runs, scores)
@@ -698,6 +793,7 @@ def write_report(
 __all__ = [
     "ModelRun",
     "bootstrap_means",
+    "dissection_table",
     "family_scores",
     "group_scores",
     "load_runs",

@@ -125,4 +125,24 @@ def write_sanity(results: Mapping[str, SanityResult], out_dir: str | Path) -> li
     return [Path(path) for path in written]
 
 
-__all__ = ["SanityStudy", "run_sanity", "write_sanity"]
+def sanity_summary(results: Mapping[str, SanityResult], out_dir: str | Path) -> dict[str, dict]:
+    """What a store keeps of a sanity study (:meth:`~simexplain.studies.Store.record_sanity`), per variant
+    label: the grid figure's absolute path, the layers randomised at each kept step, and the rank correlation
+    (and SSIM, or ``None``) with the original maps averaged over pairs and both images."""
+    out = Path(out_dir).resolve()
+    summary = {}
+    for label, result in results.items():
+        ssim = None if result.ssim1 is None else ((result.ssim1 + result.ssim2).mean(1) / 2).tolist()
+        summary[label] = {
+            "figure": str(out / f"sanity-{_file_name(label)}.png"),
+            "spearman_figure": str(out / "spearman.png"),
+            "layers": list(result.layers),
+            "randomised": list(getattr(result, "randomised", [])),
+            "pairs": int(result.maps1.shape[1]),
+            "spearman": [round(float(v), 6) for v in result.mean_spearman()],
+            "ssim": None if ssim is None else [round(float(v), 6) for v in ssim],
+        }
+    return summary
+
+
+__all__ = ["SanityStudy", "run_sanity", "sanity_summary", "write_sanity"]

@@ -140,6 +140,21 @@ class Store:
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)", rows)
 
+    def record_sanity(self, model: str, results: dict[str, dict[str, Any]]) -> None:
+        """Keep a sanity study's summary (variant label → figure path and correlations, as made by
+        :func:`simexplain.studies.sanity.sanity_summary`) with the run, so its report links the figures.
+        Refuses, in one line, a store of another model; a variant recorded again is replaced."""
+        stored = self.run_facts()
+        if stored.get("model") not in (None, model):
+            raise SimexplainError(
+                f"{self.path} holds a run of model {stored['model']!r}, not {model!r}; use that model's store"
+            )
+        sanity = {**stored.get("sanity", {}), **results}
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO run (key, value) VALUES ('sanity', ?)", (json.dumps(sanity),)
+            )
+
     def set_variants(self, variants: Sequence[tuple[str, str, dict[str, Any], str]]) -> None:
         """Record the variants ``(label, method, params, title)`` in the run's order."""
         rows = [
