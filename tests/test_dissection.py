@@ -1,6 +1,7 @@
 """The augmentation dissection (Table VII): runs, store, report and command; and the sanity figures' link."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -9,14 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny import evaluation_model
 from torch import nn
 
 import simexplain
 from simexplain import SimexplainError
 from simexplain.cli import main
+from simexplain.figures.dissection import steps_figure
+from simexplain.methods.saliency import transform_path
 from simexplain.studies import Evaluation, Store, evaluate_pairs, load_pairs, parse_variants, write_report
-from simexplain.studies.dissection import DISSECTION_TRANSFORMS, dissection_variants, transform_rows
+from simexplain.studies.dissection import (
+    DISSECTION_TRANSFORMS,
+    dissection_variants,
+    dissection_view,
+    transform_rows,
+)
 
 TESTS = Path(__file__).resolve().parent
 METRICS = ["SI", "SD", "SAD"]
@@ -168,3 +177,54 @@ def test_sanity_results_recorded_in_the_store_are_linked_by_the_report(tmp_path)
     text = (tmp_path / "report" / "tables.md").read_text()
     assert "## Sanity checks: tiny-cnn-0" in text
     assert "[sanity-input-x-gradient.png](../sanity/sanity-input-x-gradient.png)" in text
+
+
+@pytest.mark.parametrize("mode", ["blend", "strength"])
+def test_the_path_redrawn_from_the_config_ends_at_the_explained_view(mode):
+    model = _bias_free_model()
+    x1, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    e = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="combine", steps=4, mode=mode, seed=[3, 9]
+    )
+    path = transform_path(model, x2, transform="combine", steps=4, mode=mode, seed=[3, 9])
+    assert path.shape == (2, 5, 3, 32, 32)
+    torch.testing.assert_close(path[:, 0], x2)
+    torch.testing.assert_close(path[:, -1], e.image2)
+    assert (path[:, 1] - path[:, 0]).abs().amax() > 1e-3  # it moves
+
+
+def test_dissection_view_reuses_explanations_of_the_same_guidance(monkeypatch):
+    model = _bias_free_model()
+    x1, x2 = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    averaged = simexplain.explain(
+        model, x1, x2, "averaged-transforms", transform="hflip", guided=True, seed=4
+    )
+    plain = simexplain.explain(model, x1, x2, "input-x-gradient")
+    guided = simexplain.explain(model, x1, x2, "input-x-gradient", guided=True)
+    view = dissection_view(model, x1, x2, averaged, {"input-x-gradient": plain})
+    assert [e.config.get("guided") for e in view.explanations] == [True, True, True]
+    torch.testing.assert_close(view.explanations[1].map1, guided.map1)
+    assert view.explanations[2].config["seed"] == 4
+    assert dissection_view(model, x1, x2, averaged, {"input-x-gradient": guided}).explanations[1] is guided
+    fig = steps_figure(x1, view, model.preprocessing, title="hflip")
+    assert len(fig.axes) == 11 + 6 + 1  # the path, three methods × two images, the colour bar
+    with pytest.raises(SimexplainError, match="needs an averaged-transforms explanation"):
+        dissection_view(model, x1, x2, plain)
+
+
+def test_steps_figure_command(tmp_path, capsys):
+    images = []
+    for i in range(2):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    assert main(["explain", *map(str, images), "--steps-figure", str(tmp_path / "s.png")]) == 2
+    assert "add --method averaged-transforms" in capsys.readouterr().err
+    result = _cli(
+        "explain", *images, "--model", "python:tiny:evaluation_model", "--method", "averaged-transforms",
+        "--set", "averaged-transforms.transform=rotate-30", "--steps-figure", tmp_path / "steps.png",
+        "--json", tmp_path / "r.json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "steps.png").stat().st_size > 10_000 and (tmp_path / "steps.svg").is_file()
+    assert json.loads((tmp_path / "r.json").read_text())["steps_figure"][0].endswith("steps.png")

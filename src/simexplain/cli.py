@@ -109,7 +109,12 @@ def _checked_explain_args(args: argparse.Namespace):
     )
     out = _output_path("--out", args.out or ("demo.png" if args.demo else None), FIGURE_FORMATS)
     report = _output_path("--json", args.json, (".json",))
-    return request, out, report, service.check_device(args.device)
+    steps = _output_path("--steps-figure", args.steps_figure, FIGURE_FORMATS)
+    if steps and "averaged-transforms" not in [name for name, _ in request.methods]:
+        raise SimexplainError(
+            "--steps-figure draws Averaged Transforms' path: add --method averaged-transforms"
+        )
+    return request, out, report, steps, service.check_device(args.device)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -119,7 +124,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .models import DEFAULT_MODEL
 
     try:
-        request, out, report_path, device = _checked_explain_args(args)
+        request, out, report_path, steps_path, device = _checked_explain_args(args)
     except SimexplainError as error:
         raise UsageError(str(error)) from None
     model = service.get_model(args.model, weights=args.weights, device=device)
@@ -148,11 +153,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if out:
         document["figures"] = save_figure(report.figure(), out)
         print("wrote " + ", ".join(document["figures"]))
+    if steps_path:
+        document["steps_figure"] = _steps_figure(report, steps_path)
+        print("wrote " + ", ".join(document["steps_figure"]))
     if report_path:
         with open(report_path, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2)
         print(f"wrote {report_path}")
     return 0
+
+
+def _steps_figure(report, path: str) -> list[str]:
+    """The dissection figure (Fig. 6) of the pair's Averaged Transforms explanation, written to ``path``."""
+    from .figures.dissection import steps_figure
+    from .figures.output import save_figure
+    from .studies.dissection import dissection_view
+
+    explanations = {outcome.method: outcome.explanation for outcome in report.outcomes}
+    view = dissection_view(
+        report.model, report.x1, report.x2, explanations["averaged-transforms"], explanations
+    )
+    title = f"{report.model.name}: {explanations['averaged-transforms'].config['transform']}"
+    return save_figure(steps_figure(report.x1, view, report.model.preprocessing, title=title), path)
 
 
 def _checked_evaluate_args(args: argparse.Namespace):
@@ -399,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--metrics", metavar="all|SI,SD,...", help="evaluate the maps and print a table")
     explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
+    explain.add_argument(
+        "--steps-figure", metavar="FIG.png", help="Averaged Transforms' path above its, IxG's and SG's maps"
+    )
     explain.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
     explain.add_argument(

@@ -269,6 +269,54 @@ def _pair_settings(
     return {name: torch.cat([d[name] for d in drawn]).to(device) for name in drawn[0]}
 
 
+def _path_points(
+    t: Transform, x2: Tensor, target: Tensor | None, settings: dict[str, Tensor], fraction: Tensor, pre
+) -> Tensor:
+    """Path points ``m`` at ``fraction = k/K`` (``N×1×1×1``) of the images ``x2`` (one row per item): blended
+    towards ``target = T(x2)`` (blend mode), or the transform at that strength (``target`` ``None``)."""
+    if target is not None:
+        m = (1 - fraction) * x2 + fraction * target
+        return torch.where(fraction == 1, target, m)  # m_K is exactly T(x2)
+    return in_model_space(t, x2, settings, fraction.view(-1), pre)
+
+
+def transform_path(
+    model: PairModel,
+    x2: Tensor,
+    *,
+    transform: str | Transform = "combine",
+    steps: int = 10,
+    mode: str = "blend",
+    seed: int | Sequence[int] | None = None,
+) -> Tensor:
+    """The path Averaged Transforms walks for image 2: ``B×(K+1)×C×H×W``, ``x2`` then ``m_1 … m_K``
+    (model-input space), drawn from the same per-pair seeds as the method, so ``transform_path(model, x2,
+    **e.config)[:, -1]`` is ``e.image2`` for an explanation ``e`` without noise (the (N) variant's noise is
+    not drawn here).
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)))
+        >>> transform_path(model, torch.rand(2, 3, 8, 8), transform="hflip", steps=4).shape
+        torch.Size([2, 5, 3, 8, 8])
+    """
+    steps = checks.positive_int("steps", steps)
+    mode = checks.choice("mode", mode, MODES)
+    t = _resolve_transform(_transform_setting("transform", transform), mode)
+    batch = x2.shape[0]
+    _, pair_seeds = checks.seeds(seed, batch)
+    settings = _pair_settings(t, checks.generators(pair_seeds), x2.device)
+    pre = model.preprocessing
+    with torch.no_grad():
+        target = in_model_space(t, x2, settings, 1.0, pre) if mode == "blend" else None
+        points = [x2]
+        for k in range(1, steps + 1):
+            fraction = torch.full((batch, 1, 1, 1), k / steps, device=x2.device, dtype=x2.dtype)
+            points.append(_path_points(t, x2, target, settings, fraction, pre))
+    return torch.stack(points, 1)
+
+
 @register(
     "averaged-transforms",
     "saliency",
@@ -353,11 +401,8 @@ def averaged_transforms(
         pairs, pair = _item_pairs(part, steps, x2.device)
         ks = [item % steps + 1 for item in range(part.start, part.stop)]
         fraction = (torch.tensor(ks, device=x2.device, dtype=x2.dtype) / steps).view(-1, 1, 1, 1)
-        if target is not None:
-            m = (1 - fraction) * x2[pair] + fraction * target[pair]
-            m = torch.where(fraction == 1, target[pair], m)  # m_K is exactly T(x2)
-        else:
-            m = in_model_space(t, x2[pair], {n: v[pair] for n, v in settings.items()}, fraction.view(-1), pre)
+        own = {n: v[pair] for n, v in settings.items()}
+        m = _path_points(t, x2[pair], None if target is None else target[pair], own, fraction, pre)
         if sigma is not None:
             # Each pair's generator, after its settings: one noise tensor per intermediate step, in order.
             eps = [

@@ -17,9 +17,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from torch import Tensor
+
 from ..errors import SimexplainError
+from ..explanation import PairExplanation
+from ..pair import PairModel
 from ..transforms import get_transform
 from .variants import Variant, parse_variants
 
@@ -104,7 +109,72 @@ def transform_rows(variants: list[dict[str, Any]]) -> list[tuple[str, dict | Non
     return [(name, plain, guided) for name, (plain, guided) in rows.items()]
 
 
+# ---------------------------------------------------------------------------------------------- one pair
+@dataclass
+class DissectionView:
+    """One transform's path and maps for a figure (the paper's Fig. 6).
+
+    Attributes:
+        path: ``B×(K+1)×C×H×W``: image 2, then each step of its walk towards the transformed view.
+        explanations: Averaged Transforms, then Input×Gradient and Smooth-Grad of the pair (guided when the
+            Averaged Transforms explanation is), each a :class:`PairExplanation` of the batch.
+    """
+
+    path: Tensor
+    explanations: list[PairExplanation]
+
+
+def dissection_view(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    averaged: PairExplanation,
+    known: Mapping[str, PairExplanation] | None = None,
+) -> DissectionView:
+    """The path of ``averaged`` (an ``averaged-transforms`` explanation of ``(x1, x2)``) redrawn from its
+    config, with Input×Gradient and Smooth-Grad of the same pair to compare with. Smooth-Grad takes the
+    Averaged Transforms seed; an explanation in ``known`` (method → explanation, e.g. from the same command)
+    with the same ``guided`` setting is used instead of a new one.
+
+    Example:
+        >>> import torch, simexplain
+        >>> from torch import nn
+        >>> model = simexplain.PairModel(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)))
+        >>> x1, x2 = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+        >>> e = simexplain.explain(model, x1, x2, "averaged-transforms", transform="rotate-90", seed=0)
+        >>> view = dissection_view(model, x1, x2, e)
+        >>> view.path.shape, [v.method for v in view.explanations]
+        (torch.Size([1, 11, 3, 8, 8]), ['averaged-transforms', 'input-x-gradient', 'smooth-grad'])
+    """
+    from ..methods import explain
+    from ..methods.saliency import transform_path
+
+    if averaged.method != METHOD:
+        raise SimexplainError(f"the steps figure needs an {METHOD} explanation, got {averaged.method!r}")
+    config = averaged.config
+    path = transform_path(
+        model,
+        x2,
+        transform=config["transform"],
+        steps=config["steps"],
+        mode=config["mode"],
+        seed=config["seed"],
+    )
+    guided = bool(config.get("guided"))
+    known = known or {}
+    explanations = [averaged]
+    for method, params in (("input-x-gradient", {}), ("smooth-grad", {"seed": config["seed"]})):
+        given = known.get(method)
+        if given is not None and bool(given.config.get("guided")) == guided:
+            explanations.append(given)
+        else:
+            explanations.append(explain(model, x1, x2, method, guided=guided, **params))
+    return DissectionView(path, explanations)
+
+
 __all__ = [
+    "DissectionView",
+    "dissection_view",
     "DISSECTION_METRICS",
     "DISSECTION_TRANSFORMS",
     "dissection_variants",
