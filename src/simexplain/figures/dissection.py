@@ -12,7 +12,12 @@ from ..studies.dissection import DissectionView
 from .pairs import _axis, _display_heat, to_display
 
 _PANEL = 2.0  # inches per map panel
-_MAX_STEPS = 11  # path thumbnails shown at most (evenly spaced, the first and last always)
+_MAX_STEPS = 11
+_SHORT = {
+    "averaged-transforms": "Avg. Transforms",
+    "input-x-gradient": "Input×Gradient",
+    "smooth-grad": "Smooth-Grad",
+}  # path thumbnails shown at most (evenly spaced, the first and last always)
 
 
 def steps_figure(
@@ -39,7 +44,7 @@ def steps_figure(
     thumb = width / len(shown)
     fig = Figure(figsize=(width, thumb + _PANEL + 1.0 + (0.3 if title else 0.0)))
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 1, height_ratios=[thumb, _PANEL], hspace=0.22, top=0.87 if title else 0.92)
+    grid = fig.add_gridspec(2, 1, height_ratios=[thumb, _PANEL], hspace=0.12, top=0.87 if title else 0.92)
     top = grid[0].subgridspec(1, len(shown), wspace=0.05)
     for j, k in enumerate(shown):
         label = "image 2" if k == 0 else ("T(image 2)" if k == steps else f"step {k}/{steps}")
@@ -53,8 +58,8 @@ def steps_figure(
         viewed = e.image2 is not None
         own2 = to_display(e.image2[0] if viewed else path[0], preprocessing)
         guided = " (G)" if e.config.get("guided") else ""
-        _axis(fig.add_subplot(bottom[0, 2 * m]), image1, f"{e.method}{guided}: image 1", heat1)
-        label = f"{'T(image 2)' if viewed else 'image 2'}, s = {float(e.score[0]):.3f}"
+        _axis(fig.add_subplot(bottom[0, 2 * m]), image1, f"{_SHORT.get(e.method, e.method)}{guided}", heat1)
+        label = f"{'T(image 2)' if viewed else 'image 2'}, s={float(e.score[0]):.3f}"
         artist = _axis(fig.add_subplot(bottom[0, 2 * m + 1]), own2, label, heat2)
     axes = fig.axes[len(shown) :]
     bar = fig.colorbar(artist, ax=axes, fraction=0.015, pad=0.01)
