@@ -68,8 +68,9 @@ def face_preprocessing(input_size: int = 150) -> Preprocessing:
         >>> p.input_size, round(p.mean[0] * 255, 3), p.std
         ((150, 150), 122.782, (1.0, 1.0, 1.0))
     """
-    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 32:
-        raise SimexplainError(f"face-resnet128: input_size must be an int ≥ 32, got {input_size!r}")
+    # Below 112 pixels the last down block gets a grid smaller than its 3×3 "valid" convolution.
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 112:
+        raise SimexplainError(f"face-resnet128: input_size must be an int ≥ 112, got {input_size!r}")
     return Preprocessing(
         input_size=(input_size, input_size),
         resize=input_size,
