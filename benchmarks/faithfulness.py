@@ -224,7 +224,7 @@ def main() -> int:
     load = ", ".join(f"{v:.1f}" for v in document["load_average"])
     heading = (
         f"# Ground-truth faithfulness (planted pairs)\n\n`{document['command']}`: {document['seconds']} s "
-        f"on {document['threads']} threads, load average {load}.\n"
+        f"with {document['threads']} torch thread(s), load average {load}.\n"
     )
     (out / f"{stem}.md").write_text(heading + "\n" + "\n\n".join(table(r) for r in results) + "\n")
     print(f"wrote {out / stem}.json and .md in {document['seconds']} s")

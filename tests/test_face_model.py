@@ -173,6 +173,12 @@ def test_missing_weights_say_how_to_fetch_them(tmp_path, monkeypatch):
         load_model("face-resnet128", input_size=64)
 
 
+def test_fetch_says_in_one_line_when_npm_is_missing(tmp_path):
+    with pytest.raises(SimexplainError, match="needs npm") as info:
+        face.fetch_face_model(tmp_path, npm="no-such-npm-here")
+    assert "\n" not in str(info.value) and not any(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------- the score and the crops
 
 
