@@ -42,7 +42,7 @@ class PlantedPairs:
 
 
 def _as_pixels(image: Any, label: str) -> Tensor:
-    """A ``3×H×W`` float tensor in [0, 1] from a tensor or anything :func:`simexplain.read_image` reads."""
+    """A ``3×H×W`` float tensor in [0, 1] from a tensor or anything ``read_image`` reads."""
     if isinstance(image, Tensor) and image.dim() == 3 and image.shape[0] == 3 and image.is_floating_point():
         return image.float()
     from torchvision.transforms.functional import to_tensor
@@ -102,11 +102,12 @@ def planted_pairs(
 ) -> PlantedPairs:
     """``count`` pairs of one object ``obj`` planted into two different backgrounds, random places and sizes.
 
-    ``obj`` and each background are a ``3×H×W`` tensor in [0, 1] or anything :func:`simexplain.read_image`
-    takes (a path, bytes, a PIL image, an array). Each image of a pair gets its own background: two distinct
-    entries of ``backgrounds`` (at least two are needed), each a random crop (``crop``–100 % of its shorter
-    side) resized to ``size``. The object keeps its aspect ratio; its longer side is a uniform draw from
-    ``scale`` (fractions of the image's shorter side). The whole object rectangle is the mask.
+    ``obj`` and each background are a ``3×H×W`` tensor in [0, 1] or anything
+    :func:`simexplain.images.read_image` takes (a path, bytes, a PIL image, an array). Each image of a pair
+    gets its own background: two distinct entries of ``backgrounds`` (at least two are needed), each a random
+    crop (``crop``–100 % of its shorter side) resized to ``size``. The object keeps its aspect ratio; its
+    longer side is a uniform draw from ``scale`` (fractions of the image's shorter side). The whole object
+    rectangle is the mask.
 
     Example:
         >>> import torch
