@@ -261,6 +261,24 @@ def test_port_matches_face_api_run_live(tmp_path, model):
 
 
 @needs_weights
+def test_cli_explains_face_boxes_with_the_face_model(tmp_path, capsys):
+    from simexplain.cli import main
+
+    # Each crop framed in a larger black canvas: the boxes cut the crops back out.
+    paths = []
+    for i, name in enumerate(CROPS[:2]):
+        canvas = Image.new("RGB", (220, 190))
+        canvas.paste(Image.open(DATA / name), (30 + i, 20))
+        paths.append(tmp_path / f"photo{i}.png")
+        canvas.save(paths[-1])
+    argv = ["explain", *map(str, paths), "--model", "face-resnet128", "--method", "pair-grad-cam"]
+    assert main([*argv, "--face-box", "30,20,150,150", "--face-box", "31,20,150,150"]) == 0
+    boxed = float(capsys.readouterr().out.split()[1])
+    z = torch.tensor([FIXTURE["descriptors"][name] for name in CROPS[:2]])
+    assert abs(boxed - float(face.match_score(z[:1], z[1:]))) < 1e-3  # the same score as the crops themselves
+
+
+@needs_weights
 def test_same_face_is_closer_than_other_faces(model):
     """Each sample face against a shifted, mirrored, rescaled crop of itself (the same person by
     construction: the sample photos carry no identity labels) and against the other photos' faces."""
