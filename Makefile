@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision pinned to the releases available on the build machines (a CUDA build that also runs on CPU).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean face-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# Optional: the face-recognition model's weights (npm pack @vladmandic/face-api; keeps manifest, binary, LICENSE
+# in ~/.cache/simexplain/face-api). Its tests skip without them.
+face-model: $(VENV)/.installed
+	$(BIN)/simexplain fetch-face-model
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

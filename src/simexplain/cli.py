@@ -1,5 +1,6 @@
 """The ``simexplain`` command line: ``explain``, ``evaluate``, ``dissect``, ``report``, ``sanity``,
-``invert``, ``models``, ``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
+``invert``, ``models``, ``methods``, ``fetch-face-model``; thin layers over :mod:`simexplain.service` and
+:mod:`simexplain.studies`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
@@ -114,7 +115,22 @@ def _checked_explain_args(args: argparse.Namespace):
         raise SimexplainError(
             "--steps-figure draws Averaged Transforms' path: add --method averaged-transforms"
         )
+    _face_boxes(args)
     return request, out, report, steps, service.check_device(args.device)
+
+
+def _face_boxes(args: argparse.Namespace) -> list | None:
+    """``--face-box`` once (both images) or twice (image 1, image 2), each X,Y,W,H; None without it."""
+    if not args.face_box:
+        return None
+    from .models.face import parse_box
+
+    if args.demo or len(args.face_box) > 2:
+        raise SimexplainError(
+            "--face-box: give it once (both images) or twice (image 1, image 2), with two images"
+        )
+    boxes = [parse_box(text) for text in args.face_box]
+    return boxes * 2 if len(boxes) == 1 else boxes
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -139,6 +155,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         image1, image2 = args.images
         labels = (image1, image2)
+        boxes = _face_boxes(args)
+        if boxes:  # the face crops, read here so that errors still name the files
+            from .models.face import face_crop
+
+            image1, image2 = (face_crop(p, b, label=p) for p, b in zip(args.images, boxes))
     with progress_bars():
         report = service.run(model, image1, image2, request, labels=labels)
     score = float(report.score[0])
@@ -385,6 +406,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_face_model(args: argparse.Namespace) -> int:
+    from .models.face import fetch_face_model
+
+    print(f"wrote {fetch_face_model(args.dest)} (+ the binary and LICENSE)")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from .methods import available as methods
     from .methods import get
@@ -428,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
     explain.add_argument(
         "--batch-size", type=int, metavar="N", help="images per forward for batched methods and metrics"
+    )
+    explain.add_argument(
+        "--face-box",
+        action="append",
+        metavar="X,Y,W,H",
+        help="crop the face first (face-resnet128 needs face crops): once for both images, or twice",
     )
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
@@ -510,6 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.set_defaults(run=cmd_sanity)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
+    fetch = commands.add_parser(
+        "fetch-face-model",
+        help="npm-pack @vladmandic/face-api; keep its face-recognition weights and licence",
+    )
+    fetch.add_argument("--dest", metavar="DIR", help="folder (default ~/.cache/simexplain/face-api)")
+    fetch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    fetch.set_defaults(run=cmd_fetch_face_model)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)
     return parser
 

