@@ -271,10 +271,18 @@ function format(value, digits = 3) {
   return typeof value === "number" ? value.toFixed(digits) : "–";
 }
 
+function seconds(value) {
+  return value < 1 ? `${Math.max(1, Math.round(value * 1000))} ms` : `${value.toFixed(value < 10 ? 1 : 0)} s`;
+}
+
+// The six pair metrics (and MS when asked for); the per-image parts stay in the JSON download.
+const MAIN_METRICS = ["SI", "SD", "CI", "CD", "SAD", "CAD", "MS"];
+
 function metricsTable(table, metrics) {
   if (!metrics || !metrics.mean) return;
   const head = $("thead tr", table), body = $("tbody tr", table);
-  for (const [name, value] of Object.entries(metrics.mean)) {
+  for (const name of MAIN_METRICS.filter((key) => key in metrics.mean)) {
+    const value = metrics.mean[name];
     const th = document.createElement("th");
     th.textContent = name;
     const td = document.createElement("td");
@@ -299,7 +307,8 @@ async function showAnswer(answer) {
   for (const e of answer.explanations) {
     const card = $("#card").content.firstElementChild.cloneNode(true);
     $(".method", card).textContent = e.method;
-    $(".meta", card).textContent = `${format(e.seconds, 2)} s · score ${format(e.score, 4)}`;
+    $(".meta", card).textContent = `${seconds(e.seconds)}`;
+    $(".meta", card).title = `seconds this method took; the pair's score ${format(e.score, 4)}`;
     card.querySelectorAll("figure").forEach((figure, k) => {
       drawImage($(".base", figure), bitmaps[k]);
       const overlay = $(".overlay", figure);
