@@ -77,7 +77,7 @@ def overlay_painted(driver) -> bool:
         return canvases.length > 0 && canvases.every((c) => {
           const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
           const colours = new Set();
-          for (let i = 0; i < d.length; i += 4 * 7) if (d[i + 3] === 255) colours.add(d[i] + ',' + d[i + 2]);
+          for (let i = 0; i < d.length; i += 4 * 7) if (d[i + 3] > 0) colours.add(d[i] + ',' + d[i + 2]);
           return colours.size > 1;
         });
         """
@@ -139,6 +139,30 @@ def test_the_bundled_pair_by_keyboard_only(server, browser, tmp_path):
     assert browser.find_element(By.ID, "opacity-value").text == f"{round(float(after) * 100)}%"
     assert not browser.find_element(By.ID, "error").is_displayed()
     keep(browser, "web-desktop.png", tmp_path)
+
+
+def test_a_long_run_shows_progress_and_can_be_cancelled(server, browser, tmp_path):
+    wait = open_page(browser, server, 1280, 900)
+    browser.find_element(By.ID, "sample").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#drop2 img").is_displayed())
+    browser.find_element(By.CSS_SELECTOR, "input[name=method][value=interaction-cam]").click()
+    browser.find_element(By.CSS_SELECTOR, "input[name=method][value=smooth-grad]").click()
+    row = browser.find_element(By.CSS_SELECTOR, "input[name=method][value=smooth-grad]").find_element(
+        By.XPATH, "ancestor::div[@class='method-row']"
+    )
+    row.find_element(By.TAG_NAME, "summary").click()
+    for key, value in (("samples", "100000"), ("batch_size", "1")):  # long enough to watch and stop
+        field = row.find_element(By.CSS_SELECTOR, f"input[data-key={key}]")
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "explain").click()
+    wait.until(lambda d: float(d.find_element(By.ID, "progress").get_attribute("value")) > 0)
+    assert "smooth-grad (1 of 1)" in browser.find_element(By.ID, "stage").text
+    browser.find_element(By.ID, "cancel").click()
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert browser.find_element(By.ID, "error").text == "Cancelled."
+    assert not browser.find_element(By.ID, "progress-box").is_displayed()
+    assert browser.find_element(By.ID, "explain").is_enabled()
 
 
 def test_a_refused_request_shows_its_one_line(server, browser, tmp_path):

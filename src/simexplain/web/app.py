@@ -185,6 +185,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         version="1",
         description="Explain why a two-image model finds two images similar.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc pages load scripts from a CDN: not offline, so not served
+        redoc_url=None,
     )
     static = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
 

@@ -171,6 +171,7 @@ function setBusy(busy) {
   $("#explain").textContent = busy ? "Explaining…" : "Explain";
   $("#cancel").hidden = !busy;
   $("#progress-box").hidden = !busy;
+  $("#empty").hidden = busy || Boolean(state.answer);
 }
 
 async function submit(event) {
@@ -193,6 +194,7 @@ async function submit(event) {
   form.append("params", JSON.stringify(changedParams(methods)));
   if ($("#metrics").checked) form.append("metrics", "all");
   setBusy(true);
+  if (window.matchMedia("(max-width: 760px)").matches) $("#results").scrollIntoView({ behavior: "smooth" });
   $("#progress").value = 0;
   $("#stage").textContent = "uploading";
   try {
@@ -251,7 +253,8 @@ function drawMap(canvas, grid) {
       const t = span > 0 ? (grid[y][x] - low) / span : 0;
       const [r, g, b] = jet(t);
       const i = 4 * (y * w + x);
-      image.data[i] = r; image.data[i + 1] = g; image.data[i + 2] = b; image.data[i + 3] = 255;
+      // Low values half see-through, so sparse pixel maps do not hide the image under a blue veil.
+      image.data[i] = r; image.data[i + 1] = g; image.data[i + 2] = b; image.data[i + 3] = Math.round(255 * (0.45 + 0.55 * t));
     }
   }
   ctx.putImageData(image, 0, 0);
@@ -259,7 +262,11 @@ function drawMap(canvas, grid) {
   out.imageSmoothingEnabled = true;
   out.imageSmoothingQuality = "high";
   out.clearRect(0, 0, canvas.width, canvas.height);
+  // Pixel-level maps are speckled: a light blur for display (the downloads and JSON keep the raw maps).
+  const blur = $("#smooth").checked && w >= 56 ? Math.max(1, canvas.width / 80) : 0;
+  out.filter = blur ? `blur(${blur}px)` : "none";
   out.drawImage(small, 0, 0, canvas.width, canvas.height);
+  out.filter = "none";
 }
 
 function drawImage(canvas, bitmap) {
@@ -339,6 +346,7 @@ async function start() {
   $("#request").addEventListener("submit", submit);
   $("#cancel").addEventListener("click", cancel);
   $("#opacity").addEventListener("input", applyOpacity);
+  $("#smooth").addEventListener("change", () => state.answer && showAnswer(state.answer));
   try {
     const [models, methods] = await Promise.all([getJSON("/api/models"), getJSON("/api/methods")]);
     const select = $("#model");
