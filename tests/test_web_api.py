@@ -286,13 +286,14 @@ def test_too_many_pixels_is_413_before_decoding(client, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ jobs and queue
-def test_job_progress_and_answer(client):
+def test_job_progress_and_answer(client, app):
     files, data = pair(), {"methods": "interaction-cam,smooth-grad", "params": '{"samples": 4, "seed": 0}'}
     started = client.post("/api/jobs", files=files, data=data)
     assert started.status_code == 202 and started.json()["state"] in ("queued", "running", "done")
     status = wait(client, started.json()["id"])
     assert status["state"] == "done" and status["progress"] == 1.0 and status["error"] is None
     assert [e["method"] for e in status["result"]["explanations"]] == ["interaction-cam", "smooth-grad"]
+    assert app.state.simexplain.jobs.get(status["id"]).work is None  # the uploaded bytes are let go
     assert "no such job" in error_of(client.get("/api/jobs/unknown"), 404)
     assert "no such job" in error_of(client.delete("/api/jobs/unknown"), 404)
 

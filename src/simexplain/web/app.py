@@ -8,6 +8,7 @@ worker (one explanation at a time) behind a bounded admission count (:class:`.jo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -301,7 +302,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
         def work(job: jobs_module.Job) -> dict[str, Any]:
             report = explain_job(job, model, checked)
-            document = answer(job.id, checked.model, report)
+            # Kept as compact JSON bytes: a 224×224 map as Python floats would take ~4× the memory.
+            document = json.dumps(answer(job.id, checked.model, report), separators=(",", ":")).encode()
             state.results.put(job.id, report, document)
             return document
 
@@ -319,7 +321,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         await asyncio.wrap_future(job.future)
         if job.state != "done":
             return JSONResponse({"error": job.error or job.state}, status_code=job.status_code)
-        return JSONResponse(job.result)
+        return Response(job.result, media_type="application/json")
 
     @app.post(
         "/api/jobs",
@@ -331,12 +333,14 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     )
     async def start_job(request: Request) -> JSONResponse:
         job = await submit(request)
-        return JSONResponse(job_status(job), status_code=202)
+        return job_status(job, 202)
 
-    def job_status(job: jobs_module.Job) -> dict[str, Any]:
-        status = job.status()
-        status["result"] = job.result if job.state == "done" else None
-        return status
+    def job_status(job: jobs_module.Job, status_code: int = 200) -> Response:
+        """The job as JSON, its answer (already encoded) spliced in as ``result`` once it is done."""
+        status = json.dumps({**job.status(), "result": None}, separators=(",", ":")).encode()
+        if job.state == "done":
+            status = status[: -len(b"null}")] + job.result + b"}"
+        return Response(status, media_type="application/json", status_code=status_code)
 
     def known_job(job_id: str) -> jobs_module.Job:
         job = state.jobs.get(job_id)
@@ -346,12 +350,12 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @app.get("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
     def job(job_id: str) -> JSONResponse:
-        return JSONResponse(job_status(known_job(job_id)))
+        return job_status(known_job(job_id))
 
     @app.delete("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
     def cancel_job(job_id: str) -> JSONResponse:
         known_job(job_id)
-        return JSONResponse(job_status(state.jobs.cancel(job_id)))
+        return job_status(state.jobs.cancel(job_id))
 
     @app.get(
         "/api/results/{result_id}/{name}",

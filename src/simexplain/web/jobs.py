@@ -42,7 +42,7 @@ class Job:
 
     id: str
     model: str
-    work: Callable[[Job], Any]
+    work: Callable[[Job], Any] | None
     state: str = "queued"
     progress: float = 0.0
     stage: str = "waiting for the model"
@@ -162,6 +162,7 @@ class JobQueue:
             if job is None:
                 return
             self._run(job)
+            del job  # not held while waiting for the next one
 
     def _run(self, job: Job) -> None:
         started = time.monotonic()
@@ -178,6 +179,7 @@ class JobQueue:
             job.state, job.stage, job.status_code = "failed", "failed", 500
             job.error = f"internal error: {type(error).__name__}: {_line(error)}"
         finally:
+            job.work = None  # drops the request (its uploaded bytes) as soon as the job ends
             job.finished = time.monotonic()
             with self._lock:
                 self._pending = max(0, self._pending - 1)

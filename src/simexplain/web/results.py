@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import shutil
 import tempfile
@@ -121,7 +120,7 @@ def json_safe(value: Any) -> Any:
 class StoredResult:
     id: str
     report: service.PairReport
-    answer: dict[str, Any]
+    answer: bytes  # the JSON answer, encoded once
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -134,7 +133,7 @@ class ResultStore:
         self._results: OrderedDict[str, StoredResult] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, result_id: str, report: service.PairReport, document: dict[str, Any]) -> None:
+    def put(self, result_id: str, report: service.PairReport, document: bytes) -> None:
         with self._lock:
             self._results[result_id] = StoredResult(result_id, report, document)
             while len(self._results) > self.keep:
@@ -168,7 +167,7 @@ def _render(stored: StoredResult, name: str) -> bytes:
 
     report = stored.report
     if name == "result.json":
-        return json.dumps(stored.answer).encode()
+        return stored.answer
     if name.startswith("figure."):
         return render_figure(report.figure(), name.split(".")[1], dpi=110)
     x = report.x1 if name == "image1.png" else report.x2
