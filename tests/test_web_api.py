@@ -375,3 +375,18 @@ def test_serve_usage_errors_exit_2_before_loading(args, words, capsys):
     assert main(["serve", *args]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_serve_binds_where_asked_and_says_so(host, warned, monkeypatch, capsys):
+    import simexplain.web
+
+    calls = []
+    monkeypatch.setattr(
+        simexplain.web, "serve", lambda settings, host, port: calls.append((settings, host, port))
+    )
+    assert main(["serve", "--host", host, "--port", "8123", "--model", TINY, "--queue", "3"]) == 0
+    (settings, bound, port), out = calls[0], capsys.readouterr().out
+    assert (bound, port, settings.models, settings.queue_size) == (host, 8123, (TINY,), 3)
+    assert settings.upload_limit == 20_000_000 and settings.max_pixels == 50_000_000
+    assert ("anyone who can reach this machine" in out) == warned
