@@ -32,7 +32,11 @@ def test_api_answers_match_the_schema_and_never_fail():
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
         )
         def check(case):
             response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
