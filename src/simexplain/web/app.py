@@ -189,7 +189,16 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         docs_url=None,  # FastAPI's /docs and /redoc pages load scripts from a CDN: not offline, so not served
         redoc_url=None,
     )
-    static = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
+    _add_error_handlers(app)
+    _add_page(app)
+    _add_facts(app, state)
+    _add_explaining(app, state)
+    app.state.simexplain = state
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Security headers on every answer; every error as ``{"error": "<one line>"}``."""
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -217,7 +226,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         log.exception("internal error")
         return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
-    # ------------------------------------------------------------------------------------- the page
+
+def _add_page(app: FastAPI) -> None:
+    """The page, its two static files (read once, looked up by name) and the bundled sample photos."""
+    static = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
+
     @app.get("/", include_in_schema=False)
     def page() -> Response:
         return Response(static["index.html"], media_type="text/html; charset=utf-8")
@@ -241,7 +254,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
         return Response(sample_path(name).read_bytes(), media_type="image/jpeg")
 
-    # ------------------------------------------------------------------------------------- facts
+
+def _add_facts(app: FastAPI, state: _State) -> None:
+    """Health, the served models and the registered methods."""
+    names = state.names
+
     @app.get("/api/health", response_model=Health)
     def health() -> dict[str, Any]:
         queue = state.jobs
@@ -285,7 +302,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             )
         return listed
 
-    # ------------------------------------------------------------------------------------- explaining
+
+def _add_explaining(app: FastAPI, state: _State) -> None:
+    """Explain (waiting), jobs (start, poll, cancel) and the results' downloads."""
+    settings, names = state.settings, state.names
+
     async def submit(request: Request) -> jobs_module.Job:
         queue: jobs_module.JobQueue = state.jobs
         try:
@@ -300,7 +321,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             raise
         model = state.models[checked.model]
 
-        def work(job: jobs_module.Job) -> dict[str, Any]:
+        def work(job: jobs_module.Job) -> bytes:
             report = explain_job(job, model, checked)
             # Kept as compact JSON bytes: a 224×224 map as Python floats would take ~4× the memory.
             document = json.dumps(answer(job.id, checked.model, report), separators=(",", ":")).encode()
@@ -316,7 +337,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         openapi_extra=EXPLAIN_BODY,
         summary="Explain a pair of images (waits for the answer)",
     )
-    async def explain(request: Request) -> JSONResponse:
+    async def explain(request: Request) -> Response:
         job = await submit(request)
         await asyncio.wrap_future(job.future)
         if job.state != "done":
@@ -331,7 +352,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         openapi_extra=EXPLAIN_BODY,
         summary="Start explaining a pair; poll /api/jobs/{id} for progress and the answer",
     )
-    async def start_job(request: Request) -> JSONResponse:
+    async def start_job(request: Request) -> Response:
         job = await submit(request)
         return job_status(job, 202)
 
@@ -349,11 +370,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         return job
 
     @app.get("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
-    def job(job_id: str) -> JSONResponse:
+    def job(job_id: str) -> Response:
         return job_status(known_job(job_id))
 
     @app.delete("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
-    def cancel_job(job_id: str) -> JSONResponse:
+    def cancel_job(job_id: str) -> Response:
         known_job(job_id)
         return job_status(state.jobs.cancel(job_id))
 
@@ -375,9 +396,6 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         data, media = found
         disposition = "inline" if name.startswith("image") else f'attachment; filename="simexplain-{name}"'
         return Response(data, media_type=media, headers={"Content-Disposition": disposition})
-
-    app.state.simexplain = state
-    return app
 
 
 class _State:
