@@ -373,6 +373,7 @@ def _checked_serve_args(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from . import service
     from .web import serve
 
     try:
@@ -380,16 +381,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SimexplainError as error:
         raise UsageError(str(error)) from None
     where = f"http://{'localhost' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
-    print(f"simexplain serve: loading {', '.join(settings.models)} on {settings.device}; then open {where}")
+    print(f"simexplain serve: loading {', '.join(settings.models)} on {settings.device}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"simexplain serve: listening on {args.host} as asked (--host): anyone who can reach this "
-            "machine can upload images and use its CPU/GPU"
+            "machine can upload images and use its CPU/GPU",
+            flush=True,
         )
-    from . import service
-
     for name in settings.models:  # loaded here, so a missing weights file is one line, not a traceback
         service.get_model(name, device=settings.device)
+    print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port)
     return 0
 
