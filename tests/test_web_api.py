@@ -390,3 +390,15 @@ def test_serve_binds_where_asked_and_says_so(host, warned, monkeypatch, capsys):
     assert (bound, port, settings.models, settings.queue_size) == (host, 8123, (TINY,), 3)
     assert settings.upload_limit == 20_000_000 and settings.max_pixels == 50_000_000
     assert ("anyone who can reach this machine" in out) == warned
+
+
+def test_without_the_web_extra_serve_says_which_extra_in_one_line(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if uvicorn were not installed
+    assert main(["serve", "--model", TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "simexplain: error: the web page needs the web extra (uvicorn is missing): "
+        "pip install 'simexplain[web]'"
+    )
