@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision pinned to the releases available on the build machines (a CUDA build that also runs on CPU).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench clean face-model
+.PHONY: demo test lint bench serve clean face-model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/simexplain explain --demo --out demo.png
+
+$(VENV)/.installed-web: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[web]"
+	touch $@
+
+# The web page on http://localhost:8000/ (this machine only; see docs/web.md).
+serve: $(VENV)/.installed-web
+	$(BIN)/simexplain serve
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

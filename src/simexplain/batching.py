@@ -61,16 +61,44 @@ def progress_bars(enabled: bool = True) -> Iterator[None]:
         _PROGRESS.reset(token)
 
 
+# A callback ``(done, total)`` told before each chunk (the web page's progress bar); it may raise to cancel.
+_OBSERVER: ContextVar[Callable[[int, int], None] | None] = ContextVar("simexplain_chunks", default=None)
+
+
+@contextmanager
+def observe_chunks(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Call ``callback(done, total)`` before each chunk of every chunked loop run inside the context (and
+    ``(total, total)`` after the last); an exception it raises stops the loop: how a run is cancelled.
+
+    Example:
+        >>> seen = []
+        >>> with observe_chunks(lambda done, total: seen.append((done, total))):
+        ...     parts = list(chunk_slices(5, 2))
+        >>> seen
+        [(0, 5), (2, 5), (4, 5), (5, 5)]
+    """
+    token = _OBSERVER.set(callback)
+    try:
+        yield
+    finally:
+        _OBSERVER.reset(token)
+
+
 def chunk_slices(total: int, size: int, desc: str = "batches") -> Iterator[slice]:
     """Consecutive slices of at most ``size`` covering ``range(total)``."""
     size = max(1, int(size))
     starts = range(0, total, size)
+    observer = _OBSERVER.get()
     if _PROGRESS.get() and len(starts) > 1:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=desc, unit="batch", leave=False, disable=None, file=sys.stderr)
     for start in starts:
+        if observer is not None:
+            observer(start, total)
         yield slice(start, min(start + size, total))
+    if observer is not None:
+        observer(total, total)
 
 
 def embed_lazily(

@@ -1,6 +1,6 @@
 """The ``simexplain`` command line: ``explain``, ``evaluate``, ``dissect``, ``report``, ``sanity``,
-``invert``, ``models``, ``methods``, ``fetch-face-model``; thin layers over :mod:`simexplain.service` and
-:mod:`simexplain.studies`.
+``invert``, ``serve``, ``models``, ``methods``, ``fetch-face-model``; thin layers over
+:mod:`simexplain.service`, :mod:`simexplain.studies` and :mod:`simexplain.web`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
@@ -423,6 +423,49 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_serve_args(args: argparse.Namespace):
+    """Every argument of ``serve`` checked before any model is loaded."""
+    from . import checks, service
+    from .models import DEFAULT_MODEL
+    from .web import WebSettings
+
+    models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
+    if not 0 < args.port < 65536:
+        raise SimexplainError(f"--port {args.port}: use 1-65535")
+    if not args.upload_limit > 0:
+        raise SimexplainError(f"--upload-limit {args.upload_limit:g}: must be positive (megabytes)")
+    return WebSettings(
+        models=tuple(models),
+        device=str(service.check_device(args.device)),
+        upload_limit=int(args.upload_limit * 1_000_000),
+        max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
+        queue_size=checks.positive_int("--queue", args.queue),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import service
+    from .web import serve
+
+    try:
+        settings = _checked_serve_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    where = f"http://{'localhost' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
+    print(f"simexplain serve: loading {', '.join(settings.models)} on {settings.device}", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"simexplain serve: listening on {args.host} as asked (--host): anyone who can reach this "
+            "machine can upload images and use its CPU/GPU",
+            flush=True,
+        )
+    for name in settings.models:  # loaded here, so a missing weights file is one line, not a traceback
+        service.get_model(name, device=settings.device)
+    print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simexplain", description="Explain why a two-image model finds two images similar."
@@ -542,6 +585,26 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     sanity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sanity.set_defaults(run=cmd_sanity)
+
+    web = commands.add_parser("serve", help="the web page and JSON API (needs the web extra)")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)")
+    web.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    web.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="model to serve, repeatable; the first is the default",
+    )
+    web.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    web.add_argument(
+        "--upload-limit", type=float, default=20, metavar="MB", help="request body limit (default 20 MB)"
+    )
+    web.add_argument(
+        "--max-pixels", type=int, default=50_000_000, metavar="N", help="pixels per image (default 50 M)"
+    )
+    web.add_argument("--queue", type=int, default=8, metavar="N", help="explanations queued or running (8)")
+    web.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    web.set_defaults(run=cmd_serve)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     fetch = commands.add_parser(

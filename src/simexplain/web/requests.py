@@ -1,0 +1,175 @@
+"""Reading and checking an explain request: the multipart upload, kept in memory and bounded, then the form.
+
+Nothing here touches the file system: the body is read in chunks and refused once it passes the upload limit,
+the parts are held in memory (never spooled to a temporary file), and each image's header is read to refuse
+too many pixels before anything is decoded. Client file names are only shown, as short printable labels.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from .. import service
+from ..errors import SimexplainError
+
+FIELDS = ("model", "methods", "params", "metrics")
+DEFAULT_METHODS = "interaction-cam"
+
+
+class RequestError(SimexplainError):
+    """A refused request: one line, an HTTP status and optional headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """A checked request: the served model's name, both images' bytes and labels, and the plan."""
+
+    model: str
+    image1: bytes
+    image2: bytes
+    labels: tuple[str, str]
+    plan: service.Plan
+
+
+async def read_upload(request: Any, limit: int) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """The form fields and files of a multipart ``request`` (a Starlette request), held in memory.
+
+    Raises :class:`RequestError` 413 past ``limit`` bytes (from ``Content-Length`` before reading, or while
+    reading a body that has none) and 400 for a body that is not multipart form data.
+    """
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    class InMemoryParser(MultiPartParser):
+        spool_max_size = 0  # 0: a SpooledTemporaryFile that never rolls over to disk (the body is bounded)
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise RequestError(400, "send multipart/form-data with the files image1 and image2")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, _too_large(limit))
+
+    async def bounded() -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                raise RequestError(413, _too_large(limit))
+            yield chunk
+
+    parser = InMemoryParser(request.headers, bounded(), max_files=4, max_fields=16, max_part_size=64 * 1024)
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise RequestError(400, f"malformed multipart body ({error.message})") from None
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields[key] = value
+            else:
+                files[key] = (value.filename or "", await value.read())
+    finally:
+        await form.close()
+    return fields, files
+
+
+def _too_large(limit: int) -> str:
+    return f"upload too large (limit {limit / 1e6:g} MB for both images together)"
+
+
+def check_request(
+    fields: dict[str, str],
+    files: dict[str, tuple[str, bytes]],
+    models: list[str],
+    *,
+    max_pixels: int,
+) -> ExplainRequest:
+    """Every check that needs no model: files present and images by their headers (400/413), the model,
+    methods, parameters and metrics (422)."""
+    images = []
+    for index, key in enumerate(("image1", "image2"), 1):
+        if key not in files:
+            if key in fields:
+                raise RequestError(400, f"{key}: send it as a file, not as a text field")
+            raise RequestError(400, f"missing file {key}")
+        name, data = files[key]
+        check_header(data, f"image {index}", max_pixels)
+        images.append((label(name, f"image {index}"), data))
+    model = fields.get("model") or models[0]
+    if model not in models:
+        raise RequestError(422, f"unknown model {_short(model)!r}; served here: {', '.join(models)}")
+    params, metric_options = split_params(fields.get("params"))
+    try:
+        request = service.plan(
+            fields.get("methods") or DEFAULT_METHODS,
+            params,
+            fields.get("metrics") or None,
+            metric_options=metric_options,
+        )
+    except (SimexplainError, TypeError, ValueError, KeyError) as error:
+        raise RequestError(422, _line(error)) from None
+    return ExplainRequest(model, images[0][1], images[1][1], (images[0][0], images[1][0]), request)
+
+
+def split_params(text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` (a JSON object) as the methods' settings and the metrics' (keys ``metrics.KEY``)."""
+    if not text:
+        return {}, {}
+    try:
+        params = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RequestError(400, "params: not valid JSON (send an object of METHOD.KEY → value)") from None
+    if not isinstance(params, dict):
+        raise RequestError(400, "params: send a JSON object of METHOD.KEY → value")
+    methods = {k: v for k, v in params.items() if not k.startswith("metrics.")}
+    metrics = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("metrics.")}
+    return methods, metrics
+
+
+def check_header(data: bytes, name: str, max_pixels: int) -> None:
+    """Read only the image's header: refuse what is not an image (400) or has too many pixels (413)."""
+    if not data:
+        raise RequestError(400, f"{name}: empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # lazy: the header only, no pixel is decoded
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise RequestError(413, f"{name}: too many pixels (limit {max_pixels})") from None
+    except UnidentifiedImageError:
+        raise RequestError(400, f"{name}: not an image file (PNG, JPEG, WebP, ... expected)") from None
+    except Exception as error:  # noqa: BLE001  (a hostile header: one line, never a 500)
+        raise RequestError(400, f"{name}: cannot read the image header ({_line(error)})") from None
+    if width * height > max_pixels:
+        raise RequestError(413, f"{name}: too many pixels ({width}×{height}; limit {max_pixels})")
+
+
+def label(filename: str, fallback: str) -> str:
+    """A client's file name as a short printable label (only ever shown, never used as a path)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(c for c in base if c.isprintable())[:80]
+    return text or fallback
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = "".join(c for c in text if c.isprintable())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+__all__ = ["ExplainRequest", "RequestError", "check_header", "check_request", "read_upload", "split_params"]
