@@ -241,3 +241,18 @@ def test_slicing_keeps_the_interaction():
     e = simexplain.explain(model, *images(3), "pair-interaction")
     assert torch.equal(e[1:].interaction, e.interaction[1:])
     assert e[-1].match((3, 4), image=2).shape == (1, 16, 16)
+
+
+def test_per_pair_projection_seeds_match_each_pair_alone():
+    model = PairModel(bias_free_relu_encoder(), layer="3")
+    x1, x2 = images(3)
+    batched = simexplain.explain(
+        model, x1, x2, "pair-interaction", projection=3, seed=[7, 8, 9], batch_size=2
+    )
+    assert batched.config["seed"] == [7, 8, 9]
+    for i, seed in enumerate([7, 8, 9]):
+        alone = simexplain.explain(
+            model, x1[i : i + 1], x2[i : i + 1], "pair-interaction", projection=3, seed=seed
+        )
+        assert torch.allclose(alone.interaction, batched[i].interaction, atol=1e-12)
+        assert batched[i].config["seed"] == [seed]

@@ -341,6 +341,45 @@ def rectangle_spans(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Ten
     return rows, cols
 
 
+def ridge_rectangle_credit(
+    drops: Tensor, rows1: Tensor, cols1: Tensor, rows2: Tensor, cols2: Tensor, ridge: float
+) -> tuple[Tensor, Tensor]:
+    """Per-pixel coefficients ``a1`` (``B×H1×W1``), ``a2`` of the ridge fit
+    ``d_n ≈ Σ_p a1[p]·1[p ∈ R1_n] + Σ_q a2[q]·1[q ∈ R2_n] + c`` (docs/methods.md, Pairwise Occlusion).
+
+    Solved in its dual form: with ``N`` samples and ``H·W`` pixels per image, the ``N×N`` Gram matrix of the
+    indicators is the rectangles' overlap areas (row overlap × column overlap), so no pixel design matrix is
+    built. With centred drops and indicators (the intercept ``c``), ``α = (K_c + λI)⁻¹ d_c`` and
+    ``a_k = Σ_n α_n 1[R_k,n]``; ``λ = ridge · mean(diag K_c)`` makes ``ridge`` independent of the image size.
+
+    Example:
+        >>> rows = cols = spans(torch.tensor([0, 2, 0, 2]), 2, 4).unsqueeze(0)
+        >>> empty = torch.zeros_like(rows)
+        >>> a1, a2 = ridge_rectangle_credit(torch.tensor([[1.0, 0, 0, 0]]), rows, cols, empty, empty, 1e-6)
+        >>> a1[0, 0, 0] > a1[0, 3, 3], a2.abs().max().item()
+        (tensor(True), 0.0)
+    """
+    dtype = torch.float64  # the Gram matrix holds pixel counts; solve it in double precision
+    samples = drops.shape[1]
+
+    def overlaps(rows: Tensor, cols: Tensor) -> Tensor:
+        r, c = rows.to(dtype), cols.to(dtype)
+        return torch.einsum("bnh,bmh->bnm", r, r) * torch.einsum("bnw,bmw->bnm", c, c)
+
+    gram = overlaps(rows1, cols1) + overlaps(rows2, cols2)
+    centre = torch.eye(samples, dtype=dtype, device=drops.device) - 1.0 / samples
+    gram = centre @ gram @ centre
+    scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+    system = gram + (ridge * scale)[:, None, None] * torch.eye(samples, dtype=dtype, device=drops.device)
+    targets = drops.to(dtype) - drops.to(dtype).mean(1, keepdim=True)
+    alpha = torch.linalg.solve(system, targets.unsqueeze(-1))[..., 0]
+    alpha = alpha.to(drops.dtype)
+    return rectangle_sums(alpha, rows1, cols1), rectangle_sums(alpha, rows2, cols2)
+
+
+CREDITS = ("norm", "regression")
+
+
 @register(
     "pairwise-occlusion",
     "perturbation",
@@ -356,6 +395,8 @@ def pairwise_occlusion(
     ratio: Annotated[tuple[float, float], checks.number_range] = (1, 1.5),
     fill: Annotated[str, checks.one_of(FILLS)] = "zero",
     temperature: Annotated[float, checks.positive_number] = 1.0,
+    credit: Annotated[str, checks.one_of(CREDITS)] = "norm",
+    ridge: Annotated[float, checks.positive_number] = 0.1,
     seed: checks.SeedSetting = None,
     batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
@@ -381,7 +422,12 @@ def pairwise_occlusion(
         scale, ratio: RandomErasing's area fraction and aspect ratio (``h/w``) ranges; see
             :func:`sample_rectangles` (including the rule when no rectangle fits).
         fill: ``"zero"`` (paper), ``"mean"`` or ``"blur"``, as in Conditional Occlusion.
-        temperature: softmax temperature ``T``.
+        temperature: softmax temperature ``T`` (``credit="norm"`` only).
+        credit: ``"norm"`` (the paper's softmax credit above) or ``"regression"``: the maps are the per-pixel
+            coefficients of a ridge fit of the drops on both images' rectangle indicators
+            (:func:`ridge_rectangle_credit`), signed and in score units; the same rectangles and forwards.
+        ridge: the regression's penalty relative to the mean squared indicator norm (``credit="regression"``
+            only).
         seed: an int seeds every pair alike (with equal image sizes all pairs get the same rectangles), a list
             gives one seed per pair, ``None`` draws one from torch's global generator. Pair ``i``'s rectangles
             come from its own generator (:func:`pair_rectangles`), so its map depends only on its images, the
@@ -422,11 +468,14 @@ def pairwise_occlusion(
             # Strictly smaller: ties credit image 2.
             first_smaller[part] = za.flatten(1).norm(dim=1) < zb.flatten(1).norm(dim=1)
         drops, first_smaller = drops.view(batch, samples), first_smaller.view(batch, samples)
-        weights = torch.softmax(drops / temperature, dim=1)
-        map1 = rectangle_sums(weights * first_smaller, rows1, cols1)
-        map2 = rectangle_sums(weights * ~first_smaller, rows2, cols2)
-        map1 = map1 / (map1.amax((1, 2), keepdim=True) + 1e-9)
-        map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
+        if credit == "regression":
+            map1, map2 = ridge_rectangle_credit(drops, rows1, cols1, rows2, cols2, ridge)
+        else:
+            weights = torch.softmax(drops / temperature, dim=1)
+            map1 = rectangle_sums(weights * first_smaller, rows1, cols1)
+            map2 = rectangle_sums(weights * ~first_smaller, rows2, cols2)
+            map1 = map1 / (map1.amax((1, 2), keepdim=True) + 1e-9)
+            map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
         credited = torch.where(first_smaller, 1, 2).to(torch.uint8)
     config = {
         "samples": samples,
@@ -434,6 +483,8 @@ def pairwise_occlusion(
         "ratio": list(ratio),
         "fill": fill,
         "temperature": temperature,
+        "credit": credit,
+        "ridge": ridge,
         "seed": config_seed,
     }
     extras = {
