@@ -256,3 +256,41 @@ def test_per_pair_projection_seeds_match_each_pair_alone():
         )
         assert torch.allclose(alone.interaction, batched[i].interaction, atol=1e-12)
         assert batched[i].config["seed"] == [seed]
+
+
+# ------------------------------------------------------------------------------------------- figure and CLI
+def test_the_figure_links_the_strongest_pairs_and_shows_the_point():
+    from matplotlib.patches import ConnectionPatch
+
+    from simexplain.figures.interaction import interaction_figure, strongest_links
+    from simexplain.figures.output import render_figure
+
+    model = PairModel(bias_free_relu_encoder(), layer="3")
+    x1, x2 = images(2)
+    e = simexplain.explain(model, x1, x2, "pair-interaction")
+    links = strongest_links(e.interaction[1], 4)
+    assert [link.value for link in links] == sorted(e.interaction[1].flatten().tolist(), reverse=True)[:4]
+    fig = interaction_figure(
+        x1.float(), x2.float(), e, model.preprocessing, index=1, top=4, point=(2, (3, 9))
+    )
+    drawn = [a for a in fig.artists if isinstance(a, ConnectionPatch)]
+    assert len(drawn) == sum(link.value > 0 for link in links)
+    assert render_figure(fig, "png")[:4] == b"\x89PNG"
+    with pytest.raises(SimexplainError, match="keeps no interaction"):
+        interaction_figure(x1, x2, simexplain.explain(model, x1, x2, "pair-grad-cam"), model.preprocessing)
+
+
+def test_cli_point_writes_the_interaction_figure(tmp_path, capsys):
+    from simexplain.cli import main, parse_point
+
+    assert parse_point("2:5,7") == (2, (5, 7))
+    for bad in ("3:1,2", "1:1", "1:a,b", "1:-1,2"):
+        with pytest.raises(SimexplainError, match="--point"):
+            parse_point(bad)
+    cat = str(simexplain.sample_path("chelsea.jpg"))
+    out = tmp_path / "fig.png"
+    args = ["explain", cat, cat, "--model", "python:tiny:evaluation_model", "--out", str(out)]
+    assert main([*args, "--method", "pair-interaction", "--point", "1:5,30"]) == 0
+    assert (tmp_path / "fig-pair-interaction.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([*args, "--method", "pair-grad-cam", "--point", "1:5,30"]) == 2
+    assert "--point needs --method pair-interaction" in capsys.readouterr().err

@@ -112,6 +112,40 @@ def _checked_explain_args(args: argparse.Namespace):
     return request, out, report, service.check_device(args.device)
 
 
+def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
+    """``--point IMAGE:Y,X`` (``1:40,100``) as ``(image, (y, x))``; pixel coordinates at the model's input."""
+    if text is None:
+        return None
+    image, sep, rest = text.partition(":")
+    coords = rest.split(",")
+    if not sep or image.strip() not in ("1", "2") or len(coords) != 2:
+        raise SimexplainError(f"--point expects IMAGE:Y,X with IMAGE 1 or 2 (e.g. 1:40,100), got {text!r}")
+    try:
+        y, x = (int(c) for c in coords)
+    except ValueError:
+        raise SimexplainError(f"--point expects whole pixel coordinates, got {text!r}") from None
+    if y < 0 or x < 0:
+        raise SimexplainError(f"--point coordinates must be non-negative, got {text!r}")
+    return int(image), (y, x)
+
+
+def _save_interaction_figures(report, out: str, point: tuple[int, tuple[int, int]] | None) -> list[str]:
+    """For each second-order result, the linked-patches figure next to ``out`` (``FIG-<method>.png``)."""
+    from .figures.interaction import interaction_figure
+    from .figures.output import save_figure
+
+    written = []
+    root, ext = os.path.splitext(out)
+    for outcome in report.outcomes:
+        if outcome.explanation.interaction is None:
+            continue
+        fig = interaction_figure(
+            report.x1, report.x2, outcome.explanation, report.model.preprocessing, point=point
+        )
+        written += save_figure(fig, f"{root}-{outcome.method}{ext}")
+    return written
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from . import service
     from .batching import progress_bars
@@ -120,6 +154,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     try:
         request, out, report_path, device = _checked_explain_args(args)
+        point = parse_point(args.point)
+        if point is not None and "pair-interaction" not in [name for name, _ in request.methods]:
+            raise SimexplainError("--point needs --method pair-interaction")
     except SimexplainError as error:
         raise UsageError(str(error)) from None
     model = service.get_model(args.model, weights=args.weights, device=device)
@@ -147,6 +184,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     document = report.to_json()
     if out:
         document["figures"] = save_figure(report.figure(), out)
+        document["figures"] += _save_interaction_figures(report, out, point)
         print("wrote " + ", ".join(document["figures"]))
     if report_path:
         with open(report_path, "w", encoding="utf-8") as handle:
@@ -378,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--metrics", metavar="all|SI,SD,...", help="evaluate the maps and print a table")
     explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
+    explain.add_argument(
+        "--point", metavar="IMAGE:Y,X", help="pair-interaction: the pixel whose match the extra figure shows"
+    )
     explain.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
     explain.add_argument(
