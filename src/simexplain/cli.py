@@ -1,5 +1,6 @@
-"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``, ``models``,
-``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
+"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``,
+``retrieve``, ``models``, ``methods``; thin layers over :mod:`simexplain.service`,
+:mod:`simexplain.studies` and :mod:`simexplain.retrieval`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
@@ -368,6 +369,64 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_retrieve_args(args: argparse.Namespace):
+    """``retrieve``'s arguments checked without a model: query, gallery, K, method, settings, outputs."""
+    from . import checks, service
+    from .retrieval import gallery_files
+
+    if not os.path.isfile(args.query):
+        raise SimexplainError(f"query {args.query}: no such file")
+    files = gallery_files(args.gallery)
+    top = checks.positive_int("--top", args.top)
+    if top > len(files):
+        raise SimexplainError(f"--top {top} exceeds the gallery's {len(files)} images")
+    request = service.plan([args.method], parse_settings(args.set or []), seed=args.seed)
+    if args.batch_size is not None:
+        checks.positive_int("--batch-size", args.batch_size)
+    _check_model(args)
+    out = _output_path("--out", args.out, FIGURE_FORMATS)
+    report = _output_path("--json", args.json, (".json",))
+    return files, top, request.methods[0][1], out, report, service.check_device(args.device)
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from . import service
+    from .batching import progress_bars
+    from .figures.output import save_figure
+    from .figures.retrieval import retrieval_figure
+    from .retrieval import default_cache_dir, explain_top_k
+
+    try:
+        files, top, params, out, report_path, device = _checked_retrieve_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    model = service.get_model(args.model, weights=args.weights, device=device)
+    cache = args.cache or default_cache_dir()
+    with progress_bars():
+        result = explain_top_k(
+            model,
+            args.query,
+            files,
+            top,
+            args.method,
+            cache=cache,
+            gallery_batch_size=args.batch_size,
+            **params,
+        )
+    print(f"gallery: {len(files)} images, {result.embedded} embedded now (cache {cache})")
+    for rank, (index, score) in enumerate(zip(result.indices.tolist(), result.scores.tolist()), 1):
+        print(f"  #{rank:<3d} {score:.4f}  {files[index]}")
+    document = {"model": model.name, "query": args.query, **result.to_json()}
+    if out:
+        document["figures"] = save_figure(retrieval_figure(result, model.preprocessing), out)
+        print("wrote " + ", ".join(document["figures"]))
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        print(f"wrote {report_path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import available
 
@@ -506,6 +565,32 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     sanity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sanity.set_defaults(run=cmd_sanity)
+
+    retrieve = commands.add_parser(
+        "retrieve", help="rank a gallery folder against a query image and explain the top matches"
+    )
+    retrieve.add_argument("query", metavar="QUERY", help="the query image (a path)")
+    retrieve.add_argument("gallery", metavar="GALLERY", help="a folder of images")
+    retrieve.add_argument("--top", type=int, default=5, metavar="K", help="matches to explain (default 5)")
+    retrieve.add_argument(
+        "--method",
+        default="conditional-occlusion",
+        metavar="NAME",
+        help="method (default conditional-occlusion)",
+    )
+    retrieve.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, repeatable")
+    retrieve.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    retrieve.add_argument("--weights", help="checkpoint file for the model")
+    retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
+    retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
+    retrieve.add_argument(
+        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
+    )
+    retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
+    retrieve.add_argument("--seed", type=int, help="seed for a random method")
+    retrieve.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    retrieve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    retrieve.set_defaults(run=cmd_retrieve)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)

@@ -167,6 +167,36 @@ def _window_drops(
     return drops.view(batch, n_rows, n_cols), rows, cols
 
 
+def _query_window_drops(
+    model: PairModel,
+    query: Tensor,
+    partners: Tensor,
+    score: Tensor,
+    windows: Windows,
+    fill: str,
+    batch_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Drops ``K×nh×nw`` of every window of ONE image 1 (``1×3×H×W``) against ``K`` partner embeddings: each
+    occluded copy is embedded once and compared with all partners (retrieval: one query, K matches)."""
+    _, _, height, width = query.shape
+    row_starts, col_starts = windows.row_starts.to(query.device), windows.col_starts.to(query.device)
+    rows, cols = spans(row_starts, windows.size[0], height), spans(col_starts, windows.size[1], width)
+    n_rows, n_cols = len(row_starts), len(col_starts)
+    positions, matches = n_rows * n_cols, partners.shape[0]
+    fills = fill_values(query, fill)
+    drops = score.new_empty(matches, positions)
+    for part in chunk_slices(positions, batch_size):
+        position = torch.arange(part.start, part.stop, device=query.device)
+        images = occlude(
+            query.expand(len(position), -1, -1, -1), fills, rows[position // n_cols], cols[position % n_cols]
+        )
+        z = model.embed(images, "a")
+        n = len(position)
+        occluded = model.similarity(z.repeat(matches, 1), partners.repeat_interleave(n, 0)).view(matches, n)
+        drops[:, part] = score[:, None] - occluded
+    return drops.view(matches, n_rows, n_cols), rows, cols
+
+
 def windows_to_pixels(grid: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Pixel map where each pixel averages the values of the windows covering it.
 
@@ -241,17 +271,47 @@ def conditional_occlusion(
     ``window{k}`` (``B×2``: height, width) and its start offsets ``row_starts{k}`` (``B×nh``) and
     ``col_starts{k}`` (``B×nw``).
     """
+    return occlude_windows(
+        model, x1, x2, window=window, stride=stride, fill=fill, output=output, batch_size=batch_size
+    )
+
+
+def occlude_windows(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    window: int,
+    stride: int,
+    fill: str,
+    output: str,
+    batch_size: int | None,
+    embeddings: tuple[Tensor, Tensor] | None = None,
+) -> PairExplanation:
+    """Conditional Occlusion's work; with ONE image 1 and ``K`` images 2 (a retrieval query and its matches),
+    the query's occluded copies are embedded once for all ``K`` pairs, and ``embeddings`` (the clean
+    ``f_a(x1)`` ``1×E`` and ``f_b(x2)`` ``K×E``, when the caller has them) save the clean forwards. The result
+    equals :func:`conditional_occlusion` on ``x1`` repeated ``K`` times."""
     batch_size = resolve_batch_size(batch_size, x1.device)
     layouts = [image_windows(x.shape[-2], x.shape[-1], window, stride) for x in (x1, x2)]
+    one_query = x1.shape[0] == 1 and x2.shape[0] > 1
     with torch.inference_mode():
-        z1, z2 = model.embed_pair(x1, x2)
+        if embeddings is None:
+            z1, z2 = (model.embed(x1, "a"), model.embed(x2, "b")) if one_query else model.embed_pair(x1, x2)
+        else:
+            z1, z2 = embeddings
+        if one_query:
+            z1 = z1.expand(x2.shape[0], -1)
         score = model.similarity(z1, z2)
         maps, grids = [], []
         for x, side, partner, windows in ((x1, "a", z2, layouts[0]), (x2, "b", z1, layouts[1])):
-            grid, rows, cols = _window_drops(model, x, side, partner, score, windows, fill, batch_size)
+            if one_query and side == "a":
+                grid, rows, cols = _query_window_drops(model, x, partner, score, windows, fill, batch_size)
+            else:
+                grid, rows, cols = _window_drops(model, x, side, partner, score, windows, fill, batch_size)
             maps.append(windows_to_pixels(grid, rows, cols) if output == "pixels" else grid)
             grids.append(grid)
-    batch = x1.shape[0]
+    batch = x2.shape[0]
     extras = {
         **_window_extras(layouts[0], 1, batch, x1.device),
         **_window_extras(layouts[1], 2, batch, x1.device),
