@@ -1,4 +1,5 @@
-"""Retrieval explanations: rank a gallery against a query, explain the top ``K`` matches.
+"""Retrieval explanations: rank a gallery against a query, explain the top ``K`` matches, and explain why one
+match beats another (:func:`explain_margin`).
 
 The gallery is embedded once, in chunks, through image 2's encoder, and each image's embedding can be cached
 on disk under a key made of the model (its name, preprocessing and a hash of its weights) and the image's
@@ -287,11 +288,143 @@ def explain_top_k(
         )
 
 
+# ---------------------------------------------------------------------------------------------- the margin
+MARGIN_METHODS = ("input-x-gradient", "conditional-occlusion", "pair-grad-cam")
+
+
+@dataclass
+class MarginExplanation:
+    """Maps of ``s(query, better) − s(query, worse)`` on the three images of ``B`` triplets.
+
+    Attributes:
+        map_query, map_better, map_worse: ``B×H×W`` maps at each image's input size.
+        margin, score_better, score_worse: ``[B]``.
+        method, config: the method and its resolved settings.
+    """
+
+    map_query: Tensor
+    map_better: Tensor
+    map_worse: Tensor
+    margin: Tensor
+    score_better: Tensor
+    score_worse: Tensor
+    method: str
+    config: dict
+
+
+def explain_margin(
+    model: PairModel, query: Tensor, better: Tensor, worse: Tensor, method: str = "input-x-gradient", **params
+) -> MarginExplanation:
+    """Explain why ``better`` beats ``worse`` for ``query``: the margin ``s(q, b) − s(q, w)`` with a map on
+    each image, for the methods whose definition carries over to a difference of two scores
+    (docs/second_order.md):
+
+    - ``input-x-gradient``: ``max_c |x ⊙ ∂margin/∂x|`` for each of the three images;
+    - ``conditional-occlusion``: the margin's drop per window (query: ``d(q,b) − d(q,w)``, better: its drop,
+      worse: minus its drop); the query's occluded copies are embedded once for both pairs;
+    - ``pair-grad-cam``: ``Σ_d A ⊙ relu(∂margin/∂A)`` at the layer.
+
+    Example:
+        >>> import torch, simexplain
+        >>> model = simexplain.PairModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3)))
+        >>> q, b, w = torch.rand(3, 1, 3, 4, 4)
+        >>> m = simexplain.explain_margin(model, q, b, w, "input-x-gradient")
+        >>> m.map_worse.shape, bool(torch.allclose(m.margin, m.score_better - m.score_worse))
+        (torch.Size([1, 4, 4]), True)
+    """
+    from .methods import get
+    from .methods.common import check_pair
+
+    if method not in MARGIN_METHODS:
+        raise SimexplainError(f"explain_margin supports {', '.join(MARGIN_METHODS)}, not {method!r}")
+    entry = get(method)
+    params = {**entry.parameters(), **entry.check(params)}
+    if params.get("guided"):
+        raise SimexplainError("explain_margin does not take guided=True")
+    query, better = check_pair(model, query, better)
+    _, worse = check_pair(model, query, worse)
+    if better.shape != worse.shape:
+        raise SimexplainError(
+            f"better and worse differ in shape: {tuple(better.shape)} vs {tuple(worse.shape)}"
+        )
+    batch = query.shape[0]
+    with model.explaining():
+        if method == "input-x-gradient":
+            maps, scores = _margin_gradients(model, query, better, worse)
+        elif method == "conditional-occlusion":
+            maps, scores = _margin_occlusion(model, query, better, worse, params)
+        else:
+            maps, scores = _margin_grad_cam(model, query, better, worse, params.get("layer"))
+    score_better, score_worse = scores[:batch], scores[batch:]
+    return MarginExplanation(
+        *maps,
+        margin=score_better - score_worse,
+        score_better=score_better,
+        score_worse=score_worse,
+        method=method,
+        config={k: v for k, v in params.items() if k != "batch_size"},
+    )
+
+
+def _margin_gradients(model: PairModel, q: Tensor, b: Tensor, w: Tensor) -> tuple[tuple, Tensor]:
+    from .methods.common import saliency_map
+
+    q, b, w = (x.detach().requires_grad_(True) for x in (q, b, w))
+    with torch.enable_grad():
+        zq = model.embed(q, "a")
+        zbw = model.embed(torch.cat([b, w]), "b")
+        scores = model.similarity(torch.cat([zq, zq]), zbw)
+        half = len(q)
+        margin = scores[:half] - scores[half:]
+        gq, gb, gw = torch.autograd.grad(margin.sum(), (q, b, w))
+    return (saliency_map(q, gq), saliency_map(b, gb), saliency_map(w, gw)), scores.detach()
+
+
+def _margin_occlusion(
+    model: PairModel, q: Tensor, b: Tensor, w: Tensor, params: dict
+) -> tuple[tuple, Tensor]:
+    from .methods.occlusion import occlude_windows
+
+    settings = {key: params[key] for key in ("window", "stride", "fill", "output", "batch_size")}
+    maps_q, maps_b, maps_w, better, worse = [], [], [], [], []
+    for i in range(len(q)):  # per triplet: one query, two partners, its occluded copies embedded once
+        e = occlude_windows(model, q[i : i + 1], torch.stack([b[i], w[i]]), **settings)
+        maps_q.append(e.map1[0] - e.map1[1])
+        maps_b.append(e.map2[0])
+        maps_w.append(-e.map2[1])
+        better.append(e.score[0])
+        worse.append(e.score[1])
+    stack = torch.stack
+    return (stack(maps_q), stack(maps_b), stack(maps_w)), torch.cat([stack(better), stack(worse)])
+
+
+def _margin_grad_cam(
+    model: PairModel, q: Tensor, b: Tensor, w: Tensor, layer: str | None
+) -> tuple[tuple, Tensor]:
+    from .explanation import upsample_maps
+    from .methods.cam import weighted_activation
+
+    half = len(q)
+    scores, a1, a2, g1, g2 = model.activations_and_gradients(torch.cat([q, q]), torch.cat([b, w]), layer)
+    grid_q = weighted_activation(a1[:half], g1[:half] - g1[half:])
+    grid_b = weighted_activation(a2[:half], g2[:half])
+    grid_w = weighted_activation(a2[half:], -g2[half:])
+    maps = (
+        upsample_maps(grid_q, tuple(q.shape[-2:])),
+        upsample_maps(grid_b, tuple(b.shape[-2:])),
+        upsample_maps(grid_w, tuple(w.shape[-2:])),
+    )
+    return maps, scores
+
+
 __all__ = [
+    "MARGIN_METHODS",
     "EmbeddingCache",
+    "MarginExplanation",
     "RetrievalResult",
     "default_cache_dir",
     "embed_gallery",
+    "explain_margin",
     "explain_top_k",
     "gallery_files",
 ]

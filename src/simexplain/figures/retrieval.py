@@ -20,7 +20,7 @@ def _show(ax, image, title: str, heat=None) -> None:
 
 
 def retrieval_figure(result, preprocessing: Preprocessing, *, title: str | None = None) -> Figure:
-    """Top row: the query and the best match as they are; then per match (rank, gallery label, score): the
+    """Top row: the query as it is; then per match (rank, gallery label, score): the
     query with its map for that match, and the match with its own map. Maps are scaled per image for display.
 
     Example:
@@ -33,7 +33,7 @@ def retrieval_figure(result, preprocessing: Preprocessing, *, title: str | None 
     axes = fig.subplots(k + 1, 2, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.3})
     query = to_display(result.query[0], preprocessing)
     _show(axes[0, 0], query, "query")
-    _show(axes[0, 1], to_display(result.matches[0], preprocessing), "best match")
+    axes[0, 1].axis("off")
     for rank in range(k):
         e = result.explanation[rank].cpu()
         heat1, heat2 = _display_heat(e)
@@ -46,4 +46,29 @@ def retrieval_figure(result, preprocessing: Preprocessing, *, title: str | None 
     return fig
 
 
-__all__ = ["retrieval_figure"]
+def margin_figure(query, better, worse, margin, preprocessing: Preprocessing, *, index: int = 0) -> Figure:
+    """The triplet of :func:`simexplain.explain_margin`: query, better and worse match, each with its map of
+    the margin ``s(q, better) − s(q, worse)`` (scaled per image for display).
+
+    Example:
+        >>> m = simexplain.explain_margin(model, q, b, w, "input-x-gradient")  # doctest: +SKIP
+        >>> fig = margin_figure(q, b, w, m, model.preprocessing)  # doctest: +SKIP
+    """
+    from ..explanation import normalize_maps
+
+    fig = Figure(figsize=(7.0, 2.9))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3, gridspec_kw={"wspace": 0.05})
+    rows = (
+        (query, margin.map_query, "query"),
+        (better, margin.map_better, f"better  s = {float(margin.score_better[index]):.3f}"),
+        (worse, margin.map_worse, f"worse  s = {float(margin.score_worse[index]):.3f}"),
+    )
+    for ax, (image, maps, title) in zip(axes, rows):
+        heat = normalize_maps(maps[index : index + 1].detach().float().cpu())[0].numpy()
+        _show(ax, to_display(image[index], preprocessing), title, heat)
+    fig.suptitle(f"{margin.method}: margin {float(margin.margin[index]):.3f}", fontsize=10)
+    return fig
+
+
+__all__ = ["margin_figure", "retrieval_figure"]
