@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated
 
 import torch
@@ -149,11 +150,12 @@ def _chunk_interaction(
     x1: Tensor,
     x2: Tensor,
     layer: str | None,
-    q: Tensor | None,
+    projections: Callable[[int], Tensor] | None,
     kind: str,
     dims_per_pass: int,
 ) -> tuple[Tensor, Tensor, Tensor, tuple[int, int], tuple[int, int]]:
-    """One chunk of pairs: ``(score, explained score, I (B×P1×P2), grid 1 size, grid 2 size)``."""
+    """One chunk of pairs: ``(score, explained score, I (B×P1×P2), grid 1 size, grid 2 size)``;
+    ``projections(E)`` gives the chunk's pairs their ``E×k`` matrices once ``E`` is known."""
     batch = x1.shape[0]
     with torch.enable_grad():
         if model.shared and x1.shape[1:] == x2.shape[1:]:
@@ -168,8 +170,9 @@ def _chunk_interaction(
             leaves, embeddings = [leaf1, leaf2], [z1, z2]
         z_all = torch.cat(embeddings)
         score = model.similarity(z_all[:batch], z_all[batch:]).detach()
-        if q is not None:
+        if projections is not None:
             # Each pair has its own projection (its seed); both images of a pair share it.
+            q = projections(z_all.shape[1]).to(z_all.device)
             rows_q = [torch.cat([q, q])] if len(embeddings) == 1 else [q, q]
             projected = [torch.einsum("be,bek->bk", z, p.to(z.dtype)) for z, p in zip(embeddings, rows_q)]
         else:
@@ -257,19 +260,29 @@ def pair_interaction(
     if not model.shared:
         model.layer_module("b", layer)
     batch_size = resolve_batch_size(batch_size, x1.device)
-    q = None
+    pair_seeds: list[int] = []
     if projection is not None:
         seed, pair_seeds = checks.seeds(seed, x1.shape[0])
-        with torch.inference_mode():
-            dim = model.embed(x1[:1], "a").shape[1]
-        matrices = {s: projection_matrix(dim, projection, s) for s in set(pair_seeds)}
-        q = torch.stack([matrices[s] for s in pair_seeds]).to(x1.device)
+    matrices: dict[int, Tensor] = {}  # one matrix per distinct seed, built when the embedding size is known
+
+    def projections_of(part: slice) -> Callable[[int], Tensor] | None:
+        if projection is None:
+            return None
+
+        def build(dim: int) -> Tensor:
+            for s in pair_seeds[part]:
+                if s not in matrices:
+                    matrices[s] = projection_matrix(dim, projection, s)
+            return torch.stack([matrices[s] for s in pair_seeds[part]])
+
+        return build
+
     one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
     pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
     scores, explained, interactions = [], [], []
     for part in chunk_slices(x1.shape[0], pairs_per_chunk):
         score, target, sums, grid1, grid2 = _chunk_interaction(
-            model, x1[part], x2[part], layer, None if q is None else q[part], kind, batch_size
+            model, x1[part], x2[part], layer, projections_of(part), kind, batch_size
         )
         scores.append(score)
         explained.append(target)
