@@ -67,7 +67,7 @@ def test_a_second_run_embeds_no_gallery_image_again(tmp_path):
     assert encoder.images == 0 and torch.equal(first, again)
     grown = torch.cat([gallery, torch.rand(2, 3, 16, 16)])
     explain_top_k(model, query, grown, 2, "pair-grad-cam", cache=tmp_path)
-    assert encoder.images == 2 + 1 + 2 * 2  # the two new images, the query, then the CAM's K pairs
+    assert encoder.images == 2 + 1 + 1 + 2  # the two new images, the query, its tapped forward, the matches
     # Other weights: another key, nothing reused.
     other, other_encoder = counting_model()
     with torch.no_grad():
@@ -126,3 +126,26 @@ def test_cli_retrieve_writes_figure_json_and_reuses_its_cache(tmp_path, capsys):
     assert main([*args[:-2], "--top", "0", "--out", str(out)]) == 2
     assert main(["retrieve", str(query), str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("pair-grad-cam", {}),
+        ("interaction-cam", {"reduction": "attn", "gradient_interaction": True}),
+        ("deep-similarity", {}),
+    ],
+)
+def test_a_cam_taps_the_query_once_and_equals_the_pairs_one_by_one(method, params):
+    model, encoder = counting_model()
+    query = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    gallery = gallery_with_near_duplicates(query)
+    k = 4
+    result = explain_top_k(model, query, gallery, k, method, batch_size=3, **params)
+    assert result.shared_query
+    assert encoder.images == 10 + 1 + 1 + k  # gallery, clean query, the query's tapped forward, the matches
+    pairs = simexplain.explain(model, query.expand(k, -1, -1, -1), gallery[result.indices], method, **params)
+    torch.testing.assert_close(result.explanation.map1, pairs.map1)
+    torch.testing.assert_close(result.explanation.map2, pairs.map2)
+    torch.testing.assert_close(result.explanation.score, pairs.score)
+    assert result.explanation.config == pairs.config

@@ -4,9 +4,10 @@ match beats another (:func:`explain_margin`).
 The gallery is embedded once, in chunks, through image 2's encoder, and each image's embedding can be cached
 on disk under a key made of the model (its name, preprocessing and a hash of its weights) and the image's
 content, so a rerun on a grown gallery embeds only the new images. The query's own work is done once for all
-``K`` matches where the method allows it: its clean embedding always, and for Conditional Occlusion its
-occluded copies (each embedded once and compared with the ``K`` matches). Other methods explain the ``K``
-pairs in one batched call.
+``K`` matches where the method allows it: its clean embedding always; for Conditional Occlusion its
+occluded copies (each embedded once and compared with the ``K`` matches); for the CAMs its tapped activations
+(one forward) and its gradients (one backward vectorised over the ``K`` scores). Other methods explain the
+``K`` pairs in one batched call.
 
 Example:
     >>> import torch, simexplain
@@ -37,7 +38,7 @@ from .pair import PairModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Methods whose query side is computed once for all K matches.
-SHARED_QUERY_METHODS = ("conditional-occlusion",)
+SHARED_QUERY_METHODS = ("conditional-occlusion", "pair-grad-cam", "interaction-cam", "deep-similarity")
 
 Gallery = Tensor | Sequence[ImageSource] | str | os.PathLike
 
@@ -273,19 +274,84 @@ def explain_top_k(
         scores, indices = ranking.topk(k)
         matches = _load(model, [items[i] for i in indices.tolist()])
         shared = method in SHARED_QUERY_METHODS and k > 1
-        if shared:
+        settings = {**entry.parameters(), **params}  # the defaults filled in, as the method would
+        if shared and method == "conditional-occlusion":
             from .methods.occlusion import occlude_windows
 
-            settings = {**entry.parameters(), **params}  # the defaults filled in, as the method would
             explanation = occlude_windows(
                 model, query_image, matches, embeddings=(query_z, gallery_z[indices]), **settings
             )
+        elif shared:
+            explanation = _cam_for_query(model, query_image, matches, method, settings)
+            explanation.config = _cam_config(method, settings)
         else:
             explanation = explain(model, query_image.expand(k, -1, -1, -1), matches, method, **params)
     with torch.inference_mode(False):
         return RetrievalResult(
             indices.clone(), scores.clone(), explanation, query_image, matches, labels, shared, embedded
         )
+
+
+def _cam_config(method: str, settings: dict) -> dict:
+    keys = {"interaction-cam": ("reduction", "gradient_interaction", "layer")}.get(method, ("layer",))
+    return {key: settings[key] for key in keys}
+
+
+def _cam_for_query(model: PairModel, query: Tensor, matches: Tensor, method: str, settings: dict):
+    """A CAM of the ``K`` pairs ``(query, match)`` with the query tapped ONCE: its activations come from one
+    forward, and its gradient for each match from one backward vectorised over the ``K`` scores."""
+    from .explanation import upsample_maps
+    from .methods.cam import _check_layer, deep_similarity_maps, interaction_cam_maps, pair_grad_cam_maps
+    from .methods.interaction import tapped_embed
+    from .pair import TokenLayout
+
+    def on_grid(t: Tensor, hw: tuple[int, int]) -> Tensor:  # B×D×h×w, or B×N×D tokens laid on the patch grid
+        return t if t.dim() == 4 else (model.token_layout or TokenLayout()).to_grid(t, hw)
+
+    layer = settings["layer"]
+    _check_layer(model, query, matches[:1].expand(2, -1, -1, -1), layer)
+    if method == "interaction-cam":
+
+        def rule(a1, a2, g1, g2):
+            options = {
+                "reduction": settings["reduction"],
+                "gradient_interaction": settings["gradient_interaction"],
+            }
+            return interaction_cam_maps(a1, a2, g1, g2, **options)
+    elif method == "deep-similarity":
+
+        def rule(a1, a2, g1, g2):
+            return deep_similarity_maps(a1, a2)
+    else:
+        rule = pair_grad_cam_maps
+    size = resolve_batch_size(settings.get("batch_size"), model.device)
+    hw1, hw2 = tuple(query.shape[-2:]), tuple(matches.shape[-2:])
+    scores, grids1, grids2 = [], [], []
+    with torch.enable_grad():
+        leaf_q, z_q = tapped_embed(model, query, "a", layer)
+        a_q = on_grid(leaf_q.detach(), hw1)
+        for part in chunk_slices(matches.shape[0], size):
+            leaf_m, z_m = tapped_embed(model, matches[part], "b", layer)
+            n = part.stop - part.start
+            score = model.similarity(z_q.expand(n, -1), z_m)
+            g_m = torch.autograd.grad(score.sum(), leaf_m, retain_graph=True)[0]
+            eye = torch.eye(n, dtype=score.dtype, device=score.device)
+            g_q = torch.autograd.grad(score, leaf_q, eye, retain_graph=True, is_grads_batched=True)[0][:, 0]
+            a1 = a_q.expand(n, *a_q.shape[1:])
+            a2, g1, g2 = on_grid(leaf_m.detach(), hw2), on_grid(g_q, hw1), on_grid(g_m, hw2)
+            grid1, grid2 = rule(a1, a2, g1, g2)
+            scores.append(score.detach())
+            grids1.append(grid1.detach())
+            grids2.append(grid2.detach())
+    grid1, grid2 = torch.cat(grids1), torch.cat(grids2)
+    return PairExplanation(
+        map1=upsample_maps(grid1, hw1),
+        map2=upsample_maps(grid2, hw2),
+        score=torch.cat(scores),
+        grid1=grid1,
+        grid2=grid2,
+        method=method,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the margin

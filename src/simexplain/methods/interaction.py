@@ -105,7 +105,7 @@ class _Tap:
         return leaf.clone()  # the leaf keeps its value if the network writes into its output in place
 
 
-def _tapped_embed(model: PairModel, x: Tensor, side: str, layer: str | None) -> tuple[Tensor, Tensor]:
+def tapped_embed(model: PairModel, x: Tensor, side: str, layer: str | None) -> tuple[Tensor, Tensor]:
     """``(activation leaf, embedding)`` of ``x`` through the encoder of ``side``, a graph between them."""
     tap = _Tap(model.layer_name(side, layer))
     handle = model.layer_module(side, layer).register_forward_hook(tap.hook)
@@ -123,7 +123,7 @@ def _relevance(a: Tensor, g: Tensor) -> Tensor:
     return (a * g).sum(2) if g.dim() == 5 else (a * g).sum(-1)
 
 
-def _on_grid(r: Tensor, layout: TokenLayout | None, input_hw: tuple[int, int]) -> Tensor:
+def on_grid(r: Tensor, layout: TokenLayout | None, input_hw: tuple[int, int]) -> Tensor:
     """Relevances on the patch grid, flattened: ``M×B×h×w`` stays, ``M×B×N`` tokens lose their prefix."""
     if r.dim() == 4:
         return r
@@ -160,12 +160,12 @@ def _chunk_interaction(
     with torch.enable_grad():
         if model.shared and x1.shape[1:] == x2.shape[1:]:
             # One forward of [x1; x2]: the hooked layer runs once and no branch is lost.
-            leaf, z = _tapped_embed(model, torch.cat([x1, x2]), "a", layer)
+            leaf, z = tapped_embed(model, torch.cat([x1, x2]), "a", layer)
             leaves, embeddings = [leaf], [z]
         else:
             (leaf1, z1), (leaf2, z2) = (
-                _tapped_embed(model, x1, "a", layer),
-                _tapped_embed(model, x2, "b", layer),
+                tapped_embed(model, x1, "a", layer),
+                tapped_embed(model, x2, "b", layer),
             )
             leaves, embeddings = [leaf1, leaf2], [z1, z2]
         z_all = torch.cat(embeddings)
@@ -190,7 +190,7 @@ def _chunk_interaction(
             grads = _batched_vjp(projected, leaves, seeds)
             r = [_relevance(a.detach(), g) for a, g in zip(leaves, grads)]
             r1, r2 = (r[0][:, :batch], r[0][:, batch:]) if len(r) == 1 else r
-            r1, r2 = _on_grid(r1, model.token_layout, hw1), _on_grid(r2, model.token_layout, hw2)
+            r1, r2 = on_grid(r1, model.token_layout, hw1), on_grid(r2, model.token_layout, hw2)
             grid1, grid2 = tuple(r1.shape[-2:]), tuple(r2.shape[-2:])
             part_sum = interaction_from_relevances(r1.flatten(2), r2.flatten(2))
             sums = part_sum if sums is None else sums + part_sum
