@@ -1,6 +1,5 @@
-"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``,
-``retrieve``, ``models``, ``methods``; thin layers over :mod:`simexplain.service`,
-:mod:`simexplain.studies` and :mod:`simexplain.retrieval`.
+"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``report``, ``sanity``, ``invert``, ``models``,
+``methods``; thin layers over :mod:`simexplain.service` and :mod:`simexplain.studies`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
@@ -130,6 +129,17 @@ def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
     return int(image), (y, x)
 
 
+def _checked_point(args: argparse.Namespace) -> tuple[int, tuple[int, int]] | None:
+    """``explain --point``, parsed; it needs ``--method pair-interaction`` (usage errors exit 2)."""
+    try:
+        point = parse_point(args.point)
+        if point is not None and "pair-interaction" not in (args.method or []):
+            raise SimexplainError("--point needs --method pair-interaction")
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    return point
+
+
 def _save_interaction_figures(report, out: str, point: tuple[int, tuple[int, int]] | None) -> list[str]:
     """For each second-order result, the linked-patches figure next to ``out`` (``FIG-<method>.png``)."""
     from .figures.interaction import interaction_figure
@@ -153,11 +163,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .figures.pairs import save_figure
     from .models import DEFAULT_MODEL
 
+    point = _checked_point(args)
+
     try:
         request, out, report_path, device = _checked_explain_args(args)
-        point = parse_point(args.point)
-        if point is not None and "pair-interaction" not in [name for name, _ in request.methods]:
-            raise SimexplainError("--point needs --method pair-interaction")
     except SimexplainError as error:
         raise UsageError(str(error)) from None
     model = service.get_model(args.model, weights=args.weights, device=device)
