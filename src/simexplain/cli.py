@@ -482,11 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="[METHOD.]KEY=VALUE", help="method parameter, repeatable"
     )
     explain.add_argument("--metrics", metavar="all|SI,SD,...", help="evaluate the maps and print a table")
-    explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
-    explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
     explain.add_argument(
         "--point", metavar="IMAGE:Y,X", help="pair-interaction: the pixel whose match the extra figure shows"
     )
+    explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
+    explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
     explain.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     explain.add_argument("--seed", type=int, help="seed for the random methods and the demo's augmentation")
     explain.add_argument(
@@ -494,6 +494,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
+
+    retrieve = commands.add_parser(
+        "retrieve", help="rank a gallery folder against a query image and explain the top matches"
+    )
+    retrieve.add_argument("query", metavar="QUERY", help="the query image (a path)")
+    retrieve.add_argument("gallery", metavar="GALLERY", help="a folder of images")
+    retrieve.add_argument("--top", type=int, default=5, metavar="K", help="matches to explain (default 5)")
+    retrieve.add_argument(
+        "--method",
+        default="conditional-occlusion",
+        metavar="NAME",
+        help="method (default conditional-occlusion)",
+    )
+    retrieve.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, repeatable")
+    retrieve.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    retrieve.add_argument("--weights", help="checkpoint file for the model")
+    retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
+    retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
+    retrieve.add_argument(
+        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
+    )
+    retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
+    retrieve.add_argument("--seed", type=int, help="seed for a random method")
+    retrieve.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    retrieve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    retrieve.set_defaults(run=cmd_retrieve)
 
     evaluate = commands.add_parser(
         "evaluate", help="score method variants with the pair metrics over a data set of pairs (resumable)"
@@ -574,32 +600,6 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     sanity.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sanity.set_defaults(run=cmd_sanity)
-
-    retrieve = commands.add_parser(
-        "retrieve", help="rank a gallery folder against a query image and explain the top matches"
-    )
-    retrieve.add_argument("query", metavar="QUERY", help="the query image (a path)")
-    retrieve.add_argument("gallery", metavar="GALLERY", help="a folder of images")
-    retrieve.add_argument("--top", type=int, default=5, metavar="K", help="matches to explain (default 5)")
-    retrieve.add_argument(
-        "--method",
-        default="conditional-occlusion",
-        metavar="NAME",
-        help="method (default conditional-occlusion)",
-    )
-    retrieve.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, repeatable")
-    retrieve.add_argument("--model", help="model name (default: efficientnet-lite0)")
-    retrieve.add_argument("--weights", help="checkpoint file for the model")
-    retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
-    retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
-    retrieve.add_argument(
-        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
-    )
-    retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
-    retrieve.add_argument("--seed", type=int, help="seed for a random method")
-    retrieve.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    retrieve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    retrieve.set_defaults(run=cmd_retrieve)
 
     commands.add_parser("models", help="list the models").set_defaults(run=cmd_models)
     commands.add_parser("methods", help="list the methods and their parameters").set_defaults(run=cmd_methods)
