@@ -225,9 +225,14 @@ def test_refusals_are_one_line():
         simexplain.explain(model, x1, x2, "pair-interaction", projection=9)
     with pytest.raises(SimexplainError, match="projection must be a positive integer"):
         simexplain.explain(model, x1, x2, "pair-interaction", projection=0)
-    custom = PairModel(bias_free_relu_encoder(), layer="3", similarity=lambda a, b: (a - b).norm(dim=1))
-    with pytest.raises(SimexplainError, match="cosine or dot"):
-        simexplain.explain(custom, x1, x2, "pair-interaction")
+    # Another similarity (a distance): the model's score is kept, the embeddings' cosine is decomposed.
+    custom = PairModel(bias_free_relu_encoder(), layer="3", similarity=lambda a, b: 1 - (a - b).norm(dim=1))
+    e = simexplain.explain(custom, x1, x2, "pair-interaction")
+    with torch.no_grad():
+        z1, z2 = custom.embed(x1), custom.embed(x2)
+    torch.testing.assert_close(e.score, 1 - (z1 - z2).norm(dim=1))
+    torch.testing.assert_close(e.extras["explained_score"], torch.cosine_similarity(z1, z2))
+    assert e.extras["residual"].abs().max() < 1e-5
     e = simexplain.explain(model, x1, x2, "pair-grad-cam")
     with pytest.raises(SimexplainError, match="keeps no interaction"):
         e.match((0, 0))

@@ -39,7 +39,7 @@ from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation, upsample_maps
-from ..pair import PairModel, TokenLayout, cosine, dot
+from ..pair import PairModel, TokenLayout, dot
 from .registry import register
 
 NORM_EPS = 1e-8  # the cosine's clamp on the norm product
@@ -66,14 +66,10 @@ def projection_matrix(dim: int, k: int, seed: int) -> Tensor:
 
 
 def pair_similarity_kind(model: PairModel) -> str:
-    """``"cosine"`` or ``"dot"``: the two similarities whose score splits into per-dimension products."""
-    if model.similarity is cosine:
-        return "cosine"
-    if model.similarity is dot:
-        return "dot"
-    raise SimexplainError(
-        "pair-interaction decomposes the cosine or dot similarity; this model uses another similarity"
-    )
+    """``"dot"`` for a dot-product model, else ``"cosine"``: a cosine model's own score, and for any other
+    similarity (a distance-based match score, say) the cosine of the embeddings, the bilinear score nearest to
+    it; ``extras["explained_score"]`` then says what was decomposed."""
+    return "dot" if model.similarity is dot else "cosine"
 
 
 def interaction_from_relevances(r1: Tensor, r2: Tensor) -> Tensor:
@@ -251,9 +247,10 @@ def pair_interaction(
             it.
 
     ``extras``: ``interaction`` (``B×h1×w1×h2×w2``), ``explained_score`` (``[B]``, the cosine or dot of the
-    (projected) embeddings that ``I`` decomposes) and ``residual`` (``[B]``, ``explained_score − Σ I``: zero
-    up to rounding for a positively homogeneous head; a transformer's prefix tokens also land here). ``score``
-    is the model's own score. Use :meth:`PairExplanation.match` for one point's map on the other image.
+    (projected) embeddings that ``I`` decomposes; the cosine for a model whose similarity is neither) and
+    ``residual`` (``[B]``, ``explained_score − Σ I``: zero up to rounding for a positively homogeneous head; a
+    transformer's prefix tokens also land here). ``score`` is the model's own score. Use
+    :meth:`PairExplanation.match` for one point's map on the other image.
     """
     kind = pair_similarity_kind(model)
     model.layer_module("a", layer)
