@@ -244,6 +244,8 @@ def test_integral_floats_are_accepted_and_recorded_as_ints():
         "ratio": [1.0, 1.5],
         "fill": "zero",
         "temperature": 1.0,
+        "credit": "norm",
+        "ridge": 0.1,
         "seed": 1,
     }
 

@@ -18,6 +18,7 @@ from .methods import explain
 from .models import DEFAULT_MODEL, load_model
 from .pair import PairModel, TokenLayout
 from .preprocessing import IDENTITY, IMAGENET, Preprocessing
+from .retrieval import explain_margin, explain_top_k
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
     "TokenLayout",
     "checks",
     "explain",
+    "explain_margin",
+    "explain_top_k",
     "load_image",
     "load_images",
     "load_model",

@@ -133,11 +133,58 @@ def _face_boxes(args: argparse.Namespace) -> list | None:
     return boxes * 2 if len(boxes) == 1 else boxes
 
 
+def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
+    """``--point IMAGE:Y,X`` (``1:40,100``) as ``(image, (y, x))``; pixel coordinates at the model's input."""
+    if text is None:
+        return None
+    image, sep, rest = text.partition(":")
+    coords = rest.split(",")
+    if not sep or image.strip() not in ("1", "2") or len(coords) != 2:
+        raise SimexplainError(f"--point expects IMAGE:Y,X with IMAGE 1 or 2 (e.g. 1:40,100), got {text!r}")
+    try:
+        y, x = (int(c) for c in coords)
+    except ValueError:
+        raise SimexplainError(f"--point expects whole pixel coordinates, got {text!r}") from None
+    if y < 0 or x < 0:
+        raise SimexplainError(f"--point coordinates must be non-negative, got {text!r}")
+    return int(image), (y, x)
+
+
+def _checked_point(args: argparse.Namespace) -> tuple[int, tuple[int, int]] | None:
+    """``explain --point``, parsed; it needs ``--method pair-interaction`` (usage errors exit 2)."""
+    try:
+        point = parse_point(args.point)
+        if point is not None and "pair-interaction" not in (args.method or []):
+            raise SimexplainError("--point needs --method pair-interaction")
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    return point
+
+
+def _save_interaction_figures(report, out: str, point: tuple[int, tuple[int, int]] | None) -> list[str]:
+    """For each second-order result, the linked-patches figure next to ``out`` (``FIG-<method>.png``)."""
+    from .figures.interaction import interaction_figure
+    from .figures.output import save_figure
+
+    written = []
+    root, ext = os.path.splitext(out)
+    for outcome in report.outcomes:
+        if outcome.explanation.interaction is None:
+            continue
+        fig = interaction_figure(
+            report.x1, report.x2, outcome.explanation, report.model.preprocessing, point=point
+        )
+        written += save_figure(fig, f"{root}-{outcome.method}{ext}")
+    return written
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from . import service
     from .batching import progress_bars
     from .figures.pairs import save_figure
     from .models import DEFAULT_MODEL
+
+    point = _checked_point(args)
 
     try:
         request, out, report_path, steps_path, device = _checked_explain_args(args)
@@ -173,6 +220,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     document = report.to_json()
     if out:
         document["figures"] = save_figure(report.figure(), out)
+        document["figures"] += _save_interaction_figures(report, out, point)
         print("wrote " + ", ".join(document["figures"]))
     if steps_path:
         document["steps_figure"] = _steps_figure(report, steps_path)
@@ -394,6 +442,64 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_retrieve_args(args: argparse.Namespace):
+    """``retrieve``'s arguments checked without a model: query, gallery, K, method, settings, outputs."""
+    from . import checks, service
+    from .retrieval import gallery_files
+
+    if not os.path.isfile(args.query):
+        raise SimexplainError(f"query {args.query}: no such file")
+    files = gallery_files(args.gallery)
+    top = checks.positive_int("--top", args.top)
+    if top > len(files):
+        raise SimexplainError(f"--top {top} exceeds the gallery's {len(files)} images")
+    request = service.plan([args.method], parse_settings(args.set or []), seed=args.seed)
+    if args.batch_size is not None:
+        checks.positive_int("--batch-size", args.batch_size)
+    _check_model(args)
+    out = _output_path("--out", args.out, FIGURE_FORMATS)
+    report = _output_path("--json", args.json, (".json",))
+    return files, top, request.methods[0][1], out, report, service.check_device(args.device)
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from . import service
+    from .batching import progress_bars
+    from .figures.output import save_figure
+    from .figures.retrieval import retrieval_figure
+    from .retrieval import default_cache_dir, explain_top_k
+
+    try:
+        files, top, params, out, report_path, device = _checked_retrieve_args(args)
+    except SimexplainError as error:
+        raise UsageError(str(error)) from None
+    model = service.get_model(args.model, weights=args.weights, device=device)
+    cache = args.cache or default_cache_dir()
+    with progress_bars():
+        result = explain_top_k(
+            model,
+            args.query,
+            files,
+            top,
+            args.method,
+            cache=cache,
+            gallery_batch_size=args.batch_size,
+            **params,
+        )
+    print(f"gallery: {len(files)} images, {result.embedded} embedded now (cache {cache})")
+    for rank, (index, score) in enumerate(zip(result.indices.tolist(), result.scores.tolist()), 1):
+        print(f"  #{rank:<3d} {score:.4f}  {files[index]}")
+    document = {"model": model.name, "query": args.query, **result.to_json()}
+    if out:
+        document["figures"] = save_figure(retrieval_figure(result, model.preprocessing), out)
+        print("wrote " + ", ".join(document["figures"]))
+    if report_path:
+        with open(report_path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        print(f"wrote {report_path}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import available
 
@@ -490,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="[METHOD.]KEY=VALUE", help="method parameter, repeatable"
     )
     explain.add_argument("--metrics", metavar="all|SI,SD,...", help="evaluate the maps and print a table")
+    explain.add_argument(
+        "--point", metavar="IMAGE:Y,X", help="pair-interaction: the pixel whose match the extra figure shows"
+    )
     explain.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     explain.add_argument("--json", metavar="OUT.json", help="write scores, parameters and metrics as JSON")
     explain.add_argument(
@@ -508,6 +617,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     explain.set_defaults(run=cmd_explain)
+
+    retrieve = commands.add_parser(
+        "retrieve", help="rank a gallery folder against a query image and explain the top matches"
+    )
+    retrieve.add_argument("query", metavar="QUERY", help="the query image (a path)")
+    retrieve.add_argument("gallery", metavar="GALLERY", help="a folder of images")
+    retrieve.add_argument("--top", type=int, default=5, metavar="K", help="matches to explain (default 5)")
+    retrieve.add_argument(
+        "--method",
+        default="conditional-occlusion",
+        metavar="NAME",
+        help="method (default conditional-occlusion)",
+    )
+    retrieve.add_argument("--set", action="append", metavar="KEY=VALUE", help="method parameter, repeatable")
+    retrieve.add_argument("--model", help="model name (default: efficientnet-lite0)")
+    retrieve.add_argument("--weights", help="checkpoint file for the model")
+    retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
+    retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
+    retrieve.add_argument(
+        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
+    )
+    retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
+    retrieve.add_argument("--seed", type=int, help="seed for a random method")
+    retrieve.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    retrieve.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    retrieve.set_defaults(run=cmd_retrieve)
 
     evaluate = commands.add_parser(
         "evaluate", help="score method variants with the pair metrics over a data set of pairs (resumable)"

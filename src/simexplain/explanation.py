@@ -111,6 +111,44 @@ class PairExplanation:
         ``None``."""
         return self.extras.get("image2")
 
+    @property
+    def interaction(self) -> Tensor | None:
+        """``B×h1×w1×h2×w2``: how much each grid cell of image 1 and each of image 2 add to the score together
+        (second-order methods such as ``pair-interaction``), or ``None``."""
+        return self.extras.get("interaction")
+
+    def match(self, point: tuple[int, int], image: int = 1) -> Tensor:
+        """The map over the other image for the pixel ``point = (y, x)`` of image ``image`` (1 or 2): the
+        interaction row (or column) of the grid cell holding that pixel, upsampled to the other image's input
+        size, ``B×H×W``. Needs an explanation with an :attr:`interaction`.
+
+        Example:
+            >>> import torch
+            >>> grid = torch.zeros(1, 2, 2, 2, 2)
+            >>> grid[0, 1, 1, 0, 0] = 1.0  # the lower-right cell of image 1 matches the upper-left of image 2
+            >>> e = PairExplanation(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), extras={"interaction": grid})
+            >>> e.match((3, 2), image=1)[0, 0].tolist(), e.match((0, 0), image=2)[0, 3, 3].item()
+            ([1.0, 0.75, 0.25, 0.0], 1.0)
+        """
+        interaction = self.interaction
+        if interaction is None:
+            raise SimexplainError(
+                f"method {self.method!r} keeps no interaction; use pair-interaction for match()"
+            )
+        if image not in (1, 2):
+            raise SimexplainError(f"image must be 1 or 2, got {image!r}")
+        try:
+            y, x = (int(v) for v in point)
+        except (TypeError, ValueError):
+            raise SimexplainError(f"point must be (y, x) pixel coordinates, got {point!r}") from None
+        own, other = (self.map1, self.map2) if image == 1 else (self.map2, self.map1)
+        height, width = own.shape[-2:]
+        if not (0 <= y < height and 0 <= x < width):
+            raise SimexplainError(f"point {(y, x)} lies outside image {image} ({height}×{width} pixels)")
+        grid = interaction if image == 1 else interaction.permute(0, 3, 4, 1, 2)
+        cell_y, cell_x = y * grid.shape[1] // height, x * grid.shape[2] // width
+        return upsample_maps(grid[:, cell_y, cell_x], tuple(other.shape[-2:]))
+
     def __len__(self) -> int:
         return self.map1.shape[0]
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
-from . import cam, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
+from . import cam, interaction, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
 from .common import check_pair
 from .registry import Method, available, get, register
 

@@ -167,6 +167,36 @@ def _window_drops(
     return drops.view(batch, n_rows, n_cols), rows, cols
 
 
+def _query_window_drops(
+    model: PairModel,
+    query: Tensor,
+    partners: Tensor,
+    score: Tensor,
+    windows: Windows,
+    fill: str,
+    batch_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Drops ``K×nh×nw`` of every window of ONE image 1 (``1×3×H×W``) against ``K`` partner embeddings: each
+    occluded copy is embedded once and compared with all partners (retrieval: one query, K matches)."""
+    _, _, height, width = query.shape
+    row_starts, col_starts = windows.row_starts.to(query.device), windows.col_starts.to(query.device)
+    rows, cols = spans(row_starts, windows.size[0], height), spans(col_starts, windows.size[1], width)
+    n_rows, n_cols = len(row_starts), len(col_starts)
+    positions, matches = n_rows * n_cols, partners.shape[0]
+    fills = fill_values(query, fill)
+    drops = score.new_empty(matches, positions)
+    for part in chunk_slices(positions, batch_size):
+        position = torch.arange(part.start, part.stop, device=query.device)
+        images = occlude(
+            query.expand(len(position), -1, -1, -1), fills, rows[position // n_cols], cols[position % n_cols]
+        )
+        z = model.embed(images, "a")
+        n = len(position)
+        occluded = model.similarity(z.repeat(matches, 1), partners.repeat_interleave(n, 0)).view(matches, n)
+        drops[:, part] = score[:, None] - occluded
+    return drops.view(matches, n_rows, n_cols), rows, cols
+
+
 def windows_to_pixels(grid: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Pixel map where each pixel averages the values of the windows covering it.
 
@@ -241,17 +271,47 @@ def conditional_occlusion(
     ``window{k}`` (``B×2``: height, width) and its start offsets ``row_starts{k}`` (``B×nh``) and
     ``col_starts{k}`` (``B×nw``).
     """
+    return occlude_windows(
+        model, x1, x2, window=window, stride=stride, fill=fill, output=output, batch_size=batch_size
+    )
+
+
+def occlude_windows(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    window: int,
+    stride: int,
+    fill: str,
+    output: str,
+    batch_size: int | None,
+    embeddings: tuple[Tensor, Tensor] | None = None,
+) -> PairExplanation:
+    """Conditional Occlusion's work; with ONE image 1 and ``K`` images 2 (a retrieval query and its matches),
+    the query's occluded copies are embedded once for all ``K`` pairs, and ``embeddings`` (the clean
+    ``f_a(x1)`` ``1×E`` and ``f_b(x2)`` ``K×E``, when the caller has them) save the clean forwards. The result
+    equals :func:`conditional_occlusion` on ``x1`` repeated ``K`` times."""
     batch_size = resolve_batch_size(batch_size, x1.device)
     layouts = [image_windows(x.shape[-2], x.shape[-1], window, stride) for x in (x1, x2)]
+    one_query = x1.shape[0] == 1 and x2.shape[0] > 1
     with torch.inference_mode():
-        z1, z2 = model.embed_pair(x1, x2)
+        if embeddings is None:
+            z1, z2 = (model.embed(x1, "a"), model.embed(x2, "b")) if one_query else model.embed_pair(x1, x2)
+        else:
+            z1, z2 = embeddings
+        if one_query:
+            z1 = z1.expand(x2.shape[0], -1)
         score = model.similarity(z1, z2)
         maps, grids = [], []
         for x, side, partner, windows in ((x1, "a", z2, layouts[0]), (x2, "b", z1, layouts[1])):
-            grid, rows, cols = _window_drops(model, x, side, partner, score, windows, fill, batch_size)
+            if one_query and side == "a":
+                grid, rows, cols = _query_window_drops(model, x, partner, score, windows, fill, batch_size)
+            else:
+                grid, rows, cols = _window_drops(model, x, side, partner, score, windows, fill, batch_size)
             maps.append(windows_to_pixels(grid, rows, cols) if output == "pixels" else grid)
             grids.append(grid)
-    batch = x1.shape[0]
+    batch = x2.shape[0]
     extras = {
         **_window_extras(layouts[0], 1, batch, x1.device),
         **_window_extras(layouts[1], 2, batch, x1.device),
@@ -341,6 +401,45 @@ def rectangle_spans(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Ten
     return rows, cols
 
 
+def ridge_rectangle_credit(
+    drops: Tensor, rows1: Tensor, cols1: Tensor, rows2: Tensor, cols2: Tensor, ridge: float
+) -> tuple[Tensor, Tensor]:
+    """Per-pixel coefficients ``a1`` (``B×H1×W1``), ``a2`` of the ridge fit
+    ``d_n ≈ Σ_p a1[p]·1[p ∈ R1_n] + Σ_q a2[q]·1[q ∈ R2_n] + c`` (docs/methods.md, Pairwise Occlusion).
+
+    Solved in its dual form: with ``N`` samples and ``H·W`` pixels per image, the ``N×N`` Gram matrix of the
+    indicators is the rectangles' overlap areas (row overlap × column overlap), so no pixel design matrix is
+    built. With centred drops and indicators (the intercept ``c``), ``α = (K_c + λI)⁻¹ d_c`` and
+    ``a_k = Σ_n α_n 1[R_k,n]``; ``λ = ridge · mean(diag K_c)`` makes ``ridge`` independent of the image size.
+
+    Example:
+        >>> rows = cols = spans(torch.tensor([0, 2, 0, 2]), 2, 4).unsqueeze(0)
+        >>> empty = torch.zeros_like(rows)
+        >>> a1, a2 = ridge_rectangle_credit(torch.tensor([[1.0, 0, 0, 0]]), rows, cols, empty, empty, 1e-6)
+        >>> a1[0, 0, 0] > a1[0, 3, 3], a2.abs().max().item()
+        (tensor(True), 0.0)
+    """
+    dtype = torch.float64  # the Gram matrix holds pixel counts; solve it in double precision
+    samples = drops.shape[1]
+
+    def overlaps(rows: Tensor, cols: Tensor) -> Tensor:
+        r, c = rows.to(dtype), cols.to(dtype)
+        return torch.einsum("bnh,bmh->bnm", r, r) * torch.einsum("bnw,bmw->bnm", c, c)
+
+    gram = overlaps(rows1, cols1) + overlaps(rows2, cols2)
+    centre = torch.eye(samples, dtype=dtype, device=drops.device) - 1.0 / samples
+    gram = centre @ gram @ centre
+    scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+    system = gram + (ridge * scale)[:, None, None] * torch.eye(samples, dtype=dtype, device=drops.device)
+    targets = drops.to(dtype) - drops.to(dtype).mean(1, keepdim=True)
+    alpha = torch.linalg.solve(system, targets.unsqueeze(-1))[..., 0]
+    alpha = alpha.to(drops.dtype)
+    return rectangle_sums(alpha, rows1, cols1), rectangle_sums(alpha, rows2, cols2)
+
+
+CREDITS = ("norm", "regression")
+
+
 @register(
     "pairwise-occlusion",
     "perturbation",
@@ -356,6 +455,8 @@ def pairwise_occlusion(
     ratio: Annotated[tuple[float, float], checks.number_range] = (1, 1.5),
     fill: Annotated[str, checks.one_of(FILLS)] = "zero",
     temperature: Annotated[float, checks.positive_number] = 1.0,
+    credit: Annotated[str, checks.one_of(CREDITS)] = "norm",
+    ridge: Annotated[float, checks.positive_number] = 0.1,
     seed: checks.SeedSetting = None,
     batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
@@ -381,7 +482,12 @@ def pairwise_occlusion(
         scale, ratio: RandomErasing's area fraction and aspect ratio (``h/w``) ranges; see
             :func:`sample_rectangles` (including the rule when no rectangle fits).
         fill: ``"zero"`` (paper), ``"mean"`` or ``"blur"``, as in Conditional Occlusion.
-        temperature: softmax temperature ``T``.
+        temperature: softmax temperature ``T`` (``credit="norm"`` only).
+        credit: ``"norm"`` (the paper's softmax credit above) or ``"regression"``: the maps are the per-pixel
+            coefficients of a ridge fit of the drops on both images' rectangle indicators
+            (:func:`ridge_rectangle_credit`), signed and in score units; the same rectangles and forwards.
+        ridge: the regression's penalty relative to the mean squared indicator norm (``credit="regression"``
+            only).
         seed: an int seeds every pair alike (with equal image sizes all pairs get the same rectangles), a list
             gives one seed per pair, ``None`` draws one from torch's global generator. Pair ``i``'s rectangles
             come from its own generator (:func:`pair_rectangles`), so its map depends only on its images, the
@@ -422,11 +528,14 @@ def pairwise_occlusion(
             # Strictly smaller: ties credit image 2.
             first_smaller[part] = za.flatten(1).norm(dim=1) < zb.flatten(1).norm(dim=1)
         drops, first_smaller = drops.view(batch, samples), first_smaller.view(batch, samples)
-        weights = torch.softmax(drops / temperature, dim=1)
-        map1 = rectangle_sums(weights * first_smaller, rows1, cols1)
-        map2 = rectangle_sums(weights * ~first_smaller, rows2, cols2)
-        map1 = map1 / (map1.amax((1, 2), keepdim=True) + 1e-9)
-        map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
+        if credit == "regression":
+            map1, map2 = ridge_rectangle_credit(drops, rows1, cols1, rows2, cols2, ridge)
+        else:
+            weights = torch.softmax(drops / temperature, dim=1)
+            map1 = rectangle_sums(weights * first_smaller, rows1, cols1)
+            map2 = rectangle_sums(weights * ~first_smaller, rows2, cols2)
+            map1 = map1 / (map1.amax((1, 2), keepdim=True) + 1e-9)
+            map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
         credited = torch.where(first_smaller, 1, 2).to(torch.uint8)
     config = {
         "samples": samples,
@@ -434,6 +543,8 @@ def pairwise_occlusion(
         "ratio": list(ratio),
         "fill": fill,
         "temperature": temperature,
+        "credit": credit,
+        "ridge": ridge,
         "seed": config_seed,
     }
     extras = {

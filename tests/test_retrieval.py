@@ -1,0 +1,151 @@
+"""Retrieval: ranking, the query's work done once for K matches, the on-disk gallery cache, the CLI."""
+
+import json
+
+import pytest
+import torch
+from tiny import CountingEncoder, SmallCNN
+
+import simexplain
+from simexplain import SimexplainError
+from simexplain.retrieval import embed_gallery, explain_top_k
+
+OCCLUSION = {"window": 8, "stride": 8}  # 16×16 images: 2×2 = 4 windows per image
+
+
+def counting_model():
+    encoder = CountingEncoder(SmallCNN(seed=2))
+    return simexplain.PairModel(encoder, layer="inner.features.3", name="counting"), encoder
+
+
+def gallery_with_near_duplicates(query: torch.Tensor, size: int = 10) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(5)
+    gallery = torch.rand(size, 3, 16, 16, generator=generator)
+    gallery[7] = query[0] + 0.01 * torch.randn(3, 16, 16, generator=generator)
+    gallery[3] = query[0] + 0.03 * torch.randn(3, 16, 16, generator=generator)
+    return gallery
+
+
+def test_near_duplicates_rank_first_and_maps_equal_the_pairs_one_by_one():
+    model, _ = counting_model()
+    query = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    gallery = gallery_with_near_duplicates(query)
+    result = explain_top_k(model, query, gallery, 3, "conditional-occlusion", **OCCLUSION)
+    assert result.indices[:2].tolist() == [7, 3]
+    assert result.shared_query
+    assert torch.all(result.scores[:-1] >= result.scores[1:])
+    alone = simexplain.explain(
+        model, query.expand(3, -1, -1, -1), gallery[result.indices], "conditional-occlusion", **OCCLUSION
+    )
+    torch.testing.assert_close(result.explanation.map1, alone.map1)
+    torch.testing.assert_close(result.explanation.map2, alone.map2)
+    torch.testing.assert_close(result.explanation.score, result.scores)
+    assert result.explanation.config == alone.config
+
+
+def test_the_query_occluded_copies_are_embedded_once_for_k_matches():
+    model, encoder = counting_model()
+    query = torch.rand(1, 3, 16, 16)
+    gallery = torch.rand(10, 3, 16, 16)
+    k, windows = 4, 4
+    explain_top_k(model, query, gallery, k, "conditional-occlusion", **OCCLUSION)
+    # gallery once + clean query once + the query's windows once + every match's windows
+    assert encoder.images == 10 + 1 + windows + k * windows
+    encoder.images = 0
+    simexplain.explain(model, query.expand(k, -1, -1, -1), gallery[:k], "conditional-occlusion", **OCCLUSION)
+    assert encoder.images == 2 * k + 2 * k * windows  # K independent pairs: the query's copies K times
+
+
+def test_a_second_run_embeds_no_gallery_image_again(tmp_path):
+    model, encoder = counting_model()
+    query = torch.rand(1, 3, 16, 16)
+    gallery = torch.rand(6, 3, 16, 16)
+    first = embed_gallery(model, gallery, cache=tmp_path, batch_size=4)
+    assert encoder.images == 6
+    encoder.images = 0
+    again = embed_gallery(model, gallery, cache=tmp_path)
+    assert encoder.images == 0 and torch.equal(first, again)
+    grown = torch.cat([gallery, torch.rand(2, 3, 16, 16)])
+    explain_top_k(model, query, grown, 2, "pair-grad-cam", cache=tmp_path)
+    assert encoder.images == 2 + 1 + 1 + 2  # the two new images, the query, its tapped forward, the matches
+    # Other weights: another key, nothing reused.
+    other, other_encoder = counting_model()
+    with torch.no_grad():
+        other_encoder.inner.head[0].weight.add_(1.0)
+    embed_gallery(other, gallery, cache=tmp_path)
+    assert other_encoder.images == 6
+
+
+def test_other_methods_explain_the_k_pairs_in_one_call():
+    model, _ = counting_model()
+    query = torch.rand(1, 3, 16, 16)
+    gallery = gallery_with_near_duplicates(query)[:6]
+    result = explain_top_k(model, query, gallery, 2, "pair-interaction")
+    assert not result.shared_query and result.explanation.interaction.shape[0] == 2
+    document = result.to_json()
+    assert [m["index"] for m in document["matches"]] == result.indices.tolist()
+    assert document["matches"][0]["label"] == f"gallery[{result.indices[0]}]"
+    with pytest.raises(SimexplainError, match="k=7 exceeds"):
+        explain_top_k(model, query, gallery, 7)
+    assert result.embedded == 6
+    with pytest.raises(SimexplainError, match="no parameter"):
+        explain_top_k(model, query, gallery, 2, "pair-grad-cam", window=3)
+
+
+def test_cli_retrieve_writes_figure_json_and_reuses_its_cache(tmp_path, capsys):
+    from PIL import Image
+
+    from simexplain.cli import main
+
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i in range(4):
+        pixels = (torch.rand(40, 40, 3, generator=generator) * 255).byte().numpy()
+        Image.fromarray(pixels).save(folder / f"g{i}.png")
+    query = folder / "g2.png"
+    out, report, cache = tmp_path / "top.png", tmp_path / "top.json", tmp_path / "cache"
+    args = ["retrieve", str(query), str(folder), "--top", "2", "--model", "python:tiny:evaluation_model"]
+    args += [
+        "--method",
+        "conditional-occlusion",
+        "--set",
+        "window=16",
+        "--set",
+        "stride=16",
+        "--cache",
+        str(cache),
+    ]
+    assert main([*args, "--out", str(out), "--json", str(report)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    document = json.loads(report.read_text())
+    assert document["matches"][0]["label"] == str(query) and document["matches"][0]["rank"] == 1
+    assert document["gallery"] == {"images": 4, "embedded": 4}
+    assert main([*args, "--out", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["gallery"] == {"images": 4, "embedded": 0}
+    assert main([*args[:-2], "--top", "0", "--out", str(out)]) == 2
+    assert main(["retrieve", str(query), str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("pair-grad-cam", {}),
+        ("interaction-cam", {"reduction": "attn", "gradient_interaction": True}),
+        ("deep-similarity", {}),
+    ],
+)
+def test_a_cam_taps_the_query_once_and_equals_the_pairs_one_by_one(method, params):
+    model, encoder = counting_model()
+    query = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    gallery = gallery_with_near_duplicates(query)
+    k = 4
+    result = explain_top_k(model, query, gallery, k, method, batch_size=3, **params)
+    assert result.shared_query
+    assert encoder.images == 10 + 1 + 1 + k  # gallery, clean query, the query's tapped forward, the matches
+    pairs = simexplain.explain(model, query.expand(k, -1, -1, -1), gallery[result.indices], method, **params)
+    torch.testing.assert_close(result.explanation.map1, pairs.map1)
+    torch.testing.assert_close(result.explanation.map2, pairs.map2)
+    torch.testing.assert_close(result.explanation.score, pairs.score)
+    assert result.explanation.config == pairs.config
