@@ -1,6 +1,6 @@
-"""The ``simexplain`` command line: ``explain``, ``evaluate``, ``dissect``, ``report``, ``sanity``,
-``invert``, ``serve``, ``models``, ``methods``, ``fetch-face-model``; thin layers over
-:mod:`simexplain.service`, :mod:`simexplain.studies` and :mod:`simexplain.web`.
+"""The ``simexplain`` command line: ``explain``, ``retrieve``, ``evaluate``, ``dissect``, ``report``,
+``sanity``, ``invert``, ``serve``, ``models``, ``methods``, ``fetch-face-model``; thin layers over
+:mod:`simexplain.service`, :mod:`simexplain.retrieval`, :mod:`simexplain.studies` and :mod:`simexplain.web`.
 
 Exit status: 0 on success; 2 on usage errors (bad flags, unknown names, bad settings, missing output folders),
 all found before any model work; 1 on any other error. Errors are one line on stderr (``--debug`` shows the
