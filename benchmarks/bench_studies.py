@@ -35,9 +35,9 @@ from simexplain.studies.inversion import default_inversion_layers, invert_featur
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def dissection(model, transforms: str) -> dict:
+def dissection(model, transforms: str, metrics: list[str]) -> dict:
     variants = dissection_variants(transforms)
-    run = Evaluation(model, variants, list(DISSECTION_METRICS), seed=0, study="dissection")
+    run = Evaluation(model, variants, metrics, seed=0, study="dissection")
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "dissect.sqlite"
         started = time.perf_counter()
@@ -73,10 +73,13 @@ def inversion(model, iterations: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transforms", default="all")
+    parser.add_argument("--metrics", default=",".join(DISSECTION_METRICS), help="or none: explanations only")
+    parser.add_argument("--tag", default="", help="suffix of the result files (studies<tag>.json/.md)")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     model = service.get_model(None, device=args.device)
+    metrics = [] if args.metrics.lower() == "none" else args.metrics.split(",")
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load = os.getloadavg()[0]
     result = {
@@ -87,12 +90,13 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "started": started,
         "load_before": load,
-        "dissection": dissection(model, args.transforms),
+        "metrics": metrics,
+        "dissection": dissection(model, args.transforms, metrics),
         "inversion": inversion(model, args.iterations),
         "load_after": os.getloadavg()[0],
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "studies.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"studies{args.tag}.json").write_text(json.dumps(result, indent=2))
     d, i = result["dissection"], result["inversion"]
     lines = [
         "# Invariance studies: seconds on the default model",
@@ -102,7 +106,8 @@ def main() -> None:
         "",
         "| study | what | seconds |",
         "| --- | --- | --- |",
-        f"| dissection | 1 pair, {d['variants']} variants (Table VII, plain + guided), SI SD SAD at step 224 "
+        f"| dissection | 1 pair, {d['variants']} variants (Table VII, plain + guided), "
+        f"{' '.join(metrics) or 'no metrics'} at step 224 "
         f"| **{d['seconds_per_pair']:.1f}** (explanations {d['explanation_seconds']:.1f}, "
         f"metrics + store {d['metric_and_store_seconds']:.1f}) |",
         f"| inversion | 3 layers ({', '.join(i['layers'])}), {i['iterations']} iterations, one batch "
@@ -113,7 +118,7 @@ def main() -> None:
         *(f"- {label}: {seconds:.2f}" for label, seconds in d["per_variant"].items()),
         "",
     ]
-    (RESULTS / "studies.md").write_text("\n".join(lines))
+    (RESULTS / f"studies{args.tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
