@@ -29,6 +29,17 @@ class Method:
     family: str
     description: str
     fn: MethodFn
+    needs_gradients: bool = True
+
+    def check_model(self, model: Any) -> None:
+        """Refuse, in one line and before any model work, a black-box model (``differentiable=False``) when
+        the method needs gradients or activations."""
+        if self.needs_gradients and not getattr(model, "differentiable", True):
+            usable = [m.name for m in _METHODS.values() if not m.needs_gradients]
+            raise SimexplainError(
+                f"method {self.name!r} needs a differentiable model (gradients or activations), and model "
+                f"{getattr(model, 'name', '?')!r} is a black box; methods that run on it: {', '.join(usable)}"
+            )
 
     def parameters(self) -> dict[str, object]:
         """The method's parameters with their defaults."""
@@ -70,11 +81,21 @@ def _validators(fn: MethodFn) -> dict[str, Validator]:
 
 
 _METHODS: dict[str, Method] = {}
+# Name prefixes of optional methods whose package is missing → the line that says what to install.
+_MISSING: dict[str, str] = {}
+
+# Families whose methods only run forwards; the others differentiate or tap the model.
+FORWARD_ONLY_FAMILIES = ("perturbation",)
 
 
-def register(name: str, family: str, description: str) -> Callable[[MethodFn], MethodFn]:
+def register(
+    name: str, family: str, description: str, *, needs_gradients: bool | None = None
+) -> Callable[[MethodFn], MethodFn]:
     """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``, each
     annotated ``Annotated[type, validator]``).
+
+    ``needs_gradients`` says whether the method differentiates the model or taps its layers (default: every
+    family but ``perturbation``); such a method refuses a black-box model before any work.
 
     The method returns a :class:`PairExplanation` whose ``config`` holds every setting it used, resolved and
     JSON-serialisable (see ``docs/architecture.md``). A name can be registered once. The function returned
@@ -84,7 +105,8 @@ def register(name: str, family: str, description: str) -> Callable[[MethodFn], M
     def decorate(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
             raise SimexplainError(f"a method named {name!r} is already registered; choose another name")
-        entry = Method(name, family, description, fn)
+        needs = family not in FORWARD_ONLY_FAMILIES if needs_gradients is None else needs_gradients
+        entry = Method(name, family, description, fn, needs)
         unchecked = [p for p in entry.parameters() if p not in entry.validators()]
         if unchecked:
             raise SimexplainError(
@@ -95,7 +117,9 @@ def register(name: str, family: str, description: str) -> Callable[[MethodFn], M
 
         @functools.wraps(fn)
         def checked(model, x1, x2, **params):  # noqa: ANN001, ANN202  (the signature is fn's, via wraps)
-            return fn(model, x1, x2, **entry.check(params))
+            params = entry.check(params)
+            entry.check_model(model)
+            return fn(model, x1, x2, **params)
 
         return checked
 
@@ -114,7 +138,16 @@ def available() -> dict[str, str]:
     return {m.name: m.description for m in sorted(_METHODS.values(), key=rank)}
 
 
+def register_missing(prefix: str, message: str) -> None:
+    """Record that the optional methods named ``prefix…`` are absent, and the one line that says why (which
+    extra to install); :func:`get` answers a request for such a name with it."""
+    _MISSING[prefix] = message
+
+
 def get(name: str) -> Method:
     if name not in _METHODS:
+        for prefix, message in _MISSING.items():
+            if isinstance(name, str) and name.startswith(prefix):
+                raise SimexplainError(f"method {name!r} is not available: {message}")
         raise SimexplainError(f"unknown method {name!r}; known: {', '.join(_METHODS)}")
     return _METHODS[name]
