@@ -1,0 +1,56 @@
+"""pytorch-grad-cam's CAMs on pairs: a shared encoder's one batch keeps both branches."""
+
+import copy
+
+import pytest
+import torch
+from tiny import SmallCNN, assert_same_state, model_state, small_pair_model
+
+import simexplain
+
+pytest.importorskip("pytorch_grad_cam")
+
+
+@pytest.mark.parametrize("cam", ["GradCAM", "HiResCAM", "EigenCAM", "ScoreCAM"])
+def test_cam_on_a_shared_encoder_equals_each_branch_alone(cam):
+    encoder = SmallCNN(seed=1)  # a seed whose Grad-CAM is positive somewhere on both images
+    shared = simexplain.PairModel(encoder, layer="features")
+    separate = simexplain.PairModel(encoder, encoder_b=copy.deepcopy(encoder), layer="features")
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    before = model_state(shared)
+    batches = []
+    handle = encoder.features.register_forward_hook(lambda m, i, o: batches.append(o.shape[0]))
+    try:
+        one_batch = simexplain.explain(shared, x1, x2, "grad-cam:" + cam, batch_size=8)
+    finally:
+        handle.remove()
+    assert_same_state(before, model_state(shared))
+    assert batches[0] == 4  # the CAM's own forward: both images of both pairs in one batch
+    branches = simexplain.explain(separate, x1, x2, "grad-cam:" + cam, batch_size=8)
+    for side in ("map1", "map2"):
+        maps = getattr(one_batch, side)
+        assert maps.amax((1, 2)).min() > 0, f"{side} lost its branch"
+        torch.testing.assert_close(maps, getattr(branches, side), rtol=1e-3, atol=1e-4)  # maps in [0, 1]
+    assert one_batch.map1.shape == (2, 16, 16) and one_batch.method == "grad-cam:" + cam
+
+
+def test_grad_cam_matches_captum_layer_grad_cam_up_to_scaling():
+    # Both compute relu(Σ_d mean_p(∂s/∂A) · A) at the layer; the library min-max scales and resizes it.
+    pytest.importorskip("captum")
+    model = small_pair_model(seed=2)
+    x1, x2 = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    ours = simexplain.explain(model, x1, x2, "grad-cam:GradCAM")
+    theirs = simexplain.explain(model, x1, x2, "captum:LayerGradCam")
+    grid = theirs.grid1.clamp_min(0)[0]
+    assert grid.max() > 0
+    # same ranking of the feature-grid cells: the 2×2 blocks of the 16×16 map over each 8×8 cell
+    cells = torch.nn.functional.avg_pool2d(ours.map1[None], 2)[0, 0]
+    order = torch.argsort(grid.flatten(), descending=True)[:5]
+    assert torch.argsort(cells.flatten(), descending=True)[:1].item() in order.tolist()
+
+
+def test_unknown_layer_is_one_line_before_work():
+    model = small_pair_model()
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(simexplain.SimexplainError, match="layer 'nope' not found"):
+        simexplain.explain(model, x, x, "grad-cam:GradCAM", layer="nope")
