@@ -132,6 +132,7 @@ class PairModel(nn.Module):
         self.name = name
         self.description = description
         self.differentiable = differentiable
+        self.has_embeddings = True  # False for a score function: its "embedding" is the image itself
         self._lock = threading.RLock()
 
     # A lock cannot be copied or pickled: a deep copy (the sanity check's) gets a fresh one.
@@ -163,8 +164,9 @@ class PairModel(nn.Module):
 
         ``fn`` receives two ``N×3×H×W`` torch tensors in model-input space and returns ``N`` scores; it is
         called under :func:`torch.no_grad`, at most ``batch_size`` pairs at a time (``None``: all at once).
-        Perturbation methods and every metric run on it; gradient and activation methods refuse it in one
-        line. Its "embedding" is the image itself, so the metrics' "embed once" still calls ``fn`` only on
+        Perturbation methods and every metric run on it; gradient and activation methods, and methods that
+        read embeddings (pairwise occlusion's credit rule), refuse it in one line. Its "embedding" is the
+        image itself, so the metrics' "embed once" still calls ``fn`` only on
         the pairs they score.
 
         Example:
@@ -177,7 +179,7 @@ class PairModel(nn.Module):
         """
         from .interop.blackbox import ImagesAsEmbedding, ScoreFunction
 
-        return cls(
+        model = cls(
             ImagesAsEmbedding(),
             similarity=ScoreFunction(fn, batch_size),
             preprocessing=preprocessing,
@@ -185,6 +187,8 @@ class PairModel(nn.Module):
             description=description,
             differentiable=False,
         )
+        model.has_embeddings = False
+        return model
 
     @classmethod
     def from_embedding_function(
@@ -221,6 +225,16 @@ class PairModel(nn.Module):
             name=name,
             description=description,
             differentiable=False,
+        )
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What methods may need from this model (``simexplain.methods.registry.NEEDS``): ``"gradients"``
+        unless it is a black box, ``"embeddings"`` unless it is a score function."""
+        return frozenset(
+            name
+            for name, has in (("gradients", self.differentiable), ("embeddings", self.has_embeddings))
+            if has
         )
 
     # ------------------------------------------------------------------ forward

@@ -34,10 +34,10 @@ class OnnxEncoder(nn.Module):
 
     def __init__(self, path: str | Path, batch_size: int = 32, providers: list[str] | None = None) -> None:
         super().__init__()
+        runtime = _onnxruntime()  # a missing extra is said first
         path = Path(path)
         if not path.is_file():
             raise SimexplainError(f"no ONNX file at {str(path)!r}")
-        runtime = _onnxruntime()
         try:
             self.session = runtime.InferenceSession(
                 str(path), providers=providers or ["CPUExecutionProvider"]

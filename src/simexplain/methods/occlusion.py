@@ -345,6 +345,7 @@ def rectangle_spans(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Ten
     "pairwise-occlusion",
     "perturbation",
     "Random rectangle pairs erased in both images, softmax-weighted credit (proposed)",
+    needs=("embeddings",),  # the credit rule compares the perturbed embeddings' norms
 )
 def pairwise_occlusion(
     model: PairModel,

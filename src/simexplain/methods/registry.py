@@ -29,16 +29,19 @@ class Method:
     family: str
     description: str
     fn: MethodFn
-    needs_gradients: bool = True
+    needs: tuple[str, ...] = ("gradients",)
 
     def check_model(self, model: Any) -> None:
-        """Refuse, in one line and before any model work, a black-box model (``differentiable=False``) when
-        the method needs gradients or activations."""
-        if self.needs_gradients and not getattr(model, "differentiable", True):
-            usable = [m.name for m in _METHODS.values() if not m.needs_gradients]
+        """Refuse, in one line and before any model work, a model that lacks what the method needs
+        (:data:`NEEDS`; a model says what it provides in ``model.capabilities``)."""
+        provides = getattr(model, "capabilities", frozenset(NEEDS))
+        missing = [need for need in self.needs if need not in provides]
+        if missing:
+            usable = [m.name for m in _METHODS.values() if set(m.needs) <= provides]
+            name = getattr(model, "name", "?")
             raise SimexplainError(
-                f"method {self.name!r} needs a differentiable model (gradients or activations), and model "
-                f"{getattr(model, 'name', '?')!r} is a black box; methods that run on it: {', '.join(usable)}"
+                f"method {self.name!r} needs {NEEDS[missing[0]]}, and model {name!r} is a black box; "
+                f"methods that run on it: {', '.join(usable) or 'none'}"
             )
 
     def parameters(self) -> dict[str, object]:
@@ -84,18 +87,23 @@ _METHODS: dict[str, Method] = {}
 # Name prefixes of optional methods whose package is missing → the line that says what to install.
 _MISSING: dict[str, str] = {}
 
+# What a method may need from a model, in the words of the refusal.
+NEEDS = {
+    "gradients": "a differentiable model (gradients or activations)",
+    "embeddings": "a model with embeddings (a score function has none)",
+}
 # Families whose methods only run forwards; the others differentiate or tap the model.
 FORWARD_ONLY_FAMILIES = ("perturbation",)
 
 
 def register(
-    name: str, family: str, description: str, *, needs_gradients: bool | None = None
+    name: str, family: str, description: str, *, needs: tuple[str, ...] | None = None
 ) -> Callable[[MethodFn], MethodFn]:
     """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``, each
     annotated ``Annotated[type, validator]``).
 
-    ``needs_gradients`` says whether the method differentiates the model or taps its layers (default: every
-    family but ``perturbation``); such a method refuses a black-box model before any work.
+    ``needs`` lists what the method needs from a model (:data:`NEEDS`): by default ``("gradients",)`` for
+    every family but ``perturbation``, nothing for that one; a model without it is refused before any work.
 
     The method returns a :class:`PairExplanation` whose ``config`` holds every setting it used, resolved and
     JSON-serialisable (see ``docs/architecture.md``). A name can be registered once. The function returned
@@ -105,8 +113,10 @@ def register(
     def decorate(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
             raise SimexplainError(f"a method named {name!r} is already registered; choose another name")
-        needs = family not in FORWARD_ONLY_FAMILIES if needs_gradients is None else needs_gradients
-        entry = Method(name, family, description, fn, needs)
+        if needs is not None and not set(needs) <= set(NEEDS):
+            raise SimexplainError(f"method {name!r}: needs must be among {', '.join(NEEDS)}, got {needs!r}")
+        default = () if family in FORWARD_ONLY_FAMILIES else ("gradients",)
+        entry = Method(name, family, description, fn, tuple(default if needs is None else needs))
         unchecked = [p for p in entry.parameters() if p not in entry.validators()]
         if unchecked:
             raise SimexplainError(
