@@ -112,6 +112,17 @@ def test_noise_tunnel_is_seeded_and_recorded():
     assert torch.equal(again.map1, c.map1)
 
 
+def test_a_pairs_random_map_depends_only_on_its_own_seed():
+    model = small_pair_model()
+    x1, x2 = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    options = {"n_samples": 3, "stdevs": 0.1}
+    batch = simexplain.explain(model, x1, x2, "captum:GradientShap", seed=[4, 5, 6], **options)
+    alone = simexplain.explain(model, x1[1:2], x2[1:2], "captum:GradientShap", seed=5, **options)
+    torch.testing.assert_close(batch.map1[1:2], alone.map1)
+    torch.testing.assert_close(batch[1].map2, alone.map2)
+    assert batch[1].config["seed"] == [5]
+
+
 def test_settings_are_checked_before_model_work():
     model = small_pair_model()
     x = torch.rand(1, 3, 16, 16)

@@ -60,16 +60,7 @@ def baseline_setting(name: str, value: Any) -> str | float:
     raise SimexplainError(f"{name} must be one of {', '.join(FILLS)} or a number, got {value!r}")
 
 
-def one_seed(name: str, value: Any) -> int | None:
-    """``None`` or one int (captum draws from torch's global generator, seeded with it for the call)."""
-    checked = checks.seed_setting(name, value)
-    if isinstance(checked, list):
-        raise SimexplainError(f"{name} of a captum method is one int (captum draws for the whole batch)")
-    return checked
-
-
 Baseline = Annotated["str | float", baseline_setting]
-OneSeed = Annotated["int | None", one_seed]
 NoiseType = Annotated[str, checks.one_of(NT_TYPES)]
 Integration = Annotated[str, checks.one_of(INTEGRATIONS)]
 NonNegative = Annotated[float, checks.non_negative_number]
@@ -99,8 +90,10 @@ def _check_steps(n_steps: int, integration: str) -> None:
         raise SimexplainError(f"integration {integration!r} needs n_steps >= 2 (gausslegendre takes 1)")
 
 
-def _resolved_seed(seed: int | None, random: bool) -> int | None:
-    return checks.seeds(seed, 1)[0] if random else seed
+def _resolved_seed(seed: int | list[int] | None, random: bool, x1: Tensor) -> int | list[int] | None:
+    """What the config records: the seed as given (one int, or one per pair), or the one drawn when none
+    was; ``None`` when the method draws nothing."""
+    return checks.seeds(seed, len(x1))[0] if random else None
 
 
 def _explanation(
@@ -136,7 +129,7 @@ def _run_inputs(
     cls_name: str,
     kwargs: dict,
     noise: dict | None,
-    seed: int | None,
+    seed: int | list[int] | None,
     reduce: Callable = input_map,
     config: dict,
 ) -> PairExplanation:
@@ -147,11 +140,33 @@ def _run_inputs(
         algorithm = attr.NoiseTunnel(algorithm)
         kwargs = {**kwargs, **noise}
     inputs = (x1.detach().requires_grad_(True), x2.detach().requires_grad_(True))
-    with _seeded(seed, x1.device):
+    if seed is None:  # nothing random: all pairs in one call
         a1, a2 = algorithm.attribute(inputs, **kwargs)
+    else:
+        # captum draws from torch's global generator for the whole call: one call per pair, each seeded with
+        # its own seed, so a pair's map depends only on its images, the settings and its seed.
+        parts = []
+        for i, pair_seed in enumerate(checks.seeds(seed, len(x1))[1]):
+            with _seeded(pair_seed, x1.device):
+                pair = tuple(x[i : i + 1] for x in inputs)
+                parts.append(algorithm.attribute(pair, **_pair_kwargs(kwargs, i, len(x1))))
+        a1, a2 = (torch.cat(side) for side in zip(*parts))
     with torch.no_grad():
         score = model(x1, x2)
     return _explanation(name, x1, x2, a1, a2, score, config, reduce)
+
+
+def _pair_kwargs(kwargs: dict, i: int, batch: int) -> dict:
+    """The settings of pair ``i``: per-pair tensors (the baselines) sliced, the rest as they are."""
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(pick(v) for v in value)
+        if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch and batch > 1:
+            return value[i : i + 1]
+        return value
+
+    return {key: pick(value) for key, value in kwargs.items()}
 
 
 def _noise(nt_type: str, nt_samples: int, nt_stdevs: float, batch_size: int | None) -> dict | None:
@@ -177,10 +192,10 @@ def _gradient_method(cls_name: str, extra: dict | None = None) -> Callable:
         nt_type: NoiseType = "none",
         nt_samples: checks.Count = 10,
         nt_stdevs: NonNegative = 0.1,
-        seed: OneSeed = None,
+        seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, nt_type != "none")
+        seed = _resolved_seed(seed, nt_type != "none", x1)
         config = {"nt_type": nt_type, "nt_samples": nt_samples, "nt_stdevs": nt_stdevs, "seed": seed}
         return _run_inputs(
             model,
@@ -210,10 +225,10 @@ def _baseline_method(cls_name: str) -> Callable:
         nt_type: NoiseType = "none",
         nt_samples: checks.Count = 10,
         nt_stdevs: NonNegative = 0.1,
-        seed: OneSeed = None,
+        seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, nt_type != "none")
+        seed = _resolved_seed(seed, nt_type != "none", x1)
         config = {
             "baseline": baseline,
             "nt_type": nt_type,
@@ -248,7 +263,7 @@ def integrated_gradients(
     nt_type: NoiseType = "none",
     nt_samples: checks.Count = 10,
     nt_stdevs: NonNegative = 0.1,
-    seed: OneSeed = None,
+    seed: checks.SeedSetting = None,
     batch_size: checks.BatchSize = None,
 ) -> PairExplanation:
     """captum's IntegratedGradients of the pair score, both images along one path from their baselines.
@@ -258,7 +273,7 @@ def integrated_gradients(
     ``internal_batch_size`` (path points per forward) and the NoiseTunnel's ``nt_samples_batch_size``.
     """
     _check_steps(n_steps, integration)
-    seed = _resolved_seed(seed, nt_type != "none")
+    seed = _resolved_seed(seed, nt_type != "none", x1)
     config = {
         "baseline": baseline,
         "n_steps": n_steps,
@@ -295,11 +310,11 @@ def gradient_shap(
     baseline: Baseline = "zero",
     n_samples: checks.Count = 20,
     stdevs: NonNegative = 0.0,
-    seed: OneSeed = None,
+    seed: checks.SeedSetting = None,
 ) -> PairExplanation:
     """captum's GradientShap: expected gradients between the baseline and the pair (``n_samples`` random
     points, Gaussian noise ``stdevs`` on the inputs)."""
-    seed = _resolved_seed(seed, True)
+    seed = _resolved_seed(seed, True, x1)
     config = {"baseline": baseline, "n_samples": n_samples, "stdevs": stdevs, "seed": seed}
     kwargs = {
         "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
@@ -390,10 +405,10 @@ def _ablation_method(cls_name: str, sampled: bool) -> Callable:
         patch: checks.Count = 16,
         baseline: Baseline = "zero",
         n_samples: checks.Count = 25,
-        seed: OneSeed = None,
+        seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, sampled)
+        seed = _resolved_seed(seed, sampled, x1)
         kwargs = {
             "feature_mask": patch_masks(x1, x2, patch),
             "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
