@@ -140,3 +140,22 @@ def test_metrics_and_evaluation_take_captum_methods():
     e = simexplain.explain(model, x1, x2, "captum:GradientShap", n_samples=2, seed=0)
     results = simexplain.metrics.evaluate(model, x1, x2, e, ["SD", "CAD", "MS"], step=64)
     assert results["SD"].shape == (2,) and torch.isfinite(results["CAD"]).all()
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("captum:IntegratedGradients", {"n_steps": 4}),
+        ("captum:Occlusion", {"window": 8, "stride": 4}),
+        ("captum:LayerIntegratedGradients", {"n_steps": 3}),
+    ],
+)
+def test_batch_size_is_a_speed_knob_only(method, params):
+    model = small_pair_model()
+    x1, x2 = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 16, 16)
+    small = simexplain.explain(model, x1, x2, method, batch_size=2, **params)
+    large = simexplain.explain(model, x1, x2, method, batch_size=64, **params)
+    torch.testing.assert_close(small.map1, large.map1, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(small.map2, large.map2, rtol=1e-4, atol=1e-7)
+    one = simexplain.explain(model, x1[2:], x2[2:], method, **params)  # batched == one pair alone
+    torch.testing.assert_close(large.map1[2:], one.map1, rtol=1e-4, atol=1e-7)

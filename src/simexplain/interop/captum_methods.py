@@ -169,14 +169,28 @@ def _pair_kwargs(kwargs: dict, i: int, batch: int) -> dict:
     return {key: pick(value) for key, value in kwargs.items()}
 
 
-def _noise(nt_type: str, nt_samples: int, nt_stdevs: float, batch_size: int | None) -> dict | None:
+def _copies_per_forward(batch_size: int | None, x1: Tensor) -> int:
+    """How many copies of the whole batch of pairs fit in ``batch_size`` images per forward (2 per pair):
+    captum's ``perturbations_per_eval`` and ``nt_samples_batch_size``."""
+    return max(1, resolve_batch_size(batch_size, x1.device) // (2 * len(x1)))
+
+
+def _examples_per_forward(batch_size: int | None, x: Tensor, images_per_example: int) -> int:
+    """captum's ``internal_batch_size`` (examples per forward) for ``batch_size`` images per forward; never
+    below the number of examples, captum's own floor."""
+    return max(len(x), resolve_batch_size(batch_size, x.device) // images_per_example)
+
+
+def _noise(
+    nt_type: str, nt_samples: int, nt_stdevs: float, batch_size: int | None, x1: Tensor
+) -> dict | None:
     if nt_type == "none":
         return None
     return {
         "nt_type": nt_type,
         "nt_samples": nt_samples,
         "stdevs": nt_stdevs,
-        "nt_samples_batch_size": batch_size,
+        "nt_samples_batch_size": _copies_per_forward(batch_size, x1),
     }
 
 
@@ -204,7 +218,7 @@ def _gradient_method(cls_name: str, extra: dict | None = None) -> Callable:
             name=name,
             cls_name=cls_name,
             kwargs=dict(extra or {}),
-            noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size),
+            noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
             seed=seed,
             config=config,
         )
@@ -244,7 +258,7 @@ def _baseline_method(cls_name: str) -> Callable:
             name=name,
             cls_name=cls_name,
             kwargs=kwargs,
-            noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size),
+            noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
             seed=seed,
             config=config,
         )
@@ -269,8 +283,9 @@ def integrated_gradients(
     """captum's IntegratedGradients of the pair score, both images along one path from their baselines.
 
     ``integration`` is captum's ``method`` (renamed: ``method`` names the simexplain method); one
-    ``gausslegendre`` step from a zero baseline is ``x ⊙ ∂s/∂x`` taken at ``x/2``. ``batch_size`` is captum's
-    ``internal_batch_size`` (path points per forward) and the NoiseTunnel's ``nt_samples_batch_size``.
+    ``gausslegendre`` step from a zero baseline is ``x ⊙ ∂s/∂x`` taken at ``x/2``. ``batch_size`` (images
+    per forward, two per pair) sets captum's ``internal_batch_size`` and the NoiseTunnel's
+    ``nt_samples_batch_size``.
     """
     _check_steps(n_steps, integration)
     seed = _resolved_seed(seed, nt_type != "none", x1)
@@ -287,7 +302,7 @@ def integrated_gradients(
         "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
         "n_steps": n_steps,
         "method": integration,
-        "internal_batch_size": batch_size,
+        "internal_batch_size": _examples_per_forward(batch_size, x1, 2),
     }
     return _run_inputs(
         model,
@@ -296,7 +311,7 @@ def integrated_gradients(
         name=PREFIX + "IntegratedGradients",
         cls_name="IntegratedGradients",
         kwargs=kwargs,
-        noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size),
+        noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
         seed=seed,
         config=config,
     )
@@ -335,11 +350,6 @@ def gradient_shap(
 
 
 # ---------------------------------------------------------------------------------------------- perturbations
-def _per_eval(batch_size: int | None, x1: Tensor) -> int:
-    """captum's ``perturbations_per_eval``: perturbed copies of the batch per forward."""
-    return max(1, resolve_batch_size(batch_size, x1.device) // len(x1))
-
-
 def occlusion(
     model: PairModel,
     x1: Tensor,
@@ -357,7 +367,7 @@ def occlusion(
         "sliding_window_shapes": shapes,
         "strides": ((3, stride, stride), (3, stride, stride)),
         "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
-        "perturbations_per_eval": _per_eval(batch_size, x1),
+        "perturbations_per_eval": _copies_per_forward(batch_size, x1),
     }
     config = {"window": window, "stride": stride, "baseline": baseline}
     return _run_inputs(
@@ -412,7 +422,7 @@ def _ablation_method(cls_name: str, sampled: bool) -> Callable:
         kwargs = {
             "feature_mask": patch_masks(x1, x2, patch),
             "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
-            "perturbations_per_eval": _per_eval(batch_size, x1),
+            "perturbations_per_eval": _copies_per_forward(batch_size, x1),
         }
         config = {"patch": patch, "baseline": baseline}
         if sampled:
@@ -559,7 +569,7 @@ def _layer_path_method(cls_name: str) -> Callable:
                 "baselines": baseline_images(x, baseline),
                 "n_steps": n_steps,
                 "method": integration,
-                "internal_batch_size": batch_size,
+                "internal_batch_size": _examples_per_forward(batch_size, x, 1),
             }
 
         config = {"layer": layer, "baseline": baseline, "n_steps": n_steps, "integration": integration}
