@@ -54,3 +54,39 @@ def test_unknown_layer_is_one_line_before_work():
     x = torch.rand(1, 3, 16, 16)
     with pytest.raises(simexplain.SimexplainError, match="layer 'nope' not found"):
         simexplain.explain(model, x, x, "grad-cam:GradCAM", layer="nope")
+
+
+class TinyTokens(torch.nn.Module):
+    """Patch embedding (4 px) + a class token → one tapped token block → mean-pooled embedding."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Conv2d(3, 6, 4, stride=4)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 6))
+        self.block = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.GELU())
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], 1)
+        return self.block(tokens).mean(1)
+
+
+@pytest.mark.parametrize("method", ["grad-cam:GradCAM", "captum:LayerGradientXActivation"])
+def test_transformer_tokens_become_the_patch_grid(method):
+    if method not in simexplain.methods.available():
+        pytest.skip("extra not installed")
+    layout = simexplain.pair.TokenLayout(patch_size=4, prefix_tokens=1)
+    encoder = TinyTokens()
+    shared = simexplain.PairModel(encoder, layer="block", token_layout=layout)
+    separate = simexplain.PairModel(
+        encoder, encoder_b=copy.deepcopy(encoder), layer="block", token_layout=layout
+    )
+    x1, x2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    one_batch = simexplain.explain(shared, x1, x2, method)
+    branches = simexplain.explain(separate, x1, x2, method)
+    assert one_batch.map1.shape == (2, 16, 16)
+    torch.testing.assert_close(one_batch.map2, branches.map2, rtol=1e-3, atol=1e-4)
+    if method.startswith("captum:"):  # captum's Grad-CAM pools over the wrong axis of tokens: refused
+        with pytest.raises(simexplain.SimexplainError, match="transformer tokens"):
+            simexplain.explain(shared, x1, x2, "captum:LayerGradCam")

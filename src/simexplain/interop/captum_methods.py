@@ -506,6 +506,13 @@ def _run_layer(
     for side, x, partner, first in layer_runs(model, x1, x2):
         algorithm = getattr(attr, cls_name)(PartnerScores(model, side), model.layer_module(side, layer))
         a = algorithm.attribute(x, additional_forward_args=(partner, first), **kwargs(x))
+        if cls_name == "LayerGradCam" and a.dim() == 3:
+            # captum pools gradients over dims 2+, which for tokens B×N×D is the feature dimension
+            tapped = model.layer_name(side, layer)
+            raise SimexplainError(
+                f"captum:LayerGradCam needs B×C×h×w feature maps; layer {tapped!r} gives transformer tokens: "
+                "use captum:LayerGradientXActivation or grad-cam:GradCAM"
+            )
         attributions.append(a.detach())
     if len(attributions) == 1:
         attributions = list(attributions[0].chunk(2))

@@ -11,6 +11,9 @@ The maps are the library's own output: ReLU'd, resized to the image and min–ma
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -93,14 +96,15 @@ def _cam_method(cls_name: str) -> Callable:
         model.layer_module("b", layer)  # an unknown layer fails before any forward
         maps = []
         for side, x, partner, first in layer_runs(model, x1, x2):
-            hw = tuple(x.shape[-2:])
-            reshape = None if model.token_layout is None else (lambda t, hw=hw: model.as_grid(t, hw))
+            # Transformer tokens B×N×D become the patch grid the library expects; feature maps pass as is.
+            reshape = functools.partial(model.as_grid, input_hw=tuple(x.shape[-2:]))
             targets = [PairSimilarityTarget(model, p, bool(f)) for p, f in zip(partner, first)]
-            cam = getattr(library, cls_name)(
-                model=Embedder(model, side),
-                target_layers=[model.layer_module(side, layer)],
-                reshape_transform=reshape,
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints a notice on stdout
+                cam = getattr(library, cls_name)(
+                    model=Embedder(model, side),
+                    target_layers=[model.layer_module(side, layer)],
+                    reshape_transform=reshape,
+                )
             cam.batch_size = resolve_batch_size(batch_size, x.device)  # ScoreCAM's and AblationCAM's chunks
             with cam:
                 out = cam(
