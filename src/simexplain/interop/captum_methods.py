@@ -6,9 +6,10 @@ Three ways to run, one per kind of attribution:
   ``GuidedBackprop``, ``Deconvolution``, optionally inside ``NoiseTunnel``): the forward is the
   :class:`~simexplain.pair.PairModel` itself, ``(x1, x2) -> scores``, so both images are attributed at once
   (a path or noise moves both images together). Map ``max_c |a|``, as the saliency family.
-* perturbations (``Occlusion``, ``FeatureAblation``, ``ShapleyValueSampling``): the same forward; captum
-  perturbs one input at a time while the other stays clean (conditional, like Conditional Occlusion). Only
-  forwards, so they run on black-box models. Map: the channel mean (signed: a drop is positive).
+* perturbations (``Occlusion``, ``FeatureAblation``, ``ShapleyValueSampling``): the same forward. Occlusion
+  and FeatureAblation perturb one image at a time while the other stays clean (conditional, like Conditional
+  Occlusion); ShapleyValueSampling's coalitions span the patches of both images. Only forwards, so they run
+  on black-box models. Map: the channel mean (signed: a drop is positive).
 * layers (``LayerGradCam``, ``LayerIntegratedGradients``, ``LayerConductance``, ``LayerGradientXActivation``,
   ``LayerActivation``): the forward scores each image against its partner's clean embedding, which travels as
   captum's ``additional_forward_args`` (so captum expands it with the inputs). A shared encoder sees both
@@ -96,19 +97,6 @@ def _resolved_seed(seed: int | list[int] | None, random: bool, x1: Tensor) -> in
     return checks.seeds(seed, len(x1))[0] if random else None
 
 
-def _explanation(
-    name: str, x1: Tensor, x2: Tensor, a1: Tensor, a2: Tensor, score: Tensor, config: dict, reduce: Callable
-) -> PairExplanation:
-    return PairExplanation(
-        map1=reduce(a1).detach(),
-        map2=reduce(a2).detach(),
-        score=score.detach(),
-        method=name,
-        config=config,
-        extras={"attribution1": a1.detach(), "attribution2": a2.detach()},
-    )
-
-
 def input_map(attribution: Tensor) -> Tensor:
     """``max_c |a|``: the saliency family's reduction of per-channel attributions."""
     return attribution.abs().amax(1)
@@ -153,7 +141,15 @@ def _run_inputs(
         a1, a2 = (torch.cat(side) for side in zip(*parts))
     with torch.no_grad():
         score = model(x1, x2)
-    return _explanation(name, x1, x2, a1, a2, score, config, reduce)
+    a1, a2 = a1.detach(), a2.detach()
+    return PairExplanation(
+        map1=reduce(a1),
+        map2=reduce(a2),
+        score=score,
+        method=name,
+        config=config,
+        extras={"attribution1": a1, "attribution2": a2},
+    )
 
 
 def _pair_kwargs(kwargs: dict, i: int, batch: int) -> dict:
