@@ -17,6 +17,7 @@ import importlib.util
 import sys
 
 from ..methods.registry import register_missing
+from . import onnx  # noqa: F401  (registers the onnx: model route; onnxruntime is imported on use)
 
 # The optional method families: name prefix → (the module that imports, the extra that installs it).
 OPTIONAL = {

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import SimexplainError
+from ..models.registry import register_model
 from ..pair import PairModel
 from ..preprocessing import Preprocessing
 
@@ -96,6 +97,15 @@ def onnx_model(
         description=f"ONNX encoder {path} through onnxruntime (black box)",
         differentiable=False,
     )
+
+
+register_model(
+    "onnx:",
+    "an image encoder exported to ONNX, run by onnxruntime as a black box: onnx:PATH (simexplain[onnx])",
+    embedding="the file's first output, one row per image",
+    preprocessing="identity scaling (export the normalisation inside); crop input_size=N (the file's own)",
+    layer="none: a black box (perturbation methods only)",
+)(onnx_model)
 
 
 def export_encoder(model: PairModel, path: str | Path, input_size: tuple[int, int] = (224, 224)) -> Path:

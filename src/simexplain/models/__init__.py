@@ -6,7 +6,6 @@ Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing i
 
 from functools import partial
 
-from ..interop.onnx import onnx_model
 from .efficientnet import efficientnet_lite0
 from .registry import available, load_model, register_model
 from .resnets import barlowtwins_r50, dino_r50, simsiam_r50
@@ -119,14 +118,6 @@ register_model(
     preprocessing="the PairModel's own",
     layer="the PairModel's own",
 )(python_model)
-
-register_model(
-    "onnx:",
-    "an image encoder exported to ONNX, run by onnxruntime as a black box: onnx:PATH (simexplain[onnx])",
-    embedding="the file's first output, one row per image",
-    preprocessing="identity scaling (export the normalisation inside); crop input_size=N (the file's own)",
-    layer="none: a black box (perturbation methods only)",
-)(onnx_model)
 
 # The checkpoint-backed zoo: every registered name except the offline default and the
 # torchvision:/timm: routes.
