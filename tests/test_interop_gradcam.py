@@ -25,7 +25,7 @@ def test_cam_on_a_shared_encoder_equals_each_branch_alone(cam):
     finally:
         handle.remove()
     assert_same_state(before, model_state(shared))
-    assert batches[0] == 4  # the CAM's own forward: both images of both pairs in one batch
+    assert batches[0] == 2  # the CAM's own forward: both images of the pair in one batch
     branches = simexplain.explain(separate, x1, x2, "grad-cam:" + cam, batch_size=8)
     for side in ("map1", "map2"):
         maps = getattr(one_batch, side)

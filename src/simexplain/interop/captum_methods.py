@@ -21,10 +21,12 @@ The raw attributions are kept as ``extras["attribution1"]`` / ``extras["attribut
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -76,14 +78,20 @@ def baseline_images(x: Tensor, baseline: str | float) -> Tensor:
 
 @contextmanager
 def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """captum draws from torch's global generator: fork it, seed it, and give the caller's back after."""
+    """captum draws from torch's and numpy's global generators (GradientShap picks baselines with numpy): fork
+    both, seed them, and give the caller's back afterwards, also after an exception."""
     if seed is None:
         yield
         return
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    numpy_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
 
 
 def _check_steps(n_steps: int, integration: str) -> None:
@@ -91,10 +99,10 @@ def _check_steps(n_steps: int, integration: str) -> None:
         raise SimexplainError(f"integration {integration!r} needs n_steps >= 2 (gausslegendre takes 1)")
 
 
-def _resolved_seed(seed: int | list[int] | None, random: bool, x1: Tensor) -> int | list[int] | None:
+def _resolved_seed(seed: int | list[int] | None, x1: Tensor) -> int | list[int]:
     """What the config records: the seed as given (one int, or one per pair), or the one drawn when none
-    was; ``None`` when the method draws nothing."""
-    return checks.seeds(seed, len(x1))[0] if random else None
+    was (also when the settings draw nothing, so a config always reruns as it ran)."""
+    return checks.seeds(seed, len(x1))[0]
 
 
 def input_map(attribution: Tensor) -> Tensor:
@@ -123,7 +131,7 @@ def _run_inputs(
 ) -> PairExplanation:
     """One captum attribution of the pair score over the inputs ``(x1, x2)``; the PairModel is the forward."""
     attr = _attr()
-    algorithm = getattr(attr, cls_name)(model)
+    algorithm = getattr(attr, cls_name)(_once_per_forward(model, x1, x2) if cls_name == "DeepLift" else model)
     if noise is not None:
         algorithm = attr.NoiseTunnel(algorithm)
         kwargs = {**kwargs, **noise}
@@ -149,6 +157,17 @@ def _run_inputs(
         method=name,
         config=config,
         extras={"attribution1": a1, "attribution2": a2},
+    )
+
+
+def _once_per_forward(model: PairModel, x1: Tensor, x2: Tensor) -> PairModel:
+    """The model, or, for a shared encoder on images of two sizes (embedded side by side, so every module runs
+    twice per forward), a copy whose image 2 goes through a deep copy of the encoder: captum's DeepLift keeps
+    one input and output per module and refuses a module that runs twice."""
+    if not model.shared or x1.shape[1:] == x2.shape[1:]:
+        return model
+    return PairModel(
+        model.encoder, encoder_b=copy.deepcopy(model.encoder), similarity=model.similarity, name=model.name
     )
 
 
@@ -205,7 +224,7 @@ def _gradient_method(cls_name: str, extra: dict | None = None) -> Callable:
         seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, nt_type != "none", x1)
+        seed = _resolved_seed(seed, x1)
         config = {"nt_type": nt_type, "nt_samples": nt_samples, "nt_stdevs": nt_stdevs, "seed": seed}
         return _run_inputs(
             model,
@@ -215,7 +234,7 @@ def _gradient_method(cls_name: str, extra: dict | None = None) -> Callable:
             cls_name=cls_name,
             kwargs=dict(extra or {}),
             noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
-            seed=seed,
+            seed=seed if nt_type != "none" else None,
             config=config,
         )
 
@@ -238,7 +257,7 @@ def _baseline_method(cls_name: str) -> Callable:
         seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, nt_type != "none", x1)
+        seed = _resolved_seed(seed, x1)
         config = {
             "baseline": baseline,
             "nt_type": nt_type,
@@ -255,7 +274,7 @@ def _baseline_method(cls_name: str) -> Callable:
             cls_name=cls_name,
             kwargs=kwargs,
             noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
-            seed=seed,
+            seed=seed if nt_type != "none" else None,
             config=config,
         )
 
@@ -284,7 +303,7 @@ def integrated_gradients(
     ``nt_samples_batch_size``.
     """
     _check_steps(n_steps, integration)
-    seed = _resolved_seed(seed, nt_type != "none", x1)
+    seed = _resolved_seed(seed, x1)
     config = {
         "baseline": baseline,
         "n_steps": n_steps,
@@ -308,7 +327,7 @@ def integrated_gradients(
         cls_name="IntegratedGradients",
         kwargs=kwargs,
         noise=_noise(nt_type, nt_samples, nt_stdevs, batch_size, x1),
-        seed=seed,
+        seed=seed if nt_type != "none" else None,
         config=config,
     )
 
@@ -325,7 +344,7 @@ def gradient_shap(
 ) -> PairExplanation:
     """captum's GradientShap: expected gradients between the baseline and the pair (``n_samples`` random
     points, Gaussian noise ``stdevs`` on the inputs)."""
-    seed = _resolved_seed(seed, True, x1)
+    seed = _resolved_seed(seed, x1)
     config = {"baseline": baseline, "n_samples": n_samples, "stdevs": stdevs, "seed": seed}
     kwargs = {
         "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),
@@ -414,7 +433,7 @@ def _ablation_method(cls_name: str, sampled: bool) -> Callable:
         seed: checks.SeedSetting = None,
         batch_size: checks.BatchSize = None,
     ) -> PairExplanation:
-        seed = _resolved_seed(seed, sampled, x1)
+        seed = _resolved_seed(seed, x1) if sampled else None  # FeatureAblation draws nothing
         kwargs = {
             "feature_mask": patch_masks(x1, x2, patch),
             "baselines": (baseline_images(x1, baseline), baseline_images(x2, baseline)),

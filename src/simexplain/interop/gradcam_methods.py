@@ -6,7 +6,9 @@ target is its similarity to its partner's clean embedding (:class:`PairSimilarit
 images as ONE batch ``[x1; x2]``, so the tapped module runs once and the library's hook (which appends one
 activation per forward call) keeps both branches; two encoders or two image sizes run one side at a time.
 
-The maps are the library's own output: ReLU'd, resized to the image and min–max scaled per image.
+The maps are the library's own output: ReLU'd, resized to the image and min–max scaled per image. Pairs run
+one at a time (the min–max scaling would magnify other batch compositions' last-bit differences), so a pair's
+map is the same in any batch.
 """
 
 from __future__ import annotations
@@ -79,6 +81,41 @@ class PairSimilarityTarget:
         return (self.model.similarity(z, partner) if self.first else self.model.similarity(partner, z))[0]
 
 
+def _pair_maps(
+    library: Any,
+    cls_name: str,
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    layer: str | None,
+    eigen_smooth: bool,
+    batch_size: int | None,
+) -> tuple[Tensor, Tensor]:
+    """The library's maps of one pair: ``[x1; x2]`` as one batch through a shared encoder, else one side at a
+    time."""
+    maps = []
+    for side, x, partner, first in layer_runs(model, x1, x2):
+        # Transformer tokens B×N×D become the patch grid the library expects; feature maps pass as is.
+        reshape = functools.partial(model.as_grid, input_hw=tuple(x.shape[-2:]))
+        targets = [PairSimilarityTarget(model, p, bool(f)) for p, f in zip(partner, first)]
+        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints a notice on stdout
+            cam = getattr(library, cls_name)(
+                model=Embedder(model, side),
+                target_layers=[model.layer_module(side, layer)],
+                reshape_transform=reshape,
+            )
+        if (
+            cls_name == "ScoreCAM"
+        ):  # masked copies per forward (AblationCAM keeps its own: its maps depend on it)
+            cam.batch_size = resolve_batch_size(batch_size, x.device)
+        with cam:
+            out = cam(
+                input_tensor=x.detach().requires_grad_(True), targets=targets, eigen_smooth=eigen_smooth
+            )
+        maps.append(torch.as_tensor(out, dtype=x.dtype, device=x.device))
+    return (maps[0][:1], maps[0][1:]) if len(maps) == 1 else (maps[0], maps[1])
+
+
 def _cam_method(cls_name: str) -> Callable:
     name = PREFIX + cls_name
 
@@ -94,25 +131,15 @@ def _cam_method(cls_name: str) -> Callable:
         library = _library()
         model.layer_module("a", layer)
         model.layer_module("b", layer)  # an unknown layer fails before any forward
-        maps = []
-        for side, x, partner, first in layer_runs(model, x1, x2):
-            # Transformer tokens B×N×D become the patch grid the library expects; feature maps pass as is.
-            reshape = functools.partial(model.as_grid, input_hw=tuple(x.shape[-2:]))
-            targets = [PairSimilarityTarget(model, p, bool(f)) for p, f in zip(partner, first)]
-            with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints a notice on stdout
-                cam = getattr(library, cls_name)(
-                    model=Embedder(model, side),
-                    target_layers=[model.layer_module(side, layer)],
-                    reshape_transform=reshape,
-                )
-            cam.batch_size = resolve_batch_size(batch_size, x.device)  # ScoreCAM's and AblationCAM's chunks
-            with cam:
-                out = cam(
-                    input_tensor=x.detach().requires_grad_(True), targets=targets, eigen_smooth=eigen_smooth
-                )
-            maps.append(torch.as_tensor(out, dtype=x.dtype, device=x.device))
-        if len(maps) == 1:
-            maps = list(maps[0].chunk(2))
+        # One pair per call: the library min-max scales each map, which magnifies the last-bit differences of
+        # other batch compositions, so a pair's map is computed the same way in any batch.
+        pairs = [
+            _pair_maps(
+                library, cls_name, model, x1[i : i + 1], x2[i : i + 1], layer, eigen_smooth, batch_size
+            )
+            for i in range(len(x1))
+        ]
+        maps = [torch.cat(side) for side in zip(*pairs)]
         with torch.no_grad():
             score = model(x1, x2)
         return PairExplanation(
