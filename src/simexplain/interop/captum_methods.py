@@ -503,6 +503,21 @@ def layer_runs(model: PairModel, x1: Tensor, x2: Tensor) -> list[tuple[str, Tens
     return [("a", x1, z2, ones), ("b", x2, z1, ~ones)]
 
 
+def _token_grad_cam(
+    attr: Any, model: PairModel, side: str, layer: str | None, x: Tensor, args: tuple
+) -> Tensor:
+    """LayerGradCam at a transformer layer: captum pools the gradients over dims 2+, which for tokens
+    ``B×N×D`` is the feature axis, so its formula ``Σ_d mean_p(G) · A`` is applied here on the patch grid,
+    to captum's layer activations and layer gradients."""
+    forward, module, hw = PartnerScores(model, side), model.layer_module(side, layer), tuple(x.shape[-2:])
+    acts = attr.LayerActivation(forward, module).attribute(x, additional_forward_args=args)
+    grads = attr.LayerGradientXActivation(forward, module, multiply_by_inputs=False).attribute(
+        x, additional_forward_args=args
+    )
+    a, g = model.as_grid(acts, hw), model.as_grid(grads, hw)
+    return (g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)
+
+
 def _run_layer(
     model: PairModel,
     x1: Tensor,
@@ -522,12 +537,7 @@ def _run_layer(
         algorithm = getattr(attr, cls_name)(PartnerScores(model, side), model.layer_module(side, layer))
         a = algorithm.attribute(x, additional_forward_args=(partner, first), **kwargs(x))
         if cls_name == "LayerGradCam" and a.dim() == 3:
-            # captum pools gradients over dims 2+, which for tokens B×N×D is the feature dimension
-            tapped = model.layer_name(side, layer)
-            raise SimexplainError(
-                f"captum:LayerGradCam needs B×C×h×w feature maps; layer {tapped!r} gives transformer tokens: "
-                "use captum:LayerGradientXActivation or grad-cam:GradCAM"
-            )
+            a = _token_grad_cam(attr, model, side, layer, x, (partner, first))
         attributions.append(a.detach())
     if len(attributions) == 1:
         attributions = list(attributions[0].chunk(2))
