@@ -91,6 +91,9 @@ class PairModel(nn.Module):
         preprocessing: input size, crop and scaling (default: identity scaling, 224 crop of 256).
         token_layout: for transformer layers, how tokens map to a patch grid.
         name, description: for listings and figures.
+        differentiable: ``False`` for a black-box model (a score or embedding function without gradients,
+            an ONNX session): only methods that need no gradients or activations run on it
+            (:meth:`from_score_function`, :meth:`from_embedding_function`).
 
     The wrapped encoders are put in eval mode. Methods run inside :meth:`explaining`, which freezes parameters
     and restores every mode and ``requires_grad`` flag afterwards, also after an exception.
@@ -112,6 +115,7 @@ class PairModel(nn.Module):
         token_layout: TokenLayout | None = None,
         name: str = "custom",
         description: str = "",
+        differentiable: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(encoder, nn.Module) or (
@@ -127,6 +131,8 @@ class PairModel(nn.Module):
         self.token_layout = token_layout
         self.name = name
         self.description = description
+        self.differentiable = differentiable
+        self.has_embeddings = True  # False for a score function: its "embedding" is the image itself
         self._lock = threading.RLock()
 
     # A lock cannot be copied or pickled: a deep copy (the sanity check's) gets a fresh one.
@@ -143,6 +149,93 @@ class PairModel(nn.Module):
     def from_module(cls, encoder: nn.Module, **options) -> PairModel:
         """Wrap any image-to-embedding module; same options as the constructor."""
         return cls(encoder, **options)
+
+    @classmethod
+    def from_score_function(
+        cls,
+        fn: Callable,
+        *,
+        batch_size: int | None = None,
+        preprocessing: Preprocessing | None = None,
+        name: str = "score-function",
+        description: str = "",
+    ) -> PairModel:
+        """A black-box pair model from ``fn(images1, images2) -> scores`` (numpy or torch, no gradients).
+
+        ``fn`` receives two ``N×3×H×W`` torch tensors in model-input space and returns ``N`` scores; it is
+        called under :func:`torch.no_grad`, at most ``batch_size`` pairs at a time (``None``: all at once).
+        Perturbation methods and every metric run on it; gradient and activation methods, and methods that
+        read embeddings (pairwise occlusion's credit rule), refuse it in one line. Its "embedding" is the
+        image itself, so the metrics' "embed once" still calls ``fn`` only on
+        the pairs they score.
+
+        Example:
+            >>> import torch
+            >>> score = lambda a, b: -(a - b).flatten(1).abs().mean(1).numpy()  # any black box
+            >>> model = PairModel.from_score_function(score)
+            >>> x = torch.rand(2, 3, 8, 8)
+            >>> model(x, x).tolist(), model.differentiable
+            ([-0.0, -0.0], False)
+        """
+        from .interop.blackbox import ImagesAsEmbedding, ScoreFunction
+
+        model = cls(
+            ImagesAsEmbedding(),
+            similarity=ScoreFunction(fn, batch_size),
+            preprocessing=preprocessing,
+            name=name,
+            description=description,
+            differentiable=False,
+        )
+        model.has_embeddings = False
+        return model
+
+    @classmethod
+    def from_embedding_function(
+        cls,
+        fn: Callable,
+        *,
+        fn_b: Callable | None = None,
+        similarity: str | Similarity = "cosine",
+        batch_size: int | None = None,
+        preprocessing: Preprocessing | None = None,
+        name: str = "embedding-function",
+        description: str = "",
+    ) -> PairModel:
+        """A black-box pair model from ``fn(images) -> embeddings`` (numpy or torch, no gradients).
+
+        ``fn`` (and ``fn_b`` for image 2, when the pair is asymmetric) maps an ``N×3×H×W`` torch tensor to
+        ``N×D`` embeddings, called under :func:`torch.no_grad` at most ``batch_size`` images at a time. Like
+        :meth:`from_score_function`, only methods without gradients or activations run on it.
+
+        Example:
+            >>> import torch
+            >>> model = PairModel.from_embedding_function(lambda x: x.mean((2, 3)).numpy())
+            >>> x = torch.rand(2, 3, 8, 8)
+            >>> [round(s, 4) for s in model(x, x).tolist()]
+            [1.0, 1.0]
+        """
+        from .interop.blackbox import FunctionEncoder
+
+        return cls(
+            FunctionEncoder(fn, batch_size),
+            encoder_b=None if fn_b is None else FunctionEncoder(fn_b, batch_size),
+            similarity=similarity,
+            preprocessing=preprocessing,
+            name=name,
+            description=description,
+            differentiable=False,
+        )
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What methods may need from this model (``simexplain.methods.registry.NEEDS``): ``"gradients"``
+        unless it is a black box, ``"embeddings"`` unless it is a score function."""
+        return frozenset(
+            name
+            for name, has in (("gradients", self.differentiable), ("embeddings", self.has_embeddings))
+            if has
+        )
 
     # ------------------------------------------------------------------ forward
     @property
@@ -318,6 +411,11 @@ class PairModel(nn.Module):
         a2, g2 = (None if t is None else self._as_grid(t, hw2) for t in (acts[1], grads[1]))
         return score.detach(), a1, a2, g1, g2
 
+    def as_grid(self, t: Tensor, input_hw: tuple[int, int]) -> Tensor:
+        """A tapped activation (or its attribution) as ``B×D×h×w``: feature maps as they are, transformer
+        tokens ``B×N×D`` through the model's :class:`TokenLayout`."""
+        return self._as_grid(t, input_hw)
+
     def _as_grid(self, t: Tensor, input_hw: tuple[int, int]) -> Tensor:
         if t.dim() == 4:
             return t
@@ -329,7 +427,8 @@ class PairModel(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, shared={self.shared}, layer={self.layer!r}"
+        black_box = "" if self.differentiable else ", differentiable=False"
+        return f"name={self.name!r}, shared={self.shared}, layer={self.layer!r}{black_box}"
 
 
 @contextmanager

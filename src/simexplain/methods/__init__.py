@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
+from ..interop import register_optional_methods
 from ..pair import PairModel
 from . import cam, interaction, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
 from .common import check_pair
@@ -39,6 +40,7 @@ def explain(
     """
     entry = get(method)
     params = entry.check(params)
+    entry.check_model(model)
     x1, x2 = check_pair(model, x1, x2)
     with model.explaining():
         explanation = entry.fn(model, x1, x2, **params)
@@ -56,6 +58,10 @@ def _check_contract(entry: Method, explanation: PairExplanation) -> None:
         ) from None
     if explanation.method != entry.name:
         raise SimexplainError(f"method {entry.name!r} labelled its explanation {explanation.method!r}")
+
+
+# captum's and pytorch-grad-cam's methods, when those packages are installed (docs/interop.md).
+register_optional_methods()
 
 
 __all__ = ["Method", "available", "explain", "get", "register"]

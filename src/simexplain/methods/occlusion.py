@@ -444,6 +444,7 @@ CREDITS = ("norm", "regression")
     "pairwise-occlusion",
     "perturbation",
     "Random rectangle pairs erased in both images, softmax-weighted credit (proposed)",
+    needs=("embeddings",),  # the credit rule compares the perturbed embeddings' norms
 )
 def pairwise_occlusion(
     model: PairModel,

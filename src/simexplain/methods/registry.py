@@ -29,6 +29,20 @@ class Method:
     family: str
     description: str
     fn: MethodFn
+    needs: tuple[str, ...] = ("gradients",)
+
+    def check_model(self, model: Any) -> None:
+        """Refuse, in one line and before any model work, a model that lacks what the method needs
+        (:data:`NEEDS`; a model says what it provides in ``model.capabilities``)."""
+        provides = getattr(model, "capabilities", frozenset(NEEDS))
+        missing = [need for need in self.needs if need not in provides]
+        if missing:
+            usable = [m.name for m in _METHODS.values() if set(m.needs) <= provides]
+            name = getattr(model, "name", "?")
+            raise SimexplainError(
+                f"method {self.name!r} needs {NEEDS[missing[0]]}, and model {name!r} is a black box; "
+                f"methods that run on it: {', '.join(usable) or 'none'}"
+            )
 
     def parameters(self) -> dict[str, object]:
         """The method's parameters with their defaults."""
@@ -70,11 +84,26 @@ def _validators(fn: MethodFn) -> dict[str, Validator]:
 
 
 _METHODS: dict[str, Method] = {}
+# Name prefixes of optional methods whose package is missing → the line that says what to install.
+_MISSING: dict[str, str] = {}
+
+# What a method may need from a model, in the words of the refusal.
+NEEDS = {
+    "gradients": "a differentiable model (gradients or activations)",
+    "embeddings": "a model with embeddings (a score function has none)",
+}
+# Families whose methods only run forwards; the others differentiate or tap the model.
+FORWARD_ONLY_FAMILIES = ("perturbation",)
 
 
-def register(name: str, family: str, description: str) -> Callable[[MethodFn], MethodFn]:
+def register(
+    name: str, family: str, description: str, *, needs: tuple[str, ...] | None = None
+) -> Callable[[MethodFn], MethodFn]:
     """Decorator: register a method (its parameters must be keyword-only, after ``model, x1, x2``, each
     annotated ``Annotated[type, validator]``).
+
+    ``needs`` lists what the method needs from a model (:data:`NEEDS`): by default ``("gradients",)`` for
+    every family but ``perturbation``, nothing for that one; a model without it is refused before any work.
 
     The method returns a :class:`PairExplanation` whose ``config`` holds every setting it used, resolved and
     JSON-serialisable (see ``docs/architecture.md``). A name can be registered once. The function returned
@@ -84,7 +113,10 @@ def register(name: str, family: str, description: str) -> Callable[[MethodFn], M
     def decorate(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
             raise SimexplainError(f"a method named {name!r} is already registered; choose another name")
-        entry = Method(name, family, description, fn)
+        if needs is not None and not set(needs) <= set(NEEDS):
+            raise SimexplainError(f"method {name!r}: needs must be among {', '.join(NEEDS)}, got {needs!r}")
+        default = () if family in FORWARD_ONLY_FAMILIES else ("gradients",)
+        entry = Method(name, family, description, fn, tuple(default if needs is None else needs))
         unchecked = [p for p in entry.parameters() if p not in entry.validators()]
         if unchecked:
             raise SimexplainError(
@@ -95,7 +127,9 @@ def register(name: str, family: str, description: str) -> Callable[[MethodFn], M
 
         @functools.wraps(fn)
         def checked(model, x1, x2, **params):  # noqa: ANN001, ANN202  (the signature is fn's, via wraps)
-            return fn(model, x1, x2, **entry.check(params))
+            params = entry.check(params)
+            entry.check_model(model)
+            return fn(model, x1, x2, **params)
 
         return checked
 
@@ -114,7 +148,16 @@ def available() -> dict[str, str]:
     return {m.name: m.description for m in sorted(_METHODS.values(), key=rank)}
 
 
+def register_missing(prefix: str, message: str) -> None:
+    """Record that the optional methods named ``prefix…`` are absent, and the one line that says why (which
+    extra to install); :func:`get` answers a request for such a name with it."""
+    _MISSING[prefix] = message
+
+
 def get(name: str) -> Method:
     if name not in _METHODS:
+        for prefix, message in _MISSING.items():
+            if isinstance(name, str) and name.startswith(prefix):
+                raise SimexplainError(f"method {name!r} is not available: {message}")
         raise SimexplainError(f"unknown method {name!r}; known: {', '.join(_METHODS)}")
     return _METHODS[name]
