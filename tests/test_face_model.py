@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import methods_at_size
 
 import simexplain
 from simexplain import SimexplainError, load_model
@@ -302,7 +303,7 @@ def test_every_method_runs_on_the_face_model(model):
     x1, x2 = x[:1], x[1:]
     with torch.no_grad():
         expected = model(x1, x2)
-    for method in method_registry.available():
+    for method in methods_at_size():
         params = {k: v for k, v in small.items() if k in method_registry.get(method).parameters()}
         explanation = simexplain.explain(model, x1, x2, method, **params)
         for m in (explanation.map1, explanation.map2):
@@ -317,7 +318,7 @@ def test_every_method_runs_on_the_architecture(random_network):
     model = face.face_pair_model(random_network, similarity="cosine")
     x = torch.rand(2, 3, 150, 150, generator=torch.Generator().manual_seed(0))
     x1, x2 = model.preprocessing.to_model(x).chunk(2)
-    for method in method_registry.available():
+    for method in methods_at_size():
         params = {
             k: v
             for k, v in {"window": 75, "stride": 75, "samples": 2, "steps": 2}.items()

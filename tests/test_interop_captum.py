@@ -159,3 +159,15 @@ def test_batch_size_is_a_speed_knob_only(method, params):
     torch.testing.assert_close(small.map2, large.map2, rtol=1e-4, atol=1e-7)
     one = simexplain.explain(model, x1[2:], x2[2:], method, **params)  # batched == one pair alone
     torch.testing.assert_close(large.map1[2:], one.map1, rtol=1e-4, atol=1e-7)
+
+
+def test_deeplift_on_an_encoder_that_reuses_a_relu_says_so_in_one_line():
+    relu = torch.nn.ReLU()  # one module called twice per image, as in torchvision's ResNet blocks
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), relu, torch.nn.Conv2d(4, 4, 3), relu, torch.nn.Flatten()
+    )
+    model = simexplain.PairModel(net)
+    x1, x2 = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    with pytest.raises(simexplain.SimexplainError, match="reuses one") as caught:
+        simexplain.explain(model, x1, x2, "captum:DeepLift")
+    assert "\n" not in str(caught.value) and "captum:IntegratedGradients" in str(caught.value)

@@ -122,3 +122,14 @@ def evaluation_model(weights: str | None = None, seed: int = 0) -> simexplain.Pa
 def evaluation_model_b(weights: str | None = None) -> simexplain.PairModel:
     """Another model for the driver's "different model into the same store" test."""
     return evaluation_model(weights, seed=1)
+
+
+# The external methods that real-size models run in the every-method tests: one of each kind (input
+# gradients, perturbation, layer, CAM). The others run on the tiny models of test_engine.py: some cost a
+# forward per feature or channel (captum's ShapleyValueSampling, grad-cam's ScoreCAM: 2048 for a ResNet-50).
+INTEROP_SAMPLE = ("captum:IntegratedGradients", "captum:Occlusion", "captum:LayerGradCam", "grad-cam:GradCAM")
+
+
+def methods_at_size() -> list[str]:
+    """Every built-in method, and the external ones of :data:`INTEROP_SAMPLE` that are installed."""
+    return [name for name in simexplain.methods.available() if ":" not in name or name in INTEROP_SAMPLE]

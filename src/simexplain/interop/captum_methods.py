@@ -137,7 +137,7 @@ def _run_inputs(
         kwargs = {**kwargs, **noise}
     inputs = (x1.detach().requires_grad_(True), x2.detach().requires_grad_(True))
     if seed is None:  # nothing random: all pairs in one call
-        a1, a2 = algorithm.attribute(inputs, **kwargs)
+        a1, a2 = _reused_modules_refused(name, algorithm.attribute, inputs, kwargs)
     else:
         # captum draws from torch's global generator for the whole call: one call per pair, each seeded with
         # its own seed, so a pair's map depends only on its images, the settings and its seed.
@@ -145,7 +145,9 @@ def _run_inputs(
         for i, pair_seed in enumerate(checks.seeds(seed, len(x1))[1]):
             with _seeded(pair_seed, x1.device):
                 pair = tuple(x[i : i + 1] for x in inputs)
-                parts.append(algorithm.attribute(pair, **_pair_kwargs(kwargs, i, len(x1))))
+                parts.append(
+                    _reused_modules_refused(name, algorithm.attribute, pair, _pair_kwargs(kwargs, i, len(x1)))
+                )
         a1, a2 = (torch.cat(side) for side in zip(*parts))
     with torch.no_grad():
         score = model(x1, x2)
@@ -158,6 +160,21 @@ def _run_inputs(
         config=config,
         extras={"attribution1": a1, "attribution2": a2},
     )
+
+
+def _reused_modules_refused(name: str, attribute: Callable, inputs: tuple, kwargs: dict) -> tuple:
+    """captum's DeepLift refuses a module that runs twice per image (torchvision's ResNet blocks call one ReLU
+    three times) with a long RuntimeError: say it in one line, with what to use instead."""
+    try:
+        return attribute(inputs, **kwargs)
+    except RuntimeError as error:
+        if "used more than once" not in str(error):
+            raise
+        raise SimexplainError(
+            f"{name}: captum's DeepLift needs every module to run once per image, and this encoder reuses "
+            "one (e.g. one ReLU module called several times, as in torchvision's ResNet blocks); use "
+            "captum:IntegratedGradients or input-x-gradient"
+        ) from None
 
 
 def _once_per_forward(model: PairModel, x1: Tensor, x2: Tensor) -> PairModel:
