@@ -402,3 +402,14 @@ def test_without_the_web_extra_serve_says_which_extra_in_one_line(monkeypatch, c
         "simexplain: error: the web page needs the web extra (uvicorn is missing): "
         "pip install 'simexplain[web]'"
     )
+
+
+def test_pair_interaction_answers_carry_the_second_order_map(client, app):
+    answer = explain(client, {"methods": "pair-interaction,interaction-cam"}).json()
+    pair, cam = answer["explanations"]
+    model = app.state.simexplain.models[TINY]
+    expected = service.run(model, image_bytes(0), image_bytes(1), service.plan("pair-interaction"))
+    interaction = expected.outcomes[0].explanation.interaction[0].float()
+    assert torch.tensor(pair["interaction"]).shape == interaction.shape == (16, 16, 16, 16)
+    assert torch.allclose(torch.tensor(pair["interaction"]), interaction, rtol=1e-3, atol=1e-7)
+    assert "interaction" not in cam or cam["interaction"] is None

@@ -177,3 +177,30 @@ def test_a_refused_request_shows_its_one_line(server, browser, tmp_path):
     wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert browser.find_element(By.ID, "error").text.startswith("image 1: not an image file")
     assert browser.find_element(By.ID, "explain").is_enabled()  # usable again
+
+
+def test_a_click_on_one_image_shows_what_it_matches_on_the_other(server, browser, tmp_path):
+    wait = open_page(browser, server, 1280, 900)
+    browser.find_element(By.ID, "sample").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#drop2 img").is_displayed())
+    browser.find_element(By.CSS_SELECTOR, "input[name=method][value=pair-interaction]").click()
+    browser.find_element(By.ID, "explain").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2 and overlay_painted(d))
+    card = next(
+        c
+        for c in browser.find_elements(By.CSS_SELECTOR, ".card")
+        if c.find_element(By.CSS_SELECTOR, ".method").text == "pair-interaction"
+    )
+    assert "Click a point" in card.find_element(By.CSS_SELECTOR, ".hint").text
+    first, second = card.find_elements(By.CSS_SELECTOR, "canvas.overlay")
+    pixels = "return arguments[0].toDataURL()"
+    marginal = browser.execute_script(pixels, second)
+    ActionChains(browser).move_to_element_with_offset(first, -first.size["width"] // 4, 0).click().perform()
+    wait.until(lambda d: second.get_attribute("data-matching") == "true")
+    matched = browser.execute_script(pixels, second)
+    assert matched != marginal  # the other image now shows one point's match, not the marginal map
+    ActionChains(browser).move_to_element_with_offset(first, first.size["width"] // 4, 0).click().perform()
+    assert browser.execute_script(pixels, second) != matched  # another point, another match
+    first.send_keys(Keys.ESCAPE)
+    assert browser.execute_script(pixels, second) == marginal
+    keep(browser, "web-matching.png", tmp_path)

@@ -74,6 +74,8 @@ class MethodAnswer(BaseModel):
     metrics: dict[str, Any] | None = None
     map1: list[list[float]]
     map2: list[list[float]]
+    # pair-interaction only: I[y1][x1][y2][x2] of the first pair (the page's click-to-match view)
+    interaction: list[list[list[list[float]]]] | None = None
 
 
 class ExplainAnswer(BaseModel):

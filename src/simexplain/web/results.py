@@ -71,6 +71,19 @@ def native_grid(explanation, side: int) -> list[list[float]]:
     return [[float(f"{v:.5g}") for v in row] for row in values.tolist()]
 
 
+MAX_INTERACTION = 2**16  # values of I sent to the page (16×16 grids, a 14×14 ViT: 38,416); larger stay out
+
+
+def interaction_grid(explanation) -> list | None:
+    """The first pair's second-order map ``I[y1][x1][y2][x2]`` of a ``pair-interaction`` explanation, rounded,
+    or ``None`` (another method, or a grid too large to send)."""
+    interaction = explanation.interaction
+    if interaction is None or interaction[0].numel() > MAX_INTERACTION:
+        return None
+    values = torch.nan_to_num(interaction[0].detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+    return [[[[float(f"{v:.4g}") for v in row] for row in cell] for cell in line] for line in values.tolist()]
+
+
 def answer(result_id: str, served_name: str, report: service.PairReport) -> dict[str, Any]:
     """The JSON answer of ``POST /api/explain``: scores, per-method config, seconds, maps and links."""
     document = report.to_json()
@@ -80,6 +93,9 @@ def answer(result_id: str, served_name: str, report: service.PairReport) -> dict
         entry["score"] = score[0] if isinstance(score, list) else score
         entry["map1"] = native_grid(outcome.explanation, 1)
         entry["map2"] = native_grid(outcome.explanation, 2)
+        interaction = interaction_grid(outcome.explanation)
+        if interaction is not None:
+            entry["interaction"] = interaction
         explanations.append(entry)
     base = f"/api/results/{result_id}"
     return json_safe(

@@ -326,10 +326,63 @@ async function showAnswer(answer) {
       $("figcaption", figure).textContent = answer.images[k];
     });
     metricsTable($(".metrics", card), e.metrics);
+    if (e.interaction) wireMatching(card, e);
     cards.append(card);
   }
   applyOpacity();
   $("#results-title").focus?.();
+}
+
+// pair-interaction: a click on one image shows what that point matches on the other (a row or a column of
+// I[y1][x1][y2][x2]); a second click on the same point, or Escape, goes back to the two marginal maps.
+function matchSlice(interaction, side, fx, fy) {
+  if (side === 0) {
+    const h = interaction.length, w = interaction[0].length;
+    return interaction[Math.min(h - 1, Math.floor(fy * h))][Math.min(w - 1, Math.floor(fx * w))];
+  }
+  const h = interaction[0][0].length, w = interaction[0][0][0].length;
+  const y = Math.min(h - 1, Math.floor(fy * h)), x = Math.min(w - 1, Math.floor(fx * w));
+  return interaction.map((line) => line.map((cell) => cell[y][x]));
+}
+
+function drawMarker(canvas, fx, fy) {
+  const ctx = canvas.getContext("2d");
+  const r = Math.max(4, canvas.width / 40);
+  ctx.lineWidth = Math.max(2, r / 3);
+  ctx.strokeStyle = "#fff";
+  ctx.beginPath();
+  ctx.arc(fx * canvas.width, fy * canvas.height, r, 0, 2 * Math.PI);
+  ctx.stroke();
+}
+
+function wireMatching(card, e) {
+  const overlays = [...card.querySelectorAll(".overlay")];
+  const hint = document.createElement("p");
+  hint.className = "hint";
+  hint.textContent = "Click a point on either image to see what it matches on the other; Escape shows both maps again.";
+  $(".meta", card).after(hint);
+  let shown = null;
+  const reset = () => {
+    shown = null;
+    drawMap(overlays[0], e.map1);
+    drawMap(overlays[1], e.map2);
+  };
+  overlays.forEach((overlay, side) => {
+    overlay.style.cursor = "crosshair";
+    overlay.tabIndex = 0;
+    overlay.addEventListener("click", (event) => {
+      const rect = overlay.getBoundingClientRect();
+      const fx = (event.clientX - rect.left) / rect.width, fy = (event.clientY - rect.top) / rect.height;
+      const key = `${side}:${fx.toFixed(2)}:${fy.toFixed(2)}`;
+      if (shown === key) { reset(); return; }
+      shown = key;
+      drawMap(overlays[1 - side], matchSlice(e.interaction, side, fx, fy));
+      drawMap(overlay, side === 0 ? e.map1 : e.map2);
+      drawMarker(overlay, fx, fy);
+      overlays[1 - side].dataset.matching = "true";
+    });
+    overlay.addEventListener("keydown", (event) => { if (event.key === "Escape") reset(); });
+  });
 }
 
 function applyOpacity() {
