@@ -119,7 +119,11 @@ def test_lists_models_and_methods(capsys):
     assert main(["models"]) == 0
     assert "efficientnet-lite0" in capsys.readouterr().out
     assert main(["methods"]) == 0
-    assert "input-x-gradient" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input-x-gradient ")
+    # one column for the descriptions and the parameters, however long a name is
+    (column,) = {len(line) - len(line.lstrip()) for line in lines[1::2]}
+    assert all(line[column - 1] == " " and line[column] != " " for line in lines[::2])
 
 
 def test_demo_writes_a_png(tmp_path, capsys):

@@ -523,9 +523,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from .methods import available as methods
     from .methods import get
 
-    for name, description in methods().items():
+    listed = methods()
+    width = max(map(len, listed), default=0) + 2  # external names are long (captum:LayerConductance)
+    for name, description in listed.items():
         parameters = ", ".join(f"{k}={v!r}" for k, v in get(name).parameters().items())
-        print(f"{name:24s} {description}\n{'':24s} ({parameters})")
+        print(f"{name:{width}s}{description}\n{'':{width}s}({parameters})")
     return 0
 
 
