@@ -369,6 +369,8 @@ def test_unknown_routes_and_verbs_are_json(client):
         (["--queue", "0"], "--queue"),
         (["--upload-limit", "-1"], "--upload-limit"),
         (["--device", "cuda:99"], "cuda:99"),
+        (["--weights", "/no/such/file.pth"], "no such file"),
+        (["--weights", __file__, "--weights", __file__], "2 --weights for 1 --model"),
     ],
 )
 def test_serve_usage_errors_exit_2_before_loading(args, words, capsys):
@@ -413,3 +415,20 @@ def test_pair_interaction_answers_carry_the_second_order_map(client, app):
     assert torch.tensor(pair["interaction"]).shape == interaction.shape == (16, 16, 16, 16)
     assert torch.allclose(torch.tensor(pair["interaction"]), interaction, rtol=1e-3, atol=1e-7)
     assert "interaction" not in cam or cam["interaction"] is None
+
+
+def test_serve_loads_each_model_with_its_weights(monkeypatch, capsys, tmp_path):
+    import simexplain.web
+
+    weights = tmp_path / "checkpoint.pth"
+    weights.write_bytes(b"stand-in: the tiny models take and ignore a weights path")
+    monkeypatch.setattr(simexplain.web, "serve", lambda settings, host, port: None)
+    loaded, load = [], service.get_model
+
+    def spy(name=None, *, weights=None, device="cpu"):
+        loaded.append((name, weights))
+        return load(name, weights=weights, device=device)
+
+    monkeypatch.setattr(service, "get_model", spy)
+    assert main(["serve", "--model", TINY, "--model", TINY_B, "--weights", str(weights)]) == 0
+    assert loaded == [(TINY, str(weights)), (TINY_B, None)]

@@ -538,12 +538,18 @@ def _checked_serve_args(args: argparse.Namespace):
     from .web import WebSettings
 
     models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
+    weights = list(args.weights or [])
+    if len(weights) > len(models):
+        raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
+    for path in weights:
+        _check_weights(path)
     if not 0 < args.port < 65536:
         raise SimexplainError(f"--port {args.port}: use 1-65535")
     if not args.upload_limit > 0:
         raise SimexplainError(f"--upload-limit {args.upload_limit:g}: must be positive (megabytes)")
     return WebSettings(
         models=tuple(models),
+        weights=tuple(weights),
         device=str(service.check_device(args.device)),
         upload_limit=int(args.upload_limit * 1_000_000),
         max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
@@ -567,8 +573,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "machine can upload images and use its CPU/GPU",
             flush=True,
         )
-    for name in settings.models:  # loaded here, so a missing weights file is one line, not a traceback
-        service.get_model(name, device=settings.device)
+    weights = dict(zip(settings.models, settings.weights))
+    for name in settings.models:  # loaded here, so a wrong weights file is one line, not a traceback
+        service.get_model(name, weights=weights.get(name), device=settings.device)
     print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port)
     return 0
@@ -731,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME",
         help="model to serve, repeatable; the first is the default",
+    )
+    web.add_argument(
+        "--weights", action="append", metavar="FILE", help="checkpoint, one per --model in order"
     )
     web.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     web.add_argument(

@@ -46,6 +46,7 @@ class WebSettings:
 
     Attributes:
         models: registered model names (or ``python:module:function`` routes), the first is the default.
+        weights: checkpoint files, one per model in order (fewer: the rest use their built-in weights).
         device: where the models run.
         upload_limit: bytes per request body (both images together); larger is refused with 413.
         max_pixels: pixels per image, read from its header before decoding; more is refused with 413.
@@ -54,6 +55,7 @@ class WebSettings:
     """
 
     models: tuple[str, ...] = ()
+    weights: tuple[str | None, ...] = ()
     device: str = "cpu"
     upload_limit: int = 20_000_000
     max_pixels: int = 50_000_000
@@ -413,7 +415,11 @@ class _State:
             if self._started:
                 return
             settings = self.settings
-            self._models = {name: service.get_model(name, device=self.device) for name in self.names}
+            weights = dict(zip(settings.models, settings.weights))
+            self._models = {
+                name: service.get_model(name, weights=weights.get(name), device=self.device)
+                for name in self.names
+            }
             self._jobs = jobs_module.JobQueue(
                 self.names, capacity=settings.queue_size, keep=settings.keep * 2
             )
