@@ -744,5 +744,7 @@ def test_zoo_model_runs_every_method(name):
         peaks = [m.abs().amax((1, 2)).gt(0) for m in (explanation.map1, explanation.map2)]
         if method == "pairwise-occlusion":  # each sample credits one image: the other may get nothing
             assert (peaks[0] | peaks[1]).all(), method
+        elif method.startswith("grad-cam:"):  # the library ReLUs its CAM: random weights may zero one map
+            assert (peaks[0] | peaks[1]).any(), method
         else:
             assert peaks[0].all() and peaks[1].all(), method
