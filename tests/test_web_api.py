@@ -371,6 +371,7 @@ def test_unknown_routes_and_verbs_are_json(client):
         (["--device", "cuda:99"], "cuda:99"),
         (["--weights", "/no/such/file.pth"], "no such file"),
         (["--weights", __file__, "--weights", __file__], "2 --weights for 1 --model"),
+        (["--model", TINY, "--model", TINY], "--model given twice"),
     ],
 )
 def test_serve_usage_errors_exit_2_before_loading(args, words, capsys):

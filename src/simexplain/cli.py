@@ -76,6 +76,23 @@ def _check_model(args: argparse.Namespace) -> None:
         _check_weights(args.weights)
 
 
+def _models_with_weights(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """Repeatable ``--model`` (default: the default model) with ``--weights``, one per model in order (the
+    rest use built-in weights): each name known, none twice, each weights file present."""
+    from . import service
+    from .models import DEFAULT_MODEL
+
+    models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
+    if len(set(models)) != len(models):
+        raise SimexplainError(f"--model given twice: {', '.join(models)}")
+    weights = list(args.weights or [])
+    if len(weights) > len(models):
+        raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
+    for path in weights:
+        _check_weights(path)
+    return list(zip(models, weights + [None] * (len(models) - len(weights))))
+
+
 def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``--set`` values as the methods' and the metrics' (``metrics.KEY``, returned without the prefix)."""
     methods = {k: v for k, v in settings.items() if not k.startswith("metrics.")}
@@ -333,18 +350,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _checked_invert_args(args: argparse.Namespace):
     """Every argument of ``invert`` checked without a model: image, models, weights, layers, out, device."""
     from . import checks, service
-    from .models import DEFAULT_MODEL
 
     if not os.path.isfile(args.image):
         raise SimexplainError(f"{args.image}: no such file")
-    models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
-    if len(set(models)) != len(models):
-        raise SimexplainError(f"--model given twice: {', '.join(models)}")
-    weights = list(args.weights or [])
-    if len(weights) > len(models):
-        raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
-    for path in weights:
-        _check_weights(path)
+    models = _models_with_weights(args)
     layers = None
     if args.layers is not None:
         layers = [name.strip() for name in args.layers.split(",")]
@@ -353,8 +362,7 @@ def _checked_invert_args(args: argparse.Namespace):
     checks.positive_int("--iterations", args.iterations)
     checks.non_negative_int("--seed", args.seed)
     out = _output_path("--out", args.out, FIGURE_FORMATS)
-    weights += [None] * (len(models) - len(weights))
-    return list(zip(models, weights)), layers, out, service.check_device(args.device)
+    return models, layers, out, service.check_device(args.device)
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
@@ -534,22 +542,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def _checked_serve_args(args: argparse.Namespace):
     """Every argument of ``serve`` checked before any model is loaded."""
     from . import checks, service
-    from .models import DEFAULT_MODEL
     from .web import WebSettings
 
-    models = [service.check_model_name(name) for name in args.model or [DEFAULT_MODEL]]
-    weights = list(args.weights or [])
-    if len(weights) > len(models):
-        raise SimexplainError(f"{len(weights)} --weights for {len(models)} --model (one per model, in order)")
-    for path in weights:
-        _check_weights(path)
+    models = _models_with_weights(args)
     if not 0 < args.port < 65536:
         raise SimexplainError(f"--port {args.port}: use 1-65535")
     if not args.upload_limit > 0:
         raise SimexplainError(f"--upload-limit {args.upload_limit:g}: must be positive (megabytes)")
     return WebSettings(
-        models=tuple(models),
-        weights=tuple(weights),
+        models=tuple(name for name, _ in models),
+        weights=tuple(path for _, path in models),
         device=str(service.check_device(args.device)),
         upload_limit=int(args.upload_limit * 1_000_000),
         max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
