@@ -517,6 +517,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"    embedding: {entry.embedding or '-'}; input: {entry.preprocessing or '-'}; "
             f"CAM layer: {entry.layer or '-'}"
         )
+        if entry.families:
+            print(f"    families: {', '.join(entry.families)}")
     return 0
 
 

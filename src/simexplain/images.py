@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torchvision.transforms import functional as TF
 
 from .errors import SimexplainError
 from .pair import PairModel
@@ -196,16 +195,9 @@ def _array_to_image(array: np.ndarray | Tensor, label: str) -> Image.Image:
 
 
 def to_pixels(image: Image.Image, preprocessing: Preprocessing) -> Tensor:
-    """Resize (shorter side), centre crop and convert to a ``3×H×W`` tensor in [0, 1]."""
-    height, width = preprocessing.input_size
-    if preprocessing.resize is None:
-        image = image.resize((width, height), Image.BICUBIC)
-    else:
-        image = TF.resize(
-            image, preprocessing.resize, interpolation=TF.InterpolationMode.BICUBIC, antialias=True
-        )
-        image = TF.center_crop(image, [height, width])
-    return TF.to_tensor(image)
+    """Resize (shorter side), centre crop and convert to a ``3×H×W`` tensor in [0, 1]
+    (:meth:`Preprocessing.image_to_pixels`: the model's own resampling)."""
+    return preprocessing.image_to_pixels(image)
 
 
 def load_image(source: ImageSource, model: PairModel | Preprocessing, label: str = "image") -> Tensor:

@@ -40,22 +40,44 @@ SIMILARITIES: dict[str, Similarity] = {"cosine": cosine, "dot": dot}
 class TokenLayout:
     """How a transformer block lays out its output ``B×N×D``: leading tokens, then a patch grid.
 
+    Example:
+        >>> layout = TokenLayout(patch_size=14, prefix_tokens=1, register_tokens=4)  # DINOv2 with registers
+        >>> layout.grid((224, 168)), layout.leading_tokens
+        ((16, 12), 5)
+        >>> layout.to_grid(torch.zeros(2, 5 + 16 * 12, 8), (224, 168)).shape
+        torch.Size([2, 8, 16, 12])
+
     Attributes:
-        patch_size: the patch side in pixels (the grid is ``H // patch × W // patch``).
-        prefix_tokens: class + register (+ distillation) tokens before the patch tokens.
+        patch_size: the patch side in pixels; the grid at any input size is ``H // patch × W // patch``
+            (models that interpolate their position embeddings take any size).
+        prefix_tokens: class (+ distillation) tokens before the patch tokens.
+        register_tokens: register tokens after the prefix tokens and before the patches (DINOv2 with
+            registers: 4). They hold no position, so they are dropped with the prefix tokens.
     """
 
     patch_size: int = 16
     prefix_tokens: int = 1
+    register_tokens: int = 0
+
+    @property
+    def leading_tokens(self) -> int:
+        """Tokens before the patch grid: prefix and register tokens."""
+        return self.prefix_tokens + self.register_tokens
+
+    def grid(self, input_hw: tuple[int, int]) -> tuple[int, int]:
+        """The patch grid ``(h, w)`` of an ``H×W`` input."""
+        return input_hw[0] // self.patch_size, input_hw[1] // self.patch_size
 
     def to_grid(self, tokens: Tensor, input_hw: tuple[int, int]) -> Tensor:
-        """``B×N×D`` tokens to ``B×D×h×w`` patch features (prefix tokens dropped)."""
-        h, w = input_hw[0] // self.patch_size, input_hw[1] // self.patch_size
-        patches = tokens[:, self.prefix_tokens :]
+        """``B×N×D`` tokens to ``B×D×h×w`` patch features (prefix and register tokens dropped)."""
+        h, w = self.grid(input_hw)
+        patches = tokens[:, self.leading_tokens :]
         if patches.shape[1] != h * w:
+            registers = f" + {self.register_tokens} register" if self.register_tokens else ""
             raise SimexplainError(
-                f"token layout mismatch: {tokens.shape[1]} tokens, expected {self.prefix_tokens} prefix + "
-                f"{h}×{w} patches for a {input_hw[0]}×{input_hw[1]} input with patch {self.patch_size}"
+                f"token layout mismatch: {tokens.shape[1]} tokens, expected {self.prefix_tokens} prefix"
+                f"{registers} + {h}×{w} patches for a {input_hw[0]}×{input_hw[1]} input with patch "
+                f"{self.patch_size}"
             )
         return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
 

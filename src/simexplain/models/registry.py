@@ -20,6 +20,8 @@ class ModelEntry:
     preprocessing: str = ""
     layer: str = ""
     needs_weights: bool = False
+    # For a ``prefix:`` route: the families of models it knows (embedding, preprocessing, layer, tokens).
+    families: tuple[str, ...] = ()
 
 
 _MODELS: dict[str, ModelEntry] = {}

@@ -1,11 +1,12 @@
 """User models by architecture name: ``torchvision:NAME`` and ``timm:NAME`` with a weights file.
 
-Nothing is downloaded: the architecture comes from torchvision or timm, the weights from the user's file
-(a state dict, or a dict holding one under ``state_dict`` or ``model``; ``module.`` prefixes are stripped),
-matched strictly. The embedding is the penultimate feature (``embedding="pooled"``, the classifier removed)
-or the model's output (``embedding="output"``). Preprocessing is stated: torchvision models use ImageNet
-mean/std, timm models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=`` says
-otherwise.
+With a file nothing is downloaded: the architecture comes from torchvision or timm, the weights from the
+user's file (a state dict, or a dict holding one under ``state_dict`` or ``model``; ``module.`` prefixes are
+stripped), matched strictly. The embedding is the penultimate feature (``embedding="pooled"``, the classifier
+removed) or the model's output (``embedding="output"``). Preprocessing is stated: torchvision models use
+ImageNet mean/std, timm models their architecture's ``pretrained_cfg`` mean/std, unless ``preprocessing=``
+says otherwise. ``timm:NAME.TAG`` without a file is timm's pretrained weights
+(``models/hub/timm_pretrained.py``).
 """
 
 from __future__ import annotations
@@ -149,13 +150,14 @@ def timm_model(
     **options,
 ) -> PairModel:
     """A timm architecture with the user's weights, e.g.
-    ``load_model("timm:vit_small_patch16_224", weights=…)``.
+    ``load_model("timm:vit_small_patch16_224", weights=…)``; without ``weights``, timm's pretrained weights
+    of ``NAME.TAG`` (:func:`simexplain.models.hub.timm_pretrained`, the hub extra).
 
     ``embedding="pooled"`` builds the model with ``num_classes=0`` (timm's pooled pre-logits features; the
     file's classifier keys are ignored); ``"output"`` keeps the head. The default layer is the last entry of
     timm's ``feature_info`` (e.g. ``layer4``); a class-token ViT taps the block before its last
-    (``blocks.10``), whose patch tokens still reach the class token, laid out by its patch size and prefix
-    tokens. ViTs resample their position embedding to other input sizes. ``options`` go to
+    (``blocks.10``), whose patch tokens still reach the class token, laid out by its patch size, prefix and
+    register tokens. ViTs resample their position embedding to other input sizes. ``options`` go to
     ``timm.create_model``.
 
     Example:
@@ -172,38 +174,27 @@ def timm_model(
     check_choice(what, embedding, EMBEDDINGS)
     if not timm.is_model(name.split(".")[0]):
         raise _unknown("timm", name, timm.list_models())
+    if weights is None:
+        from .hub.timm_pretrained import timm_pretrained
+
+        return timm_pretrained(
+            name,
+            embedding=embedding,
+            layer=layer,
+            preprocessing=preprocessing,
+            input_size=input_size,
+            **options,
+        )
     state = _user_state(weights, what)
     if embedding == "pooled":
         options.setdefault("num_classes", 0)
-    try:
-        # ViT-style models resample their position embedding for other input sizes; others do not take
-        # the flag.
-        network = timm.create_model(name, pretrained=False, dynamic_img_size=True, **options)
-    except TypeError:
-        try:
-            network = timm.create_model(name, pretrained=False, **options)
-        except TypeError as error:
-            if not options:
-                raise
-            raise _refused_option(what, timm_model, "timm.create_model", options, error) from error
+    network = timm_network(name, what, options, pretrained=False)
     cfg = dict(getattr(network, "pretrained_cfg", {}) or {})
     if embedding == "pooled":
         classifier = cfg.get("classifier") or []
         state = _drop(state, [classifier] if isinstance(classifier, str) else list(classifier))
     load_matching(network, state, what=what)
-    token_layout = None
-    if layer is None and getattr(network, "feature_info", None):
-        layer = network.feature_info[-1]["module"]
-        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
-            # A class-token ViT reads only the class token after its last block, so that block's patch
-            # tokens get zero gradients: tap the block before it.
-            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
-    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
-        patch = network.patch_embed.patch_size
-        token_layout = TokenLayout(
-            patch_size=patch[0] if isinstance(patch, tuple) else patch,
-            prefix_tokens=network.num_prefix_tokens,
-        )
+    layer, token_layout = timm_layer_and_layout(network, layer)
     if preprocessing is None:
         size = input_size or tuple(cfg.get("input_size", (3, 224, 224))[1:])
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
@@ -224,6 +215,44 @@ def timm_model(
         description=f"timm {name} with user weights; embedding: "
         + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
     )
+
+
+def timm_network(name: str, what: str, options: dict, **create) -> nn.Module:
+    """``timm.create_model(name, **create, **options)``, with position embeddings resampled to other input
+    sizes where the architecture takes ``dynamic_img_size``; an option timm refuses is one line."""
+    import timm
+
+    try:
+        return timm.create_model(name, dynamic_img_size=True, **create, **options)
+    except TypeError:  # ViT-style models take the flag; others do not
+        try:
+            return timm.create_model(name, **create, **options)
+        except TypeError as error:
+            if not options:
+                raise
+            raise _refused_option(what, timm_model, "timm.create_model", options, error) from error
+
+
+def timm_layer_and_layout(
+    network: nn.Module, layer: str | None = None
+) -> tuple[str | None, TokenLayout | None]:
+    """A timm network's CAM layer (``layer`` if given) and, for a ViT, its token layout."""
+    if layer is None and getattr(network, "feature_info", None):
+        layer = network.feature_info[-1]["module"]
+        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
+            # A class-token ViT reads only the class token after its last block, so that block's patch
+            # tokens get zero gradients: tap the block before it.
+            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
+    token_layout = None
+    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
+        patch = network.patch_embed.patch_size
+        registers = int(getattr(network, "num_reg_tokens", 0) or 0)
+        token_layout = TokenLayout(
+            patch_size=patch[0] if isinstance(patch, tuple) else patch,
+            prefix_tokens=network.num_prefix_tokens - registers,
+            register_tokens=registers,
+        )
+    return layer, token_layout
 
 
 def python_model(target: str, weights: str | None = None, **options) -> PairModel:
