@@ -20,6 +20,10 @@ EMBEDDINGS = {
 }
 
 
+# The module lists that hold a tower's blocks or stages, by the names transformers gives them.
+BLOCK_LISTS = ("encoder.layer", "encoder.layers", "layers", "model.layer", "encoder.stages")
+
+
 @dataclass(frozen=True)
 class Family:
     """How one ``model_type`` of transformers becomes an image encoder.
@@ -37,7 +41,8 @@ class Family:
             get no gradient and the default CAM layer is the block before it).
         position_flag: the forward takes ``interpolate_pos_encoding`` (for inputs of another size).
         convolutional: a CNN: the CAM layer is the last stage, there are no tokens.
-        blocks: the module list of blocks or stages inside the tower.
+        blocks: where the tower's blocks or stages may be (the first that exists; transformers renames
+            them between releases, e.g. ViT's ``encoder.layer`` became ``layers``).
     """
 
     title: str
@@ -50,7 +55,7 @@ class Family:
     pooled_from_class: bool = True
     position_flag: bool = False
     convolutional: bool = False
-    blocks: str = "encoder.layer"
+    blocks: tuple[str, ...] = BLOCK_LISTS
 
     def reads_class_only(self, embedding: str) -> bool:
         """Whether ``embedding`` depends on the last block only through the class token."""
@@ -65,9 +70,7 @@ FAMILIES: dict[str, Family] = {
     "dinov2_with_registers": Family(
         "DINOv2 with registers", "Dinov2WithRegistersModel", _DINO, registers="num_register_tokens"
     ),
-    "dinov3_vit": Family(
-        "DINOv3 ViT", "DINOv3ViTModel", _DINO, registers="num_register_tokens", blocks="model.layer"
-    ),
+    "dinov3_vit": Family("DINOv3 ViT", "DINOv3ViTModel", _DINO, registers="num_register_tokens"),
     "clip": Family(
         "CLIP",
         "CLIPModel",
@@ -75,7 +78,6 @@ FAMILIES: dict[str, Family] = {
         tower="vision_model",
         projection="visual_projection",
         position_flag=True,
-        blocks="encoder.layers",
     ),
     "siglip": Family(
         "SigLIP",
@@ -85,7 +87,6 @@ FAMILIES: dict[str, Family] = {
         class_tokens=0,
         pooled_from_class=False,
         position_flag=True,
-        blocks="encoder.layers",
     ),
     "siglip_vision_model": Family(
         "SigLIP vision tower",
@@ -94,15 +95,14 @@ FAMILIES: dict[str, Family] = {
         class_tokens=0,
         pooled_from_class=False,
         position_flag=True,
-        blocks="encoder.layers",
     ),
     "vit": Family("ViT", "ViTModel", ("pooler", "cls", "mean-patch", "mean"), position_flag=True),
-    "convnext": Family("ConvNeXt", "ConvNextModel", _CNN, convolutional=True, blocks="encoder.stages"),
-    "resnet": Family("ResNet", "ResNetModel", _CNN, convolutional=True, blocks="encoder.stages"),
+    "convnext": Family("ConvNeXt", "ConvNextModel", _CNN, convolutional=True),
+    "resnet": Family("ResNet", "ResNetModel", _CNN, convolutional=True),
 }
 
 # Any other vision model AutoModel knows: pooled output, class token or mean; layer= for the CAMs.
-GENERIC = Family("any other AutoModel vision encoder", "AutoModel", ("pooler", "cls", "mean"), blocks="")
+GENERIC = Family("any other AutoModel vision encoder", "AutoModel", ("pooler", "cls", "mean"), blocks=())
 
 
 def family_names() -> tuple[str, ...]:

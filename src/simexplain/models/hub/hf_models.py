@@ -221,10 +221,10 @@ def hf_model(
         raise SimexplainError(f"hf:{name}: the weights come from the hub cache; drop weights=/--weights")
     source = open_source(name)
     family = source.family
-    embedding = _checked_embedding(source, embedding)
+    _check_embedding(source, embedding)
     p = preprocessing or source.preprocessing(input_size)  # read before the weights: a bad one fails first
     checkpoint = load_checkpoint(source)
-    embedding = _without_missing_pooler(checkpoint, embedding)
+    embedding = _embedding(checkpoint, embedding)
     whole = checkpoint.model
     tower = whole.get_submodule(family.tower) if family.tower else whole
     layout = token_layout or _layout(family, tower)
@@ -249,27 +249,25 @@ def hf_model(
     return model
 
 
-def _checked_embedding(source: HubSource, embedding: str | None) -> str:
+def _check_embedding(source: HubSource, embedding: str | None) -> None:
     offered = source.family.embeddings
-    if embedding is None:
-        return offered[0]
-    if embedding not in offered:
+    if embedding is not None and embedding not in offered:
         raise SimexplainError(
             f"{source.what} ({source.family.title}) has no embedding {embedding!r}; choose one of "
             f"{', '.join(offered)}"
         )
-    return embedding
 
 
-def _without_missing_pooler(checkpoint: HubCheckpoint, embedding: str) -> str:
-    """A checkpoint without its pooler (ViT classification) compares class tokens unless told otherwise."""
-    if not any(_is_pooler(key) for key in checkpoint.missing):
+def _embedding(checkpoint: HubCheckpoint, chosen: str | None) -> str:
+    """The embedding asked for, else the family's default; a checkpoint without its pooler (a ViT
+    classification checkpoint) compares class tokens by default and refuses the pooler when asked."""
+    family = checkpoint.source.family
+    embedding = chosen or family.embeddings[0]
+    if embedding not in ("pooler", "projected") or not any(_is_pooler(k) for k in checkpoint.missing):
         return embedding
-    if embedding == checkpoint.source.family.embeddings[0] and "cls" in checkpoint.source.family.embeddings:
+    if chosen is None and "cls" in family.embeddings:
         return "cls"
-    if embedding in ("pooler", "projected"):
-        raise SimexplainError(f"{checkpoint.source.what}: the checkpoint has no pooler; use embedding='cls'")
-    return embedding
+    raise SimexplainError(f"{checkpoint.source.what}: the checkpoint has no pooler; use embedding='cls'")
 
 
 def _is_pooler(key: str) -> bool:
@@ -291,12 +289,14 @@ def _layout(family: Family, tower: nn.Module) -> TokenLayout | None:
 def _default_layer(family: Family, tower: nn.Module, embedding: str) -> str | None:
     """The family's CAM layer: a CNN's last stage; a ViT's last block, or the block before it when the
     embedding reads only the class token (the last block's patch tokens get no gradient then)."""
-    if not family.blocks:
+    names = {name for name, _ in tower.named_modules()}
+    found = [path for path in family.blocks if path in names]
+    if not found:
         return None
-    count = len(tower.get_submodule(family.blocks))
+    count = len(tower.get_submodule(found[0]))
     from_class = not family.convolutional and family.reads_class_only(embedding)
     index = count - 2 if count > 1 and from_class else count - 1
-    return f"model.{family.blocks}.{index}"
+    return f"model.{found[0]}.{index}"
 
 
 def _native_size(tower: nn.Module) -> tuple[int, int] | None:
