@@ -53,6 +53,8 @@ class Evaluation:
     rerun with other weights into the same store is refused. ``batch_size`` (pairs per step and images per
     forward) is a speed knob, never part of the run's identity. ``study`` names the kind of run for the
     report (``"evaluation"``, or ``"dissection"`` for :func:`~simexplain.studies.dissection_variants`).
+    A model loaded by its published name carries ``model.provenance`` (the hub revision, the weights'
+    SHA-256): its SHA-256 stands for the weights file's, and the store records the whole of it.
     """
 
     model: PairModel
@@ -68,7 +70,9 @@ class Evaluation:
         """What must be equal for two runs to share a store."""
         return {
             "model": self.model.name,
-            "weights_sha256": _sha256(self.weights) if self.weights else None,
+            "weights_sha256": _sha256(self.weights)
+            if self.weights
+            else _provenance(self.model).get("weights_sha256"),
             "fingerprint": _fingerprint(self),
         }
 
@@ -346,6 +350,11 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _provenance(model: PairModel) -> dict[str, Any]:
+    """Where a hub model's weights came from (``models/hub``), else nothing."""
+    return getattr(model, "provenance", None) or {}
+
+
 def _facts(run: Evaluation, command: str | None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -364,6 +373,7 @@ def _facts(run: Evaluation, command: str | None) -> dict[str, Any]:
             "seed": run.seed,
         },
         "weights": run.weights,
+        "provenance": _provenance(run.model) or None,
         "versions": {**versions, "python": sys.version.split()[0]},
         "device": str(run.model.device),
         "batch_size": run.batch_size or default_batch_size(run.model.device),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -109,6 +110,19 @@ def hub_weights(what: str, repo: str, filename: str) -> Path:
     if offline():
         raise not_cached(what, download_command(repo, filename=candidates[0]))
     raise SimexplainError(f"{what}: the hub repository {repo} has none of {', '.join(candidates)}")
+
+
+def load_error(what: str, file: Path, error: BaseException) -> SimexplainError:
+    """One line for a weights file its library could not load: a pickle that holds more than tensors (which
+    ``torch.load(weights_only=True)`` blocks) is refused as such."""
+    text = str(error).strip()
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text:
+        return SimexplainError(
+            f"{what}: {file.name} is a pickle holding more than tensors; refused (only safetensors or plain "
+            "tensor files load)"
+        )
+    reason = (text.splitlines() or [type(error).__name__])[0][:300]
+    return SimexplainError(f"{what}: cannot load {file.name} ({reason})")
 
 
 def not_cached(what: str, command: str, cache: Path | None = None) -> SimexplainError:

@@ -19,7 +19,7 @@ from torch import nn
 from ...errors import SimexplainError
 from ...pair import PairModel, TokenLayout
 from ...preprocessing import Preprocessing
-from .files import hub_weights, not_cached, offline, provenance, require, revision_of
+from .files import hub_weights, load_error, not_cached, offline, provenance, require, revision_of
 
 # open_clip's preprocessing keys that a pretrained tag may set.
 _TAG_PREPROCESS = ("mean", "std", "interpolation", "resize_mode")
@@ -56,14 +56,8 @@ def load_open_clip(
             force_image_size=input_size,
             weights_only=True,
         )
-    except pickle.UnpicklingError:
-        raise SimexplainError(
-            f"{what}: {file.name} is a pickle holding more than tensors; refused (only safetensors or plain "
-            "tensor files load)"
-        ) from None
-    except (RuntimeError, OSError, ValueError, KeyError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise SimexplainError(f"{what}: cannot load {file.name} into {arch} ({reason})") from None
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError) as error:
+        raise load_error(what, file, error) from None
     return OpenClipCheckpoint(model.eval(), facts, dict(model.visual.preprocess_cfg))
 
 

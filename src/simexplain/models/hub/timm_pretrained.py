@@ -18,7 +18,7 @@ import torch
 from ...errors import SimexplainError
 from ...pair import PairModel
 from ...preprocessing import INTERPOLATIONS, Preprocessing
-from .files import hub_weights, not_cached, offline, provenance, revision_of
+from .files import hub_weights, load_error, not_cached, offline, provenance, revision_of
 
 
 def timm_pretrained(
@@ -53,14 +53,8 @@ def timm_pretrained(
         network = timm_network(
             name, what, options, pretrained=True, pretrained_cfg_overlay={**overlay, "file": str(file)}
         )
-    except pickle.UnpicklingError:
-        raise SimexplainError(
-            f"{what}: {file.name} is a pickle holding more than tensors; refused (only safetensors or plain "
-            "tensor files load)"
-        ) from None
-    except (RuntimeError, OSError, ValueError, KeyError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise SimexplainError(f"{what}: cannot load {file.name} ({reason})") from None
+    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError) as error:
+        raise load_error(what, file, error) from None
     layer, token_layout = timm_layer_and_layout(network, layer)
     model = PairModel(
         network.eval(),
