@@ -50,7 +50,7 @@ def save_repo(cache: Path, repo: str, model, processor=None) -> Path:
         return put_in_cache(cache, repo, Path(tmp))
 
 
-def tiny_models() -> dict[str, tuple]:
+def tiny_models(clip_projection: int = 16) -> dict[str, tuple]:
     """repo name → (reference model in eval mode, image processor): the families the tests load."""
     import transformers as t
 
@@ -58,6 +58,7 @@ def tiny_models() -> dict[str, tuple]:
     imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
     dino = {**TINY_VIT, "image_size": 56, "patch_size": 14}
     clip_text = {**TINY_VIT, "num_hidden_layers": 1, "vocab_size": 99, "max_position_embeddings": 16}
+    clip_text.update(bos_token_id=0, eos_token_id=1, pad_token_id=1)  # inside the tiny vocabulary
     models = {
         "simexplain-tests/dinov2-reg": (
             t.Dinov2WithRegistersModel(t.Dinov2WithRegistersConfig(**dino, num_register_tokens=4)),
@@ -76,7 +77,7 @@ def tiny_models() -> dict[str, tuple]:
                 t.CLIPConfig(
                     text_config=clip_text,
                     vision_config={**TINY_VIT, "image_size": 32, "patch_size": 8},
-                    projection_dim=16,
+                    projection_dim=clip_projection,
                 )
             ),
             t.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),

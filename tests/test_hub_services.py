@@ -95,3 +95,13 @@ def test_without_the_extra_a_hub_name_is_one_line_naming_it():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "simexplain[hub]" in result.stderr  # the command line's one-line error
+
+
+def test_simexplain_models_lists_the_families_each_route_knows(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    hf = out.split("\nhf:\n")[1].split("\nopen_clip:\n")[0]
+    assert "families: DINOv2 (cls), DINOv2 with registers (cls)" in hf and "CLIP (projected)" in hf
+    assert "SigLIP (pooler)" in hf and "any other AutoModel vision encoder" in hf
+    assert "families: ViT (class-token or attention pooling)" in out.split("\nopen_clip:\n")[1]
+    assert "timm:NAME.TAG" in out.split("\ntimm:\n")[1]

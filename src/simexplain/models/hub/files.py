@@ -43,8 +43,10 @@ def offline() -> bool:
     flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
     if flag is not None:
         return flag.strip().upper() in _TRUE
-    constants = importlib.import_module("huggingface_hub.constants")
-    return bool(constants.HF_HUB_OFFLINE)
+    try:  # the flag as huggingface_hub read it at its import
+        return bool(importlib.import_module("huggingface_hub.constants").HF_HUB_OFFLINE)
+    except ImportError:
+        return False
 
 
 def download_command(repo: str, revision: str | None = None, filename: str | None = None) -> str:
