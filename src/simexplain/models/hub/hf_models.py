@@ -114,7 +114,13 @@ class HubCheckpoint:
 
 
 def open_source(name: str) -> HubSource:
-    """Resolve ``ORG/NAME[@REVISION]`` to its cached snapshot and read its config (no weights yet)."""
+    """Resolve ``ORG/NAME[@REVISION]`` to its cached snapshot and read its config (no weights yet).
+
+    Example:
+        >>> source = open_source("facebook/dinov2-with-registers-small")  # doctest: +SKIP
+        >>> source.family.title, source.config.num_register_tokens  # doctest: +SKIP
+        ('DINOv2 with registers', 4)
+    """
     ref = HubRef.parse(name)
     transformers = require("transformers", ref.name)
     config_file = hub_file(ref.name, ref.repo, "config.json", ref.revision)
@@ -130,6 +136,11 @@ def load_checkpoint(source: HubSource | str, model_class: str | None = None) -> 
     ``model_class`` (a transformers class name) defaults to the family's: the full ``CLIPModel`` or
     ``SiglipModel`` for a two-tower repository. A missing pooler is allowed (ViT classification checkpoints
     have none); any other weight the checkpoint leaves unset is refused in one line.
+
+    Example:
+        >>> checkpoint = load_checkpoint("openai/clip-vit-base-patch32")  # doctest: +SKIP
+        >>> type(checkpoint.model).__name__, len(checkpoint.provenance["revision"])  # doctest: +SKIP
+        ('CLIPModel', 40)
     """
     source = open_source(source) if isinstance(source, str) else source
     transformers = require("transformers", source.what)

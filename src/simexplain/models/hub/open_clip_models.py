@@ -37,7 +37,13 @@ class OpenClipCheckpoint:
 def load_open_clip(
     arch: str, pretrained: str, *, input_size: int | tuple[int, int] | None = None
 ) -> OpenClipCheckpoint:
-    """The whole open_clip model ``arch`` with the weights of tag or file ``pretrained`` (strict load)."""
+    """The whole open_clip model ``arch`` with the weights of tag or file ``pretrained`` (strict load).
+
+    Example:
+        >>> checkpoint = load_open_clip("ViT-B-32", "laion2b_s34b_b79k")  # doctest: +SKIP
+        >>> checkpoint.preprocess["size"], checkpoint.provenance["repository"]  # doctest: +SKIP
+        ((224, 224), 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K')
+    """
     what = f"open_clip:{arch}/{pretrained}"
     open_clip = require("open_clip", what)
     if arch not in open_clip.list_models():
