@@ -86,6 +86,21 @@ def tiny_models(clip_projection: int = 16) -> dict[str, tuple]:
             t.SiglipVisionModel(t.SiglipVisionConfig(**TINY_VIT, image_size=32, patch_size=8)),
             t.SiglipImageProcessor(size={"height": 32, "width": 32}),
         ),
+        "simexplain-tests/dinov3": (
+            t.DINOv3ViTModel(
+                t.DINOv3ViTConfig(**TINY_VIT, image_size=32, patch_size=8, num_register_tokens=4)
+            ),
+            t.DINOv3ViTImageProcessor(size={"height": 32, "width": 32}),
+        ),
+        "simexplain-tests/siglip-full": (
+            t.SiglipModel(
+                t.SiglipConfig(
+                    text_config={**clip_text, "max_position_embeddings": 16},
+                    vision_config={**TINY_VIT, "image_size": 32, "patch_size": 8},
+                )
+            ),
+            t.SiglipImageProcessor(size={"height": 32, "width": 32}),
+        ),
         "simexplain-tests/convnext": (
             t.ConvNextModel(t.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
             t.ConvNextImageProcessor(size={"shortest_edge": 32}),

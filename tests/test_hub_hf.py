@@ -75,6 +75,8 @@ def test_clip_embeds_get_image_features_and_siglip_convnext_their_pooled_output(
         ("simexplain-tests/siglip", lambda m, x: m(pixel_values=x).pooler_output),
         ("simexplain-tests/convnext", lambda m, x: m(pixel_values=x).pooler_output),
         ("simexplain-tests/dinov2", lambda m, x: m(pixel_values=x).pooler_output),
+        ("simexplain-tests/dinov3", lambda m, x: m(pixel_values=x).pooler_output),
+        ("simexplain-tests/siglip-full", lambda m, x: m.get_image_features(pixel_values=x).pooler_output),
     ]:
         model = load_model(f"hf:{repo}")
         x = images(model, 3)
@@ -95,7 +97,10 @@ def test_other_input_sizes_interpolate_positions_and_keep_the_grid(hub):
 
 
 # ---------------------------------------------------------------------------------------------- preprocessing
-@pytest.mark.parametrize("repo", [*EVERY_METHOD, "simexplain-tests/dinov2"])
+@pytest.mark.parametrize(
+    "repo",
+    [*EVERY_METHOD, "simexplain-tests/dinov2", "simexplain-tests/dinov3", "simexplain-tests/siglip-full"],
+)
 def test_preprocessing_of_a_pil_image_equals_the_repository_processor(hub, repo):
     _, references = hub
     processor = references[repo][1]
@@ -137,10 +142,17 @@ def test_default_layers_follow_what_the_embedding_reads(hub):
         ("simexplain-tests/clip", None): "model.encoder.layers.0",
         ("simexplain-tests/siglip", None): "model.encoder.layers.1",  # attention pooling reads every token
         ("simexplain-tests/convnext", None): "model.encoder.stages.1",
+        ("simexplain-tests/dinov3", None): "model.model.layer.0",
+        ("simexplain-tests/siglip-full", None): "model.encoder.layers.1",
     }
     for (repo, embedding), layer in layers.items():
         options = {"embedding": embedding} if embedding else {}
         assert load_model(f"hf:{repo}", **options).layer == layer, (repo, embedding)
+    dinov3 = load_model("hf:simexplain-tests/dinov3")
+    assert (dinov3.token_layout.prefix_tokens, dinov3.token_layout.register_tokens) == (1, 4)
+    assert dinov3.preprocessing.backend == "float"  # its processor scales to [0, 1] before resizing
+    _, a1, _, _, _ = dinov3.activations_and_gradients(images(dinov3, 1, 1), images(dinov3, 1, 2))
+    assert a1.shape == (1, 32, 4, 4)
     convnext = load_model("hf:simexplain-tests/convnext")
     assert convnext.token_layout is None
     _, a1, _, _, _ = convnext.activations_and_gradients(images(convnext, 1, 1), images(convnext, 1, 2))

@@ -24,7 +24,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-BACKENDS = ("pil", "tensor")
+BACKENDS = ("pil", "tensor", "float")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Preprocessing:
         backend: who resizes, so that pixels match the model's own library: ``"pil"`` (default) resizes the
             decoded image with Pillow and rounds the centre crop's offset (torchvision's transforms, as timm
             and open_clip use them); ``"tensor"`` resizes the ``uint8`` tensor with torchvision (antialiased)
-            and floors the offset (Hugging Face image processors).
+            and floors the offset (Hugging Face image processors); ``"float"`` does the same on the image
+            scaled to [0, 1] first, without rounding back to ``uint8`` (DINOv3's processor).
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -94,7 +95,7 @@ class Preprocessing:
             >>> small.image_to_pixels(Image.new("RGB", (12, 6), "white")).shape
             torch.Size([3, 4, 4])
         """
-        if self.backend == "tensor":
+        if self.backend in ("tensor", "float"):
             return _tensor_resized(self, image)
         return _pil_resized(self, image)
 
@@ -113,9 +114,11 @@ def _pil_resized(p: Preprocessing, image: Image.Image) -> Tensor:
 
 
 def _tensor_resized(p: Preprocessing, image: Image.Image) -> Tensor:
-    """torchvision resizes the ``uint8`` tensor (antialiased), the crop offset is floored: Hugging Face's
-    image processors."""
+    """torchvision resizes the ``uint8`` tensor (or, ``"float"``, the [0, 1] image), antialiased; the crop
+    offset is floored: Hugging Face's image processors."""
     pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    if p.backend == "float":
+        pixels = pixels.float() / 255.0
     height, width = p.input_size
     if p.resize is None:
         size = [height, width]
@@ -129,7 +132,8 @@ def _tensor_resized(p: Preprocessing, image: Image.Image) -> Tensor:
     pixels = TF2.resize(pixels, size, interpolation=mode, antialias=True)
     pixels = TF2.pad(pixels, _crop_padding(pixels.shape[1:], (height, width)), fill=0)
     top, left = int((pixels.shape[1] - height) / 2.0), int((pixels.shape[2] - width) / 2.0)
-    return pixels[:, top : top + height, left : left + width].float() / 255.0
+    pixels = pixels[:, top : top + height, left : left + width]
+    return pixels if p.backend == "float" else pixels.float() / 255.0
 
 
 def _crop_padding(hw: tuple[int, int], crop: tuple[int, int]) -> list[int]:

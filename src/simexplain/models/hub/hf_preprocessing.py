@@ -1,7 +1,8 @@
 """A hub repository's image processor (``preprocessor_config.json``) as simexplain's :class:`Preprocessing`.
 
 The processor is read through transformers itself (its class defaults included) with the torchvision backend,
-the default of transformers 5, so ``Preprocessing(backend="tensor")`` reproduces its pixels.
+the default of transformers 5, so ``Preprocessing(backend="tensor")`` reproduces its pixels
+(``backend="float"`` for the processors that rescale before they resize, DINOv3's).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import dataclasses
 
 from ...errors import SimexplainError
 from ...preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+# Processors that scale to [0, 1] before resizing (no uint8 rounding in between).
+_RESCALE_FIRST = ("DINOv3ViTImageProcessor",)
 
 # PIL's resampling codes, as processors store them.
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
@@ -48,7 +52,7 @@ def from_processor(processor, what: str) -> Preprocessing:
         description=f"{type(processor).__name__} of the repository: resize {resize or 'to the input'}, "
         f"crop {input_size[0]}×{input_size[1]}, {_RESAMPLE[resample]}, mean {mean} std {std}",
         interpolation=_RESAMPLE[resample],
-        backend="tensor",
+        backend="float" if type(processor).__name__ in _RESCALE_FIRST else "tensor",
     )
 
 
