@@ -37,6 +37,7 @@ from ..explanation import PairExplanation, upsample_maps
 from ..methods.occlusion import FILLS, fill_values
 from ..methods.registry import register
 from ..pair import PairModel
+from .common import layer_runs
 
 PREFIX = "captum:"
 NT_TYPES = ("none", "smoothgrad", "smoothgrad_sq", "vargrad")
@@ -507,17 +508,6 @@ class PartnerScores(nn.Module):
     def forward(self, x: Tensor, partner: Tensor, first: Tensor) -> Tensor:
         z = self.model.embed(x, self.side)
         return torch.where(first, self.model.similarity(z, partner), self.model.similarity(partner, z))
-
-
-def layer_runs(model: PairModel, x1: Tensor, x2: Tensor) -> list[tuple[str, Tensor, Tensor, Tensor]]:
-    """``(side, images, partner embeddings, first flags)`` per captum call: one batch ``[x1; x2]`` for a
-    shared encoder on images of one size, else one call per side. Clean embeddings are computed once."""
-    with torch.no_grad():
-        z1, z2 = model.embed_pair(x1, x2)
-    ones = torch.ones(len(x1), dtype=torch.bool, device=x1.device)
-    if model.shared and x1.shape[1:] == x2.shape[1:]:
-        return [("a", torch.cat([x1, x2]), torch.cat([z2, z1]), torch.cat([ones, ~ones]))]
-    return [("a", x1, z2, ones), ("b", x2, z1, ~ones)]
 
 
 def _token_grad_cam(

@@ -50,7 +50,7 @@ from ..errors import SimexplainError
 from ..figures.output import save_figure
 from ..figures.summary import correlation_figure, pearson_r, summary_heatmap
 from ..metrics.registry import METRIC_INFO
-from ..metrics.summary import summary_groups
+from ..metrics.groups import summary_groups
 from .store import Item, Store
 
 SENSITIVITY = ("MS",)  # Table V; every other requested metric is a column of Tables I–IV
