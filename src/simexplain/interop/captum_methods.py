@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from .. import checks
 from ..batching import resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import PairExplanation, upsample_maps
+from ..explanation import PairExplanation
 from ..methods.occlusion import FILLS, fill_values
 from ..methods.registry import register
 from ..pair import PairModel
@@ -552,12 +552,12 @@ def _run_layer(
     grid1, grid2 = a1.sum(1), a2.sum(1)
     with torch.no_grad():
         score = model(x1, x2)
-    return PairExplanation(
-        map1=upsample_maps(grid1, tuple(x1.shape[-2:])),
-        map2=upsample_maps(grid2, tuple(x2.shape[-2:])),
+    return PairExplanation.from_grids(
+        grid1,
+        grid2,
+        x1.shape[-2:],
+        x2.shape[-2:],
         score=score,
-        grid1=grid1,
-        grid2=grid2,
         method=name,
         config=config,
         extras={"attribution1": a1, "attribution2": a2},

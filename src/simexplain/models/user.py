@@ -191,19 +191,7 @@ def timm_model(
         classifier = cfg.get("classifier") or []
         state = _drop(state, [classifier] if isinstance(classifier, str) else list(classifier))
     load_matching(network, state, what=what)
-    token_layout = None
-    if layer is None and getattr(network, "feature_info", None):
-        layer = network.feature_info[-1]["module"]
-        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
-            # A class-token ViT reads only the class token after its last block, so that block's patch
-            # tokens get zero gradients: tap the block before it.
-            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
-    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
-        patch = network.patch_embed.patch_size
-        token_layout = TokenLayout(
-            patch_size=patch[0] if isinstance(patch, tuple) else patch,
-            prefix_tokens=network.num_prefix_tokens,
-        )
+    layer, token_layout = _timm_tap(network, layer)
     if preprocessing is None:
         size = input_size or tuple(cfg.get("input_size", (3, 224, 224))[1:])
         mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
@@ -224,6 +212,25 @@ def timm_model(
         description=f"timm {name} with user weights; embedding: "
         + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
     )
+
+
+def _timm_tap(network: nn.Module, layer: str | None) -> tuple[str | None, TokenLayout | None]:
+    """The layer to tap (the given one, else the last of timm's ``feature_info``) and, for a ViT, how its
+    tokens lie on the patch grid."""
+    token_layout = None
+    if layer is None and getattr(network, "feature_info", None):
+        layer = network.feature_info[-1]["module"]
+        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
+            # A class-token ViT reads only the class token after its last block, so that block's patch
+            # tokens get zero gradients: tap the block before it.
+            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
+    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
+        patch = network.patch_embed.patch_size
+        token_layout = TokenLayout(
+            patch_size=patch[0] if isinstance(patch, tuple) else patch,
+            prefix_tokens=network.num_prefix_tokens,
+        )
+    return layer, token_layout
 
 
 def python_model(target: str, weights: str | None = None, **options) -> PairModel:
