@@ -448,8 +448,8 @@ class _Path:
         return cls(t, x2, steps, settings, target, sigma, generators, pre)
 
     def points(self, part: slice) -> Tensor:
-        """Path points ``m_k`` of the items ``part`` (pair-major ``(pair, k)``), without gradients; noised for
-        ``k < K`` in the (N) variant."""
+        """Path points ``m_k`` of the items ``part`` (pair-major ``(pair, k)``), noised for ``k < K`` in the
+        (N) variant: built without a graph, returned as a leaf that requires its gradient."""
         x2, steps = self.x2, self.steps
         pairs, pair = _item_pairs(part, steps, x2.device)
         ks = [item % steps + 1 for item in range(part.start, part.stop)]

@@ -112,24 +112,24 @@ def evaluate(
     """
     with model.locked():
         options = {"step": step, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma}
-        request = _check_request(model, x1, x2, explanation, metrics, batch_size, options, clean)
-        context, values = _forward_metrics(model, request)
-        for metric in request.chosen:  # outside inference mode: the method may need gradients
+        checked = _check_call(model, x1, x2, explanation, metrics, batch_size, options, clean)
+        context, values = _forward_metrics(model, checked)
+        for metric in checked.chosen:  # outside inference mode: the method may need gradients
             if metric.reruns_method:
                 values.update(_run(metric, context))
-    ordered = {n: values[n] for n in request.names}  # the asked-for metrics first, in the caller's order
+    ordered = {n: values[n] for n in checked.names}  # the asked-for metrics first, in the caller's order
     ordered.update({k: v for k, v in values.items() if k not in ordered})
     return MetricResults(
         ordered,
         curves=context.curves,
         fractions=context.fractions,
-        counts=request.counts,
+        counts=checked.counts,
         method=explanation.method,
     )
 
 
 @dataclass
-class _Request:
+class _Checked:
     """An ``evaluate`` call, checked: the metrics (names asked for, registered entries in the table's
     order, what they need), the curve options, the images the maps belong to and the inputs, the maps at
     input size, the caller's clean embeddings (when usable) and the constant-map count."""
@@ -149,7 +149,7 @@ class _Request:
     counts: dict[str, int]
 
 
-def _check_request(
+def _check_call(
     model: PairModel,
     x1: Tensor,
     x2: Tensor,
@@ -158,7 +158,7 @@ def _check_request(
     batch_size: int | None,
     options: Mapping[str, Any],
     clean: tuple[Tensor, Tensor] | None,
-) -> _Request:
+) -> _Checked:
     """Every check that needs no forward, in one place."""
     names = resolve_metrics(metrics)
     chosen = [m for m in registered() if m.name in names]  # run in the table's order
@@ -176,42 +176,42 @@ def _check_request(
     map2 = _maps_at_input_size(explanation.map2, x2, "map2")
     counts = {"constant_maps": int(_is_constant(map1).sum() + _is_constant(map2).sum())}
     needs = {need for metric in chosen for need in metric.needs}
-    return _Request(
+    return _Checked(
         explanation, names, chosen, needs, options, batch_size, inputs, x1, x2, map1, map2, given, counts
     )
 
 
-def _forward_metrics(model: PairModel, request: _Request) -> tuple[MetricInputs, dict[str, Tensor]]:
+def _forward_metrics(model: PairModel, checked: _Checked) -> tuple[MetricInputs, dict[str, Tensor]]:
     """Under inference mode: one chained virtual batch per encoder (every perturbed sequence and clean image
     embedded once), the shared curves, and every metric that does not re-run the method."""
     values: dict[str, Tensor] = {}
     with model.explaining(), torch.inference_mode():
         segments = _segments(
-            request.x1, request.x2, request.map1, request.map2, request.needs, request.options
+            checked.x1, checked.x2, checked.map1, checked.map2, checked.needs, checked.options
         )
-        if request.given is not None:
+        if checked.given is not None:
             segments = [s for s in segments if not s.name.startswith("clean")]
-        z = embed_segments(model, segments, request.batch_size)
-        if request.given is not None:
-            z["clean1"], z["clean2"] = request.given
+        z = embed_segments(model, segments, checked.batch_size)
+        if checked.given is not None:
+            z["clean1"], z["clean2"] = checked.given
         base = model.similarity(z["clean1"], z["clean2"]).double()
         values["base"] = base.cpu()
         context = MetricInputs(
             model=model,
-            x1=request.x1,
-            x2=request.x2,
-            inputs=request.inputs,
-            explanation=request.explanation,
-            map1=request.map1,
-            map2=request.map2,
+            x1=checked.x1,
+            x2=checked.x2,
+            inputs=checked.inputs,
+            explanation=checked.explanation,
+            map1=checked.map1,
+            map2=checked.map2,
             base=base,
             embeddings=z,
-            counts=request.counts,
-            batch_size=request.batch_size,
-            **request.options,
+            counts=checked.counts,
+            batch_size=checked.batch_size,
+            **checked.options,
         )
-        _add_curves(context, request.needs)
-        for metric in request.chosen:
+        _add_curves(context, checked.needs)
+        for metric in checked.chosen:
             if not metric.reruns_method:
                 values.update(_run(metric, context))
     return context, values

@@ -262,7 +262,8 @@ def _run_cascade(
         for name in names:
             _reinitialize(work.get_submodule(name), seed + index)
         if index % every == 0 or index == len(cascade):
-            kept.append(run(names[0])[0])
+            step, _ = run(names[0])
+            kept.append(step)
     return kept
 
 

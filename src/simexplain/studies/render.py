@@ -215,10 +215,12 @@ def pairs_csv(runs: list[ModelRun]) -> str:
     for run in runs:
         order = {v["label"]: i for i, v in enumerate(run.variants)}
         metrics = {m: i for i, m in enumerate(run.metrics)}
-        keys = sorted(
-            (key for key in run.values if key[2] in metrics),
-            key=lambda k: (k[0], order.get(k[1], len(order)), metrics[k[2]]),
-        )
+
+        def position(key: tuple[str, str, str]) -> tuple[str, int, int]:
+            pair, label, metric = key
+            return pair, order.get(label, len(order)), metrics[metric]
+
+        keys = sorted((key for key in run.values if key[2] in metrics), key=position)
         for pair, label, metric in keys:
             value = run.values[pair, label, metric]
             writer.writerow([run.name, pair, label, metric, "" if value is None else repr(float(value))])
