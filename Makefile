@@ -38,9 +38,11 @@ test: $(VENV)/.installed-dev
 face-model: $(VENV)/.installed
 	$(BIN)/simexplain fetch-face-model
 
+# ruff (style, line length 110) and the import contract of docs/architecture.md (pyproject's [tool.importlinter]).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) demo.png demo.svg

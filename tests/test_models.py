@@ -29,7 +29,7 @@ from simexplain.methods import registry as method_registry
 from simexplain.models import ZOO, available
 from simexplain.models.checkpoints import describe_checkpoint, load_checkpoint
 from simexplain.models.resnets import BarlowTwins, DINOResNet, SimSiam, resnet50_trunk
-from simexplain.models.simclr import RELEASED, SimCLRv2, Variant
+from simexplain.models.simclr import RELEASED, Architecture, SimCLRv2
 from simexplain.models.vits import MoCoV3, vit_base16
 
 MANIFESTS = Path(os.environ.get("SIMEXPLAIN_MANIFESTS", Path(__file__).parent / "data" / "checkpoints"))
@@ -240,13 +240,18 @@ def assert_embeddings_close(actual: Tensor, expected: Tensor) -> None:
 
 # ----------------------------------------------------------- key layout of every manifest (meta device: fast)
 
+
+def _simclr(tag):
+    return SimCLRv2(Architecture.parse(tag))
+
+
 LAYOUTS = [
-    ("simclrv2_r50_1x_sk0_ema.pth.json", ["resnet"], lambda: SimCLRv2(Variant.parse("r50_1x_sk0")).resnet),
-    ("simclrv2_r50_1x_sk0_ema.pth.json", ["head"], lambda: SimCLRv2(Variant.parse("r50_1x_sk0")).head),
-    ("simclrv2_r50_1x_sk1_ema.pth.json", ["resnet"], lambda: SimCLRv2(Variant.parse("r50_1x_sk1")).resnet),
-    ("simclrv2_r50_1x_sk1_ema.pth.json", ["head"], lambda: SimCLRv2(Variant.parse("r50_1x_sk1")).head),
-    ("simclrv2_r50_2x_sk0_ema.pth.json", ["resnet"], lambda: SimCLRv2(Variant.parse("r50_2x_sk0")).resnet),
-    ("simclrv2_r50_2x_sk0_ema.pth.json", ["head"], lambda: SimCLRv2(Variant.parse("r50_2x_sk0")).head),
+    ("simclrv2_r50_1x_sk0_ema.pth.json", ["resnet"], lambda: _simclr("r50_1x_sk0").resnet),
+    ("simclrv2_r50_1x_sk0_ema.pth.json", ["head"], lambda: _simclr("r50_1x_sk0").head),
+    ("simclrv2_r50_1x_sk1_ema.pth.json", ["resnet"], lambda: _simclr("r50_1x_sk1").resnet),
+    ("simclrv2_r50_1x_sk1_ema.pth.json", ["head"], lambda: _simclr("r50_1x_sk1").head),
+    ("simclrv2_r50_2x_sk0_ema.pth.json", ["resnet"], lambda: _simclr("r50_2x_sk0").resnet),
+    ("simclrv2_r50_2x_sk0_ema.pth.json", ["head"], lambda: _simclr("r50_2x_sk0").head),
     ("barlowtwins_checkpoint.pth.json", ["model"], BarlowTwins),
     ("barlowtwins_resnet50.pth.json", [], resnet50_trunk),
     ("simsiam_checkpoint_0099.pth.tar.json", ["state_dict"], SimSiam),
@@ -307,16 +312,16 @@ def test_simclr_variants_without_manifest_have_their_published_sizes():
     assert set(SIMCLR_SIZES_M) == set(RELEASED)
     for tag, millions in SIMCLR_SIZES_M.items():
         with torch.device("meta"):
-            resnet = SimCLRv2(Variant.parse(tag)).resnet
+            resnet = SimCLRv2(Architecture.parse(tag)).resnet
         count = sum(p.numel() for name, p in resnet.named_parameters() if not name.startswith("fc."))
         assert abs(count / 1e6 - millions) <= 1, tag  # the paper rounds; r152 2x reads 232.3 here
 
 
 def test_simclr_variant_names_parse_and_refuse_nonsense():
-    assert Variant.parse("/ckpt/r152_3x_sk1_ema.pth") == Variant(152, 3, True)
-    assert Variant.parse("r101_2x_sk0").model_name == "simclrv2-r101-2x"
+    assert Architecture.parse("/ckpt/r152_3x_sk1_ema.pth") == Architecture(152, 3, True)
+    assert Architecture.parse("r101_2x_sk0").model_name == "simclrv2-r101-2x"
     with pytest.raises(SimexplainError, match="r50_1x_sk0"):
-        Variant.parse("resnet50.pth")
+        Architecture.parse("resnet50.pth")
 
 
 # ---------------------------------------------------------------- save → load_model → hand-written forward

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from simexplain import SimexplainError
-from simexplain.studies.report import parse_downstream, tex_escape, write_report
+from simexplain.studies.render import tex_escape
+from simexplain.studies.report import parse_downstream, write_report
 from simexplain.studies.store import Item, Pair, Store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,9 @@ Example:
     torch.Size([1, 224, 224])
 """
 
-from . import checks, methods, metrics, service
+# Importing interop registers the captum:/grad-cam: methods whose package is installed and the onnx: model
+# route; it sits above methods and models (docs/architecture.md), so the package root loads it.
+from . import checks, interop, methods, metrics, service
 from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import load_image, load_images, sample_path
@@ -35,6 +37,7 @@ __all__ = [
     "explain",
     "explain_margin",
     "explain_top_k",
+    "interop",
     "load_image",
     "load_images",
     "load_model",

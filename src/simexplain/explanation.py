@@ -100,6 +100,23 @@ class PairExplanation:
                     f"extras[{name!r}] must be a tensor with one entry per pair, got {shape}"
                 )
 
+    @classmethod
+    def from_grids(
+        cls, grid1: Tensor, grid2: Tensor, size1: tuple[int, int], size2: tuple[int, int], **fields: Any
+    ) -> PairExplanation:
+        """The explanation of native grids (a CAM's feature grid, say): the grids kept as ``grid1``/``grid2``
+        and upsampled bilinearly to the image sizes ``size1``/``size2`` as the maps; ``fields`` are the other
+        attributes (``score``, ``method``, ``config``, ``extras``).
+
+        Example:
+            >>> import torch
+            >>> e = PairExplanation.from_grids(torch.ones(2, 7, 7), torch.ones(2, 7, 7), (32, 32), (28, 28))
+            >>> e.map1.shape, e.map2.shape, e.grid1.shape
+            (torch.Size([2, 32, 32]), torch.Size([2, 28, 28]), torch.Size([2, 7, 7]))
+        """
+        map1, map2 = upsample_maps(grid1, tuple(size1)), upsample_maps(grid2, tuple(size2))
+        return cls(map1=map1, map2=map2, grid1=grid1, grid2=grid2, **fields)
+
     @property
     def image1(self) -> Tensor | None:
         """The model-input image the first maps belong to, when it is not the input itself."""

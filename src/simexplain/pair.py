@@ -199,7 +199,7 @@ class PairModel(nn.Module):
             >>> model(x, x).tolist(), model.differentiable
             ([-0.0, -0.0], False)
         """
-        from .interop.blackbox import ImagesAsEmbedding, ScoreFunction
+        from .blackbox import ImagesAsEmbedding, ScoreFunction
 
         model = cls(
             ImagesAsEmbedding(),
@@ -237,7 +237,7 @@ class PairModel(nn.Module):
             >>> [round(s, 4) for s in model(x, x).tolist()]
             [1.0, 1.0]
         """
-        from .interop.blackbox import FunctionEncoder
+        from .blackbox import FunctionEncoder
 
         return cls(
             FunctionEncoder(fn, batch_size),

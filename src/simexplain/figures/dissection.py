@@ -1,28 +1,44 @@
 """The dissection figure (the paper's Fig. 6): image 2 walking to its transformed view, above the maps of
-Averaged Transforms, Input×Gradient and Smooth-Grad."""
+Averaged Transforms, Input×Gradient and Smooth-Grad.
+
+It draws what the study hands it (:class:`~simexplain.studies.dissection.DissectionView` has the two
+attributes of :class:`StepsView`); figures never import studies.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..explanation import PairExplanation
 from ..preprocessing import Preprocessing
-from ..studies.dissection import DissectionView
 from .pairs import _axis, _display_heat, to_display
 
+
+class StepsView(Protocol):
+    """A path ``B×(K+1)×C×H×W`` (image 2, then each step towards its transformed view) and the explanations
+    of the batch to draw under it, Averaged Transforms first."""
+
+    path: Tensor
+    explanations: Sequence[PairExplanation]
+
+
 _PANEL = 2.0  # inches per map panel
-_MAX_STEPS = 11
+_MAX_STEPS = 11  # path thumbnails shown at most (evenly spaced, the first and last always)
 _SHORT = {
     "averaged-transforms": "Avg. Transforms",
     "input-x-gradient": "Input×Gradient",
     "smooth-grad": "Smooth-Grad",
-}  # path thumbnails shown at most (evenly spaced, the first and last always)
+}
 
 
 def steps_figure(
     x1: Tensor,
-    view: DissectionView,
+    view: StepsView,
     preprocessing: Preprocessing,
     *,
     index: int = 0,
@@ -69,4 +85,4 @@ def steps_figure(
     return fig
 
 
-__all__ = ["steps_figure"]
+__all__ = ["StepsView", "steps_figure"]

@@ -1,14 +1,25 @@
-"""The feature-inversion figure (the paper's appendix Fig. 19): the image, then one inversion per layer."""
+"""The feature-inversion figure (the paper's appendix Fig. 19): the image, then one inversion per layer.
+
+It draws what the study hands it (:class:`~simexplain.studies.inversion.Inversion` has the two attributes of
+:class:`LayerImages`); figures never import studies.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from matplotlib.figure import Figure  # a bare Figure renders with Agg and touches no pyplot state
 from torch import Tensor
 
 from ..errors import SimexplainError
-from ..studies.inversion import Inversion
+
+
+class LayerImages(Protocol):
+    """One model's row: ``images`` (``L×3×H×W`` pixels in [0, 1]) and the ``layers`` they invert."""
+
+    images: Tensor | Sequence[Tensor]
+    layers: Sequence[str]
 
 
 def _display(pixels: Tensor):
@@ -19,7 +30,7 @@ def _display(pixels: Tensor):
 
 
 def inversion_figure(
-    image_pixels: Tensor, inversions: Mapping[str, Inversion], *, size: float = 2.0
+    image_pixels: Tensor, inversions: Mapping[str, LayerImages], *, size: float = 2.0
 ) -> Figure:
     """One row per model: ``image_pixels`` (``3×H×W`` in [0, 1]), then its inversion at each layer, titled
     with the layer name; the model's name labels the row. Save it with
@@ -55,4 +66,4 @@ def inversion_figure(
     return figure
 
 
-__all__ = ["inversion_figure"]
+__all__ = ["LayerImages", "inversion_figure"]

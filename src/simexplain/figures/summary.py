@@ -1,12 +1,12 @@
 """Study summary figures: the summary-group heatmap (the paper's Fig. 14) and the group scores against a
 downstream accuracy (its Fig. 15), drawn through matplotlib's object API (no pyplot).
 
-Both take plain nested mappings, so they draw numbers from a report, a notebook or a test alike.
+Both take plain nested mappings, so they draw numbers from a report, a notebook or a test alike; the numbers
+themselves (means, Pearson's r) are computed by the studies (:mod:`simexplain.studies.statistics`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -14,22 +14,6 @@ import numpy as np
 from matplotlib.figure import Figure  # a bare Figure renders with Agg and touches no pyplot state
 
 Scores = Mapping[str, Mapping[str, Mapping[str, float]]]
-
-
-def pearson_r(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson's correlation of ``x`` and ``y``; NaN with fewer than two points or a constant side.
-
-    Example:
-        >>> pearson_r([1, 2, 3], [2, 4, 7])
-        0.9933992677987828
-        >>> pearson_r([1, 1], [2, 3])
-        nan
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    dx, dy = x - x.mean(), y - y.mean()
-    return float(np.clip((dx @ dy) / math.sqrt((dx @ dx) * (dy @ dy)), -1.0, 1.0))
 
 
 def _union(keys: Sequence[Sequence[str]]) -> list[str]:
@@ -100,16 +84,19 @@ def _panel(fig: Figure, ax, grid: np.ndarray, models: list[str], group: str, cma
     fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
 
 
-def correlation_figure(scores: Scores, accuracy: Mapping[str, float]) -> Figure:
+def correlation_figure(
+    scores: Scores, accuracy: Mapping[str, float], r: Mapping[str, Mapping[str, float]]
+) -> Figure:
     """Group scores against a downstream accuracy (the paper's Fig. 15): one panel per (group, family), a
     point per model, a least-squares line, and Pearson's r in the panel's title.
 
     ``scores`` maps family → group → model → score; ``accuracy`` maps model → accuracy (a fraction, drawn in
-    percent). Models without an accuracy are left out.
+    percent); ``r`` maps family → group → Pearson's r of the panel (NaN or missing: undefined, no line).
+    Models without an accuracy are left out.
 
     Example:
         >>> fig = correlation_figure({"saliency": {"G1": {"a": 0.3, "b": 0.4, "c": 0.45}}},
-        ...                          {"a": 0.6, "b": 0.7, "c": 0.72})
+        ...                          {"a": 0.6, "b": 0.7, "c": 0.72}, {"saliency": {"G1": 0.9843}})
         >>> fig.axes[0].get_title()
         'saliency · G1: r = 0.984'
     """
@@ -121,17 +108,19 @@ def correlation_figure(scores: Scores, accuracy: Mapping[str, float]) -> Figure:
     axes = fig.subplots(max(len(groups), 1), max(len(families), 1), squeeze=False)
     for g, group in enumerate(groups):
         for f, family in enumerate(families):
-            points = scores[family].get(group, {})
-            _scatter(axes[g][f], {m: s for m, s in points.items() if m in accuracy}, accuracy, family, group)
+            points = {m: s for m, s in scores[family].get(group, {}).items() if m in accuracy}
+            _scatter(axes[g][f], points, accuracy, r.get(family, {}).get(group, np.nan), (family, group))
     return fig
 
 
-def _scatter(ax, points: Mapping[str, float], accuracy: Mapping[str, float], family: str, group: str) -> None:
-    """One (group, family) panel: models as labelled points, the fitted line and r."""
+def _scatter(
+    ax, points: Mapping[str, float], accuracy: Mapping[str, float], r: float, panel: tuple[str, str]
+) -> None:
+    """One (group, family) panel: models as labelled points, the least-squares line and r."""
+    family, group = panel
     models = [m for m, s in points.items() if s is not None and np.isfinite(s)]
     x = np.array([points[m] for m in models], dtype=np.float64)
     y = np.array([100 * accuracy[m] for m in models], dtype=np.float64)
-    r = pearson_r(x, y)
     ax.scatter(x, y, color="tab:blue", zorder=3)
     for model, xi, yi in zip(models, x, y):
         ax.annotate(model, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7)
@@ -145,4 +134,4 @@ def _scatter(ax, points: Mapping[str, float], accuracy: Mapping[str, float], fam
     ax.grid(alpha=0.3)
 
 
-__all__ = ["correlation_figure", "pearson_r", "summary_heatmap"]
+__all__ = ["correlation_figure", "summary_heatmap"]

@@ -1,9 +1,11 @@
-"""Interop: captum attributions and pytorch-grad-cam CAMs run on pairs, black-box and ONNX models.
+"""Interop: captum attributions and pytorch-grad-cam CAMs run on pairs, and ONNX models.
 
-``captum:NAME`` and ``grad-cam:NAME`` methods are registered through the ordinary method registry when their
-package is installed (the packages themselves are imported only when such a method runs); when one is missing,
-its names are absent from :func:`simexplain.methods.available` and asking for one says which extra to install.
-``docs/interop.md`` has the table of what runs how.
+Importing this package (the package root does) registers ``captum:NAME`` and ``grad-cam:NAME`` methods through
+the ordinary method registry, each family only when its own package is installed (the packages themselves are
+imported only when such a method runs); when one is missing, its names are absent from
+:func:`simexplain.methods.available` and asking for one says which extra to install. It sits above
+:mod:`simexplain.methods` and :mod:`simexplain.models`, which never import it. ``docs/interop.md`` has the
+table of what runs how.
 
 Example:
     >>> import simexplain
@@ -41,9 +43,9 @@ def missing_extra(module: str, extra: str) -> str:
     return f"it needs the {module} package: pip install 'simexplain[{extra}]'"
 
 
-def register_optional_methods() -> None:
+def _register_optional_methods() -> None:
     """Register the ``captum:`` and ``grad-cam:`` methods whose package is installed; record the others as
-    missing (once per process: the registry refuses a second registration)."""
+    missing. Each adapter module registers only its own family."""
     for prefix, (module, extra) in OPTIONAL.items():
         if not installed(module):
             register_missing(prefix, missing_extra(module, extra))
@@ -51,3 +53,6 @@ def register_optional_methods() -> None:
             from . import captum_methods  # noqa: F401  (importing registers)
         else:
             from . import gradcam_methods  # noqa: F401
+
+
+_register_optional_methods()  # once per process: the registry refuses a second registration

@@ -33,10 +33,11 @@ from torch import Tensor, nn
 from .. import checks
 from ..batching import resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import PairExplanation, upsample_maps
+from ..explanation import PairExplanation
 from ..methods.occlusion import FILLS, fill_values
 from ..methods.registry import register
 from ..pair import PairModel
+from .common import layer_runs
 
 PREFIX = "captum:"
 NT_TYPES = ("none", "smoothgrad", "smoothgrad_sq", "vargrad")
@@ -509,17 +510,6 @@ class PartnerScores(nn.Module):
         return torch.where(first, self.model.similarity(z, partner), self.model.similarity(partner, z))
 
 
-def layer_runs(model: PairModel, x1: Tensor, x2: Tensor) -> list[tuple[str, Tensor, Tensor, Tensor]]:
-    """``(side, images, partner embeddings, first flags)`` per captum call: one batch ``[x1; x2]`` for a
-    shared encoder on images of one size, else one call per side. Clean embeddings are computed once."""
-    with torch.no_grad():
-        z1, z2 = model.embed_pair(x1, x2)
-    ones = torch.ones(len(x1), dtype=torch.bool, device=x1.device)
-    if model.shared and x1.shape[1:] == x2.shape[1:]:
-        return [("a", torch.cat([x1, x2]), torch.cat([z2, z1]), torch.cat([ones, ~ones]))]
-    return [("a", x1, z2, ones), ("b", x2, z1, ~ones)]
-
-
 def _token_grad_cam(
     attr: Any, model: PairModel, side: str, layer: str | None, x: Tensor, args: tuple
 ) -> Tensor:
@@ -562,12 +552,12 @@ def _run_layer(
     grid1, grid2 = a1.sum(1), a2.sum(1)
     with torch.no_grad():
         score = model(x1, x2)
-    return PairExplanation(
-        map1=upsample_maps(grid1, tuple(x1.shape[-2:])),
-        map2=upsample_maps(grid2, tuple(x2.shape[-2:])),
+    return PairExplanation.from_grids(
+        grid1,
+        grid2,
+        x1.shape[-2:],
+        x2.shape[-2:],
         score=score,
-        grid1=grid1,
-        grid2=grid2,
         method=name,
         config=config,
         extras={"attribution1": a1, "attribution2": a2},

@@ -28,7 +28,7 @@ from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..methods.registry import register
 from ..pair import PairModel
-from .captum_methods import layer_runs
+from .common import layer_runs
 
 PREFIX = "grad-cam:"
 # class name → one-line description (the CAMs whose model is any module with a tapped layer)

@@ -14,7 +14,6 @@ from torch import Tensor
 
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
-from ..interop import register_optional_methods
 from ..pair import PairModel
 from . import cam, interaction, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
 from .common import check_pair
@@ -58,10 +57,6 @@ def _check_contract(entry: Method, explanation: PairExplanation) -> None:
         ) from None
     if explanation.method != entry.name:
         raise SimexplainError(f"method {entry.name!r} labelled its explanation {explanation.method!r}")
-
-
-# captum's and pytorch-grad-cam's methods, when those packages are installed (docs/interop.md).
-register_optional_methods()
 
 
 __all__ = ["Method", "available", "explain", "get", "register"]

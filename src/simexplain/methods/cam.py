@@ -28,7 +28,7 @@ from torch import Tensor
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import PairExplanation, upsample_maps
+from ..explanation import PairExplanation
 from ..pair import PairModel
 from .registry import register
 
@@ -223,13 +223,12 @@ def _explain_with(
         scores.append(score)
         grids1.append(grid1)
         grids2.append(grid2)
-    grid1, grid2 = torch.cat(grids1), torch.cat(grids2)
-    return PairExplanation(
-        map1=upsample_maps(grid1, tuple(x1.shape[-2:])),
-        map2=upsample_maps(grid2, tuple(x2.shape[-2:])),
+    return PairExplanation.from_grids(
+        torch.cat(grids1),
+        torch.cat(grids2),
+        x1.shape[-2:],
+        x2.shape[-2:],
         score=torch.cat(scores),
-        grid1=grid1,
-        grid2=grid2,
         method=method,
         config=config,
     )

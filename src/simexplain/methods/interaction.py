@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import PairExplanation, upsample_maps
+from ..explanation import PairExplanation
 from ..pair import PairModel, TokenLayout, dot
 from .registry import register
 
@@ -206,6 +206,26 @@ def _projection_setting(name: str, value: object) -> int | None:
 Projection = Annotated["int | None", _projection_setting]
 
 
+class _Projections:
+    """The pairs' seeded projections to ``size`` dimensions: one matrix per distinct seed, built once the
+    embedding size is known."""
+
+    def __init__(self, size: int, pair_seeds: list[int]) -> None:
+        self.size, self.pair_seeds = size, pair_seeds
+        self.matrices: dict[int, Tensor] = {}
+
+    def of(self, part: slice) -> Callable[[int], Tensor]:
+        """``build(E)``: the ``B×E×size`` matrices of the pairs ``part``."""
+
+        def build(dim: int) -> Tensor:
+            for s in self.pair_seeds[part]:
+                if s not in self.matrices:
+                    self.matrices[s] = projection_matrix(dim, self.size, s)
+            return torch.stack([self.matrices[s] for s in self.pair_seeds[part]])
+
+        return build
+
+
 @register(
     "pair-interaction",
     "activation",
@@ -257,29 +277,17 @@ def pair_interaction(
     if not model.shared:
         model.layer_module("b", layer)
     batch_size = resolve_batch_size(batch_size, x1.device)
-    pair_seeds: list[int] = []
+    projections = None
     if projection is not None:
         seed, pair_seeds = checks.seeds(seed, x1.shape[0])
-    matrices: dict[int, Tensor] = {}  # one matrix per distinct seed, built when the embedding size is known
-
-    def projections_of(part: slice) -> Callable[[int], Tensor] | None:
-        if projection is None:
-            return None
-
-        def build(dim: int) -> Tensor:
-            for s in pair_seeds[part]:
-                if s not in matrices:
-                    matrices[s] = projection_matrix(dim, projection, s)
-            return torch.stack([matrices[s] for s in pair_seeds[part]])
-
-        return build
-
+        projections = _Projections(projection, pair_seeds)
     one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
     pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
     scores, explained, interactions = [], [], []
     for part in chunk_slices(x1.shape[0], pairs_per_chunk):
+        projected = None if projections is None else projections.of(part)
         score, target, sums, grid1, grid2 = _chunk_interaction(
-            model, x1[part], x2[part], layer, projections_of(part), kind, batch_size
+            model, x1[part], x2[part], layer, projected, kind, batch_size
         )
         scores.append(score)
         explained.append(target)
@@ -287,13 +295,12 @@ def pair_interaction(
     interaction = torch.cat(interactions).view(x1.shape[0], *grid1, *grid2)
     explained_score = torch.cat(explained)
     residual = explained_score - interaction.flatten(1).sum(1)
-    map1, map2 = interaction.sum((3, 4)), interaction.sum((1, 2))
-    return PairExplanation(
-        map1=upsample_maps(map1, tuple(x1.shape[-2:])),
-        map2=upsample_maps(map2, tuple(x2.shape[-2:])),
+    return PairExplanation.from_grids(
+        interaction.sum((3, 4)),
+        interaction.sum((1, 2)),
+        x1.shape[-2:],
+        x2.shape[-2:],
         score=torch.cat(scores),
-        grid1=map1,
-        grid2=map2,
         method="pair-interaction",
         config={"layer": layer, "projection": projection, "seed": seed},
         extras={"interaction": interaction, "explained_score": explained_score, "residual": residual},

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -503,41 +503,12 @@ def pairwise_occlusion(
     """
     # Defaults skip the checks: canonicalise the ranges so the config is the same either way.
     scale, ratio = checks.number_range("scale", scale), checks.number_range("ratio", ratio)
-    batch_size = resolve_batch_size(batch_size, x1.device)
     config_seed, pair_seeds = checks.seeds(seed, x1.shape[0])
-    device, batch = x1.device, x1.shape[0]
-    rects1, rects2 = (
-        r.to(device) for r in pair_rectangles(pair_seeds, samples, x1.shape[-2:], x2.shape[-2:], scale, ratio)
-    )
-
+    boxes = pair_rectangles(pair_seeds, samples, x1.shape[-2:], x2.shape[-2:], scale, ratio)
+    boxes = [b.to(x1.device) for b in boxes]  # outside inference mode: extras the caller may change
     with torch.inference_mode():
-        rows1, cols1 = rectangle_spans(rects1, *x1.shape[-2:])
-        rows2, cols2 = rectangle_spans(rects2, *x2.shape[-2:])
-        fill1, fill2 = fill_values(x1, fill), fill_values(x2, fill)
-        z1, z2 = model.embed_pair(x1, x2)
-        score = model.similarity(z1, z2)
-        drops = score.new_empty(batch * samples)
-        first_smaller = torch.empty(batch * samples, dtype=torch.bool, device=device)
-        for part in chunk_slices(batch * samples, max(1, batch_size // 2)):
-            flat = torch.arange(part.start, part.stop, device=device)
-            pair, n = flat // samples, flat % samples
-            za, zb = model.embed_pair(
-                occlude(x1[pair], fill1[pair], rows1[pair, n], cols1[pair, n]),
-                occlude(x2[pair], fill2[pair], rows2[pair, n], cols2[pair, n]),
-            )
-            drops[part] = score[pair] - model.similarity(za, zb)
-            # Strictly smaller: ties credit image 2.
-            first_smaller[part] = za.flatten(1).norm(dim=1) < zb.flatten(1).norm(dim=1)
-        drops, first_smaller = drops.view(batch, samples), first_smaller.view(batch, samples)
-        if credit == "regression":
-            map1, map2 = ridge_rectangle_credit(drops, rows1, cols1, rows2, cols2, ridge)
-        else:
-            weights = torch.softmax(drops / temperature, dim=1)
-            map1 = rectangle_sums(weights * first_smaller, rows1, cols1)
-            map2 = rectangle_sums(weights * ~first_smaller, rows2, cols2)
-            map1 = map1 / (map1.amax((1, 2), keepdim=True) + 1e-9)
-            map2 = map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
-        credited = torch.where(first_smaller, 1, 2).to(torch.uint8)
+        erased = _erase_pairs(model, x1, x2, boxes, fill, batch_size)
+        maps = _credit(erased, credit, temperature, ridge)
     config = {
         "samples": samples,
         "scale": list(scale),
@@ -548,16 +519,78 @@ def pairwise_occlusion(
         "ridge": ridge,
         "seed": config_seed,
     }
+    return _pairwise_explanation(erased, maps, config)
+
+
+class _ErasedPairs(NamedTuple):
+    """Pairwise Occlusion's forwards: the clean scores ``[B]``, the drops ``B×N``, whether image 1's perturbed
+    embedding has the smaller norm (``B×N``), the rectangles ``B×N×4`` of each image and their row/column
+    spans."""
+
+    score: Tensor
+    drops: Tensor
+    first_smaller: Tensor
+    rectangles: tuple[Tensor, Tensor]
+    spans: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def _erase_pairs(
+    model: PairModel, x1: Tensor, x2: Tensor, rectangles: list[Tensor], fill: str, batch_size: int | None
+) -> _ErasedPairs:
+    """Both images of every sample erased at once, ``batch_size // 2`` perturbed pairs per forward (run
+    under inference mode)."""
+    batch_size = resolve_batch_size(batch_size, x1.device)
+    rects1, rects2 = rectangles
+    device, batch, samples = x1.device, x1.shape[0], rects1.shape[1]
+    rows1, cols1 = rectangle_spans(rects1, *x1.shape[-2:])
+    rows2, cols2 = rectangle_spans(rects2, *x2.shape[-2:])
+    fill1, fill2 = fill_values(x1, fill), fill_values(x2, fill)
+    z1, z2 = model.embed_pair(x1, x2)
+    score = model.similarity(z1, z2)
+    drops = score.new_empty(batch * samples)
+    first_smaller = torch.empty(batch * samples, dtype=torch.bool, device=device)
+    for part in chunk_slices(batch * samples, max(1, batch_size // 2)):
+        flat = torch.arange(part.start, part.stop, device=device)
+        pair, n = flat // samples, flat % samples
+        za, zb = model.embed_pair(
+            occlude(x1[pair], fill1[pair], rows1[pair, n], cols1[pair, n]),
+            occlude(x2[pair], fill2[pair], rows2[pair, n], cols2[pair, n]),
+        )
+        drops[part] = score[pair] - model.similarity(za, zb)
+        # Strictly smaller: ties credit image 2.
+        first_smaller[part] = za.flatten(1).norm(dim=1) < zb.flatten(1).norm(dim=1)
+    shape = (batch, samples)
+    spans = ((rows1, cols1), (rows2, cols2))
+    return _ErasedPairs(score, drops.view(shape), first_smaller.view(shape), (rects1, rects2), spans)
+
+
+def _credit(erased: _ErasedPairs, credit: str, temperature: float, ridge: float) -> tuple[Tensor, Tensor]:
+    """The two maps: the softmax credit of each sample to the image with the smaller perturbed embedding,
+    scaled to a maximum of 1 (``"norm"``), or the ridge fit's coefficients (``"regression"``)."""
+    (rows1, cols1), (rows2, cols2) = erased.spans
+    if credit == "regression":
+        return ridge_rectangle_credit(erased.drops, rows1, cols1, rows2, cols2, ridge)
+    weights = torch.softmax(erased.drops / temperature, dim=1)
+    map1 = rectangle_sums(weights * erased.first_smaller, rows1, cols1)
+    map2 = rectangle_sums(weights * ~erased.first_smaller, rows2, cols2)
+    return map1 / (map1.amax((1, 2), keepdim=True) + 1e-9), map2 / (map2.amax((1, 2), keepdim=True) + 1e-9)
+
+
+def _pairwise_explanation(
+    erased: _ErasedPairs, maps: tuple[Tensor, Tensor], config: dict[str, Any]
+) -> PairExplanation:
+    with torch.inference_mode():
+        credited = torch.where(erased.first_smaller, 1, 2).to(torch.uint8)
     extras = {
-        "rectangles1": rects1,
-        "rectangles2": rects2,
-        "drops": _plain(drops),
+        "rectangles1": erased.rectangles[0],
+        "rectangles2": erased.rectangles[1],
+        "drops": _plain(erased.drops),
         "credited": _plain(credited),
     }
     return PairExplanation(
-        map1=_plain(map1),
-        map2=_plain(map2),
-        score=_plain(score),
+        map1=_plain(maps[0]),
+        map2=_plain(maps[1]),
+        score=_plain(erased.score),
         method="pairwise-occlusion",
         config=config,
         extras=extras,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import torch
@@ -27,6 +28,7 @@ from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
+from ..preprocessing import Preprocessing
 from ..transforms import Transform, get_transform, in_model_space
 from .common import saliency_map, scores_and_input_gradients
 from .guided import GuidedBackprop, guided_backprop
@@ -172,29 +174,13 @@ def smooth_grad(
             f"shared_noise=True adds one noise tensor to both images, but they differ in size ({sizes}); "
             "use shared_noise=False"
         )
-    batch = x1.shape[0]
-    config_seed, pair_seeds = checks.seeds(seed, batch)
+    config_seed, pair_seeds = checks.seeds(seed, x1.shape[0])
     generators = checks.generators(pair_seeds)
     scale = noise_scale(x1, sigma).view(-1, 1, 1, 1)
-    grad1, grad2 = torch.zeros_like(x1), torch.zeros_like(x2)
     with _guidance(model, guided) as guide:
-        # Items are (pair, sample) in pair-major order; a chunk holds batch_size // 2 noisy pairs (2 images
-        # each).
-        for part in chunk_slices(batch * samples, max(1, batch_size // 2)):
-            pairs, pair = _item_pairs(part, samples, x1.device)
-            eps1, eps2 = [], []
-            for i in pairs:  # each pair's draws in sample order, from its own generator
-                eps1.append(_gaussian(x1.shape[1:], generators[i]))
-                eps2.append(eps1[-1] if shared_noise else _gaussian(x2.shape[1:], generators[i]))
-            noisy1 = (x1[pair] + scale[pair] * _on(eps1, x1)).requires_grad_(True)
-            noisy2 = (x2[pair] + scale[pair] * _on(eps2, x2)).requires_grad_(True)
-            with torch.enable_grad():
-                scores = model(noisy1, noisy2)
-                if guide is not None:
-                    guide.check()
-                g1, g2 = torch.autograd.grad(scores.sum(), (noisy1, noisy2))
-            _add_per_pair(grad1, part, samples, g1)
-            _add_per_pair(grad2, part, samples, g2)
+        grad1, grad2 = _noisy_gradients(
+            model, guide, (x1, x2), scale, generators, samples, shared_noise, batch_size
+        )
     with torch.no_grad():
         clean = model(x1, x2)
     return PairExplanation(
@@ -210,6 +196,38 @@ def smooth_grad(
             "seed": config_seed,
         },
     )
+
+
+def _noisy_gradients(
+    model: PairModel,
+    guide: GuidedBackprop | None,
+    pair: tuple[Tensor, Tensor],
+    scale: Tensor,
+    generators: list[torch.Generator],
+    samples: int,
+    shared_noise: bool,
+    batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """The gradients of both images summed over ``samples`` noisy copies of each pair. Items are (pair,
+    sample) in pair-major order; a chunk holds ``batch_size // 2`` noisy pairs (2 images each)."""
+    x1, x2 = pair
+    grad1, grad2 = torch.zeros_like(x1), torch.zeros_like(x2)
+    for part in chunk_slices(x1.shape[0] * samples, max(1, batch_size // 2)):
+        pairs, index = _item_pairs(part, samples, x1.device)
+        eps1, eps2 = [], []
+        for i in pairs:  # each pair's draws in sample order, from its own generator
+            eps1.append(_gaussian(x1.shape[1:], generators[i]))
+            eps2.append(eps1[-1] if shared_noise else _gaussian(x2.shape[1:], generators[i]))
+        noisy1 = (x1[index] + scale[index] * _on(eps1, x1)).requires_grad_(True)
+        noisy2 = (x2[index] + scale[index] * _on(eps2, x2)).requires_grad_(True)
+        with torch.enable_grad():
+            scores = model(noisy1, noisy2)
+            if guide is not None:
+                guide.check()
+            g1, g2 = torch.autograd.grad(scores.sum(), (noisy1, noisy2))
+        _add_per_pair(grad1, part, samples, g1)
+        _add_per_pair(grad2, part, samples, g2)
+    return grad1, grad2
 
 
 class _CallableTransform(Transform):
@@ -380,7 +398,6 @@ def averaged_transforms(
     t = _resolve_transform(transform, mode)
     batch = x1.shape[0]
     config_seed, pair_seeds = checks.seeds(seed, batch)
-    generators = checks.generators(pair_seeds)
     config = {
         "transform": t.name,
         "steps": steps,
@@ -389,78 +406,127 @@ def averaged_transforms(
         "guided": guided,
         "seed": config_seed,
     }
-    pre = model.preprocessing
-    settings = _pair_settings(t, generators, x2.device)
-    sigma = None if noise is False else noise_scale(x1, None if noise is True else noise)
-    with torch.no_grad():
-        target = in_model_space(t, x2, settings, 1.0, pre) if mode == "blend" else None
+    path = _Path.drawn(model, t, x1, x2, steps, mode, noise, checks.generators(pair_seeds))
+    with _guidance(model, guided) as guide, torch.enable_grad():
+        if model.shared and x1.shape[1:] == x2.shape[1:] and batch * (steps + 1) <= batch_size:
+            return _path_in_one_forward(model, guide, x1, path, config)
+        return _path_in_chunks(model, guide, x1, path, batch_size, config)
 
-    def path(part: slice) -> Tensor:
-        """Path points ``m_k`` of the items ``part`` (pair-major ``(pair, k)``); noised for ``k < K`` in
-        the (N) variant."""
+
+@dataclass
+class _Path:
+    """Averaged Transforms' walk of image 2: each pair's transform settings (and, in blend mode, its target
+    ``T(x2)``), drawn once, and the (N) variant's noise σ per pair (``None``: no noise)."""
+
+    t: Transform
+    x2: Tensor
+    steps: int
+    settings: dict[str, Tensor]
+    target: Tensor | None
+    sigma: Tensor | None
+    generators: list[torch.Generator]
+    pre: Preprocessing | None
+
+    @classmethod
+    def drawn(
+        cls,
+        model: PairModel,
+        t: Transform,
+        x1: Tensor,
+        x2: Tensor,
+        steps: int,
+        mode: str,
+        noise: bool | float,
+        generators: list[torch.Generator],
+    ) -> _Path:
+        """Each pair's generator first draws its transform settings (every step uses them)."""
+        pre = model.preprocessing
+        settings = _pair_settings(t, generators, x2.device)
+        sigma = None if noise is False else noise_scale(x1, None if noise is True else noise)
+        with torch.no_grad():
+            target = in_model_space(t, x2, settings, 1.0, pre) if mode == "blend" else None
+        return cls(t, x2, steps, settings, target, sigma, generators, pre)
+
+    def points(self, part: slice) -> Tensor:
+        """Path points ``m_k`` of the items ``part`` (pair-major ``(pair, k)``), noised for ``k < K`` in the
+        (N) variant: built without a graph, returned as a leaf that requires its gradient."""
+        x2, steps = self.x2, self.steps
         pairs, pair = _item_pairs(part, steps, x2.device)
         ks = [item % steps + 1 for item in range(part.start, part.stop)]
         fraction = (torch.tensor(ks, device=x2.device, dtype=x2.dtype) / steps).view(-1, 1, 1, 1)
-        own = {n: v[pair] for n, v in settings.items()}
-        m = _path_points(t, x2[pair], None if target is None else target[pair], own, fraction, pre)
-        if sigma is not None:
-            # Each pair's generator, after its settings: one noise tensor per intermediate step, in order.
-            eps = [
-                _gaussian(x2.shape[1:], generators[i]) if k < steps else torch.zeros(x2.shape[1:])
-                for i, k in zip(pairs, ks, strict=True)
-            ]
-            m = m + sigma[pair].view(-1, 1, 1, 1) * _on(eps, x2)
-        return m
+        own = {n: v[pair] for n, v in self.settings.items()}
+        target = None if self.target is None else self.target[pair]
+        with torch.no_grad():
+            m = _path_points(self.t, x2[pair], target, own, fraction, self.pre)
+            if self.sigma is not None:
+                # Each pair's generator, after its settings: one noise tensor per intermediate step, in order.
+                eps = [
+                    _gaussian(x2.shape[1:], self.generators[i]) if k < steps else torch.zeros(x2.shape[1:])
+                    for i, k in zip(pairs, ks, strict=True)
+                ]
+                m = m + self.sigma[pair].view(-1, 1, 1, 1) * _on(eps, x2)
+        return m.requires_grad_(True)
 
-    grad2 = torch.zeros_like(x2)
+
+def _path_in_one_forward(
+    model: PairModel, guide: GuidedBackprop | None, x1: Tensor, path: _Path, config: dict[str, Any]
+) -> PairExplanation:
+    """Everything in one forward ``[x1; m_1..m_K]`` of a shared encoder: ONE backward of the summed ``s_k``
+    gives both gradients, autograd adding the K embedding gradients of ``z1`` (an expand: a deterministic
+    sum) before differentiating ``f`` once."""
+    batch, steps = x1.shape[0], path.steps
+    image1 = x1.detach().requires_grad_(True)
+    everything = slice(0, batch * steps)
+    m = path.points(everything)
+    z = model.embed(torch.cat([image1, m]), "a")
+    if guide is not None:
+        guide.check()
+    z1 = z[:batch].unsqueeze(1).expand(batch, steps, z.shape[1]).reshape(batch * steps, -1)
+    s = model.similarity(z1, z[batch:])
+    grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
+    grad2 = torch.zeros_like(path.x2)
+    _add_per_pair(grad2, everything, steps, grad_m)
 
     def last_steps(values: Tensor) -> Tensor:
         """The rows of step ``K`` of each pair, from values over all ``B·K`` items."""
         return values.view(batch, steps, *values.shape[1:])[:, -1]
 
-    with _guidance(model, guided) as guide, torch.enable_grad():
-        image1 = x1.detach().requires_grad_(True)
-        everything = slice(0, batch * steps)
-        if model.shared and x1.shape[1:] == x2.shape[1:] and batch * (steps + 1) <= batch_size:
-            # Everything fits one forward [x1; m_1..m_K]: ONE backward of the summed s_k gives both gradients,
-            # autograd adding the K embedding gradients of z1 (an expand: a deterministic sum) before
-            # differentiating f once.
-            with torch.no_grad():
-                m = path(everything)
-            m.requires_grad_(True)
-            z = model.embed(torch.cat([image1, m]), "a")
-            if guide is not None:
-                guide.check()
-            z1 = z[:batch].unsqueeze(1).expand(batch, steps, z.shape[1]).reshape(batch * steps, -1)
-            s = model.similarity(z1, z[batch:])
-            grad1, grad_m = torch.autograd.grad(s.sum(), (image1, m))
-            _add_per_pair(grad2, everything, steps, grad_m)
-            return _at_explanation(
-                x1, grad1 / steps, last_steps(m.detach()), grad2 / steps, last_steps(s.detach()), config
-            )
-        z1 = model.embed(image1, "a")
-        if guide is not None:
-            guide.check()
-        # Cut the graph at the embedding: the path only needs ∂s_k/∂z1, summed here, and x1 is differentiated
-        # once.
-        z1_cut = z1.detach()
-        grad_z1 = torch.zeros_like(z1)
-        final, scores = torch.empty_like(x2), torch.empty(batch, dtype=x1.dtype, device=x1.device)
-        for part in chunk_slices(batch * steps, batch_size):
-            _, pair = _item_pairs(part, steps, x1.device)
-            with torch.no_grad():
-                m = path(part)
-            m.requires_grad_(True)
-            z1_items = z1_cut[pair].requires_grad_(True)
-            s = model.similarity(z1_items, model.embed(m, "b"))
-            gz, gm = torch.autograd.grad(s.sum(), (z1_items, m))
-            _add_per_pair(grad_z1, part, steps, gz)
-            _add_per_pair(grad2, part, steps, gm)
-            # The chunk's items at step K (item % steps == steps − 1): the pairs the maps describe.
-            ends = range((steps - 1 - part.start) % steps, part.stop - part.start, steps)  # may be empty
-            last = torch.tensor(list(ends), dtype=torch.long, device=x1.device)
-            final[pair[last]], scores[pair[last]] = m.detach()[last], s.detach()[last]
-        (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
+    return _at_explanation(
+        x1, grad1 / steps, last_steps(m.detach()), grad2 / steps, last_steps(s.detach()), config
+    )
+
+
+def _path_in_chunks(
+    model: PairModel,
+    guide: GuidedBackprop | None,
+    x1: Tensor,
+    path: _Path,
+    batch_size: int,
+    config: dict[str, Any],
+) -> PairExplanation:
+    """Image 1 embedded once, the path in chunks of ``batch_size`` images: the graph is cut at ``z1`` (the
+    path only needs ``∂s_k/∂z1``, summed here) and ``x1`` is differentiated once at the end."""
+    batch, steps, x2 = x1.shape[0], path.steps, path.x2
+    image1 = x1.detach().requires_grad_(True)
+    z1 = model.embed(image1, "a")
+    if guide is not None:
+        guide.check()
+    z1_cut = z1.detach()
+    grad_z1, grad2 = torch.zeros_like(z1), torch.zeros_like(x2)
+    final, scores = torch.empty_like(x2), torch.empty(batch, dtype=x1.dtype, device=x1.device)
+    for part in chunk_slices(batch * steps, batch_size):
+        _, pair = _item_pairs(part, steps, x1.device)
+        m = path.points(part)
+        z1_items = z1_cut[pair].requires_grad_(True)
+        s = model.similarity(z1_items, model.embed(m, "b"))
+        gz, gm = torch.autograd.grad(s.sum(), (z1_items, m))
+        _add_per_pair(grad_z1, part, steps, gz)
+        _add_per_pair(grad2, part, steps, gm)
+        # The chunk's items at step K (item % steps == steps − 1): the pairs the maps describe.
+        ends = range((steps - 1 - part.start) % steps, part.stop - part.start, steps)  # may be empty
+        last = torch.tensor(list(ends), dtype=torch.long, device=x1.device)
+        final[pair[last]], scores[pair[last]] = m.detach()[last], s.detach()[last]
+    (grad1,) = torch.autograd.grad(z1, image1, grad_outputs=grad_z1 / steps)
     return _at_explanation(x1, grad1, final, grad2 / steps, scores, config)
 
 

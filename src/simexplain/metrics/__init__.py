@@ -19,12 +19,13 @@ Example:
 from .average_drop import drops, masked_images
 from .builtin import EXTRA_METRICS, METRICS
 from .evaluate import check_options, evaluate
+from .groups import summary_groups
 from .insertion_deletion import DEFAULT_STEP, auc, curve_fractions, curve_points, pixel_ranks
 from .registry import METRIC_INFO, Metric, MetricInputs, register, registered, resolve_metrics, unregister
 from .results import MetricResults
 from .sanity import SanityResult, randomizable_layers, sanity_check, spearman
 from .sensitivity import max_sensitivity
-from .summary import format_table, summary_groups
+from .table import format_table
 
 __all__ = [
     "DEFAULT_STEP",

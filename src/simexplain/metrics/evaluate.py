@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -109,64 +111,110 @@ def evaluate(
     The call holds the model's lock from start to end, and the model is not modified.
     """
     with model.locked():
-        names = resolve_metrics(metrics)
-        chosen = [m for m in registered() if m.name in names]  # run in the table's order
-        options = check_options(step, blur_kernel, blur_sigma)
-        batch_size = resolve_batch_size(batch_size, model.device)
-        if not isinstance(explanation, PairExplanation):
-            raise SimexplainError(f"explanation must be a PairExplanation, got {type(explanation).__name__}")
-        if len(explanation) == 0:
-            raise SimexplainError("the explanation holds no pairs")
-        inputs = check_pair(model, x1, x2)  # a metric that re-runs the method starts from these
-        x1, x2 = _explained_images(model, inputs, explanation)
-        given = _given_clean(clean, explanation, len(x1))
-        _check_requirements(chosen, x1, x2, explanation)
-        map1 = _maps_at_input_size(explanation.map1, x1, "map1")
-        map2 = _maps_at_input_size(explanation.map2, x2, "map2")
-        counts = {"constant_maps": int(_is_constant(map1).sum() + _is_constant(map2).sum())}
-        needs = {need for metric in chosen for need in metric.needs}
-
-        values: dict[str, Tensor] = {}
-        with model.explaining(), torch.inference_mode():
-            # one chained virtual batch per encoder: every perturbed sequence and clean image embedded once
-            segments = _segments(x1, x2, map1, map2, needs, options)
-            if given is not None:
-                segments = [s for s in segments if not s.name.startswith("clean")]
-            z = embed_segments(model, segments, batch_size)
-            if given is not None:
-                z["clean1"], z["clean2"] = given
-            base = model.similarity(z["clean1"], z["clean2"]).double()
-            values["base"] = base.cpu()
-            context = MetricInputs(
-                model=model,
-                x1=x1,
-                x2=x2,
-                inputs=inputs,
-                explanation=explanation,
-                map1=map1,
-                map2=map2,
-                base=base,
-                embeddings=z,
-                counts=counts,
-                batch_size=batch_size,
-                **options,
-            )
-            _add_curves(context, needs)
-            for metric in chosen:
-                if not metric.reruns_method:
-                    values.update(_run(metric, context))
-        for metric in chosen:  # outside inference mode: the method may need gradients
+        options = {"step": step, "blur_kernel": blur_kernel, "blur_sigma": blur_sigma}
+        checked = _check_call(model, x1, x2, explanation, metrics, batch_size, options, clean)
+        context, values = _forward_metrics(model, checked)
+        for metric in checked.chosen:  # outside inference mode: the method may need gradients
             if metric.reruns_method:
                 values.update(_run(metric, context))
-    ordered = {n: values[n] for n in names}  # the asked-for metrics first, in the caller's order
+    ordered = {n: values[n] for n in checked.names}  # the asked-for metrics first, in the caller's order
     ordered.update({k: v for k, v in values.items() if k not in ordered})
     return MetricResults(
         ordered,
         curves=context.curves,
         fractions=context.fractions,
-        counts=counts,
+        counts=checked.counts,
         method=explanation.method,
     )
+
+
+@dataclass
+class _Checked:
+    """An ``evaluate`` call, checked: the metrics (names asked for, registered entries in the table's
+    order, what they need), the curve options, the images the maps belong to and the inputs, the maps at
+    input size, the caller's clean embeddings (when usable) and the constant-map count."""
+
+    explanation: PairExplanation
+    names: list[str]
+    chosen: list[Metric]
+    needs: set[str]
+    options: dict[str, int | float]
+    batch_size: int
+    inputs: tuple[Tensor, Tensor]
+    x1: Tensor
+    x2: Tensor
+    map1: Tensor
+    map2: Tensor
+    given: tuple[Tensor, Tensor] | None
+    counts: dict[str, int]
+
+
+def _check_call(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    explanation: PairExplanation,
+    metrics: str | Sequence[str],
+    batch_size: int | None,
+    options: Mapping[str, Any],
+    clean: tuple[Tensor, Tensor] | None,
+) -> _Checked:
+    """Every check that needs no forward, in one place."""
+    names = resolve_metrics(metrics)
+    chosen = [m for m in registered() if m.name in names]  # run in the table's order
+    options = check_options(**options)
+    batch_size = resolve_batch_size(batch_size, model.device)
+    if not isinstance(explanation, PairExplanation):
+        raise SimexplainError(f"explanation must be a PairExplanation, got {type(explanation).__name__}")
+    if len(explanation) == 0:
+        raise SimexplainError("the explanation holds no pairs")
+    inputs = check_pair(model, x1, x2)  # a metric that re-runs the method starts from these
+    x1, x2 = _explained_images(model, inputs, explanation)
+    given = _given_clean(clean, explanation, len(x1))
+    _check_requirements(chosen, x1, x2, explanation)
+    map1 = _maps_at_input_size(explanation.map1, x1, "map1")
+    map2 = _maps_at_input_size(explanation.map2, x2, "map2")
+    counts = {"constant_maps": int(_is_constant(map1).sum() + _is_constant(map2).sum())}
+    needs = {need for metric in chosen for need in metric.needs}
+    return _Checked(
+        explanation, names, chosen, needs, options, batch_size, inputs, x1, x2, map1, map2, given, counts
+    )
+
+
+def _forward_metrics(model: PairModel, checked: _Checked) -> tuple[MetricInputs, dict[str, Tensor]]:
+    """Under inference mode: one chained virtual batch per encoder (every perturbed sequence and clean image
+    embedded once), the shared curves, and every metric that does not re-run the method."""
+    values: dict[str, Tensor] = {}
+    with model.explaining(), torch.inference_mode():
+        segments = _segments(
+            checked.x1, checked.x2, checked.map1, checked.map2, checked.needs, checked.options
+        )
+        if checked.given is not None:
+            segments = [s for s in segments if not s.name.startswith("clean")]
+        z = embed_segments(model, segments, checked.batch_size)
+        if checked.given is not None:
+            z["clean1"], z["clean2"] = checked.given
+        base = model.similarity(z["clean1"], z["clean2"]).double()
+        values["base"] = base.cpu()
+        context = MetricInputs(
+            model=model,
+            x1=checked.x1,
+            x2=checked.x2,
+            inputs=checked.inputs,
+            explanation=checked.explanation,
+            map1=checked.map1,
+            map2=checked.map2,
+            base=base,
+            embeddings=z,
+            counts=checked.counts,
+            batch_size=checked.batch_size,
+            **checked.options,
+        )
+        _add_curves(context, checked.needs)
+        for metric in checked.chosen:
+            if not metric.reruns_method:
+                values.update(_run(metric, context))
+    return context, values
 
 
 def _given_clean(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from .groups import summary_groups
 from .registry import METRIC_INFO
 
 
@@ -68,8 +69,6 @@ class MetricResults(dict):
     def groups(self) -> dict[str, float]:
         """The summary groups (docs/methods.md, Summary groups) of the means, where their metrics are
         present."""
-        from .summary import summary_groups
-
         return summary_groups(self.means())
 
     def to_dict(self, *, curves: bool = True) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,7 @@ from ..errors import SimexplainError
 from ..explanation import PairExplanation, normalize_maps, upsample_maps
 from ..methods import explain
 from ..methods.common import check_pair
+from ..methods.registry import Method
 from ..pair import PairModel
 from ..preprocessing import Preprocessing
 from .rerun import checked_method, first_run_seed, with_batch_size
@@ -203,27 +204,8 @@ def sanity_check(
         if not cascade:
             raise SimexplainError(f"model {model.name!r} has no parameterised layer to randomise")
         cascade = cascade[: steps if steps is not None else len(cascade)]
-
-        def run() -> tuple[Tensor, Tensor, Tensor, PairExplanation]:
-            e = explain(work, x1, x2, method, **params)
-            m1 = upsample_maps(e.map1.detach(), tuple(x1.shape[-2:])).cpu()
-            m2 = upsample_maps(e.map2.detach(), tuple(x2.shape[-2:])).cpu()
-            with torch.inference_mode():
-                score = work(x1, x2).detach().cpu()
-            return m1, m2, score, e
-
-        m1, m2, score, first = run()
-        params = first_run_seed(entry, params, first)
-        labels, maps1, maps2, scores = ["original"], [m1], [m2], [score]
-        for index, names in enumerate(cascade, start=1):
-            for name in names:
-                _reinitialize(work.get_submodule(name), seed + index)
-            if index % every == 0 or index == len(cascade):
-                m1, m2, score, _ = run()
-                labels.append(names[0])
-                maps1.append(m1)
-                maps2.append(m2)
-                scores.append(score)
+        steps_run = _run_cascade(work, x1, x2, (entry, params), cascade, every, seed)
+    labels, maps1, maps2, scores = (list(column) for column in zip(*steps_run))
     stack1, stack2 = torch.stack(maps1), torch.stack(maps2)
     spearman1, ssim1 = _against_original(stack1)
     spearman2, ssim2 = _against_original(stack2)
@@ -241,6 +223,48 @@ def sanity_check(
         image2=x2.cpu(),
         preprocessing=model.preprocessing,
     )
+
+
+class _Step(NamedTuple):
+    """One kept step of the cascade: its label, both maps at input size and the scores (CPU)."""
+
+    label: str
+    map1: Tensor
+    map2: Tensor
+    score: Tensor
+
+
+def _run_cascade(
+    work: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    method: tuple[Method, dict[str, Any]],
+    cascade: list[list[str]],
+    every: int,
+    seed: int,
+) -> list[_Step]:
+    """The method on the untouched copy, then after every ``every``-th randomised step (and the last): a
+    seeded method keeps the seed of its first run, so only the randomised layers move the maps."""
+    entry, params = method
+
+    def run(label: str) -> tuple[_Step, PairExplanation]:
+        e = explain(work, x1, x2, entry.name, **params)
+        m1 = upsample_maps(e.map1.detach(), tuple(x1.shape[-2:])).cpu()
+        m2 = upsample_maps(e.map2.detach(), tuple(x2.shape[-2:])).cpu()
+        with torch.inference_mode():
+            score = work(x1, x2).detach().cpu()
+        return _Step(label, m1, m2, score), e
+
+    first, explanation = run("original")
+    params = first_run_seed(entry, params, explanation)
+    kept = [first]
+    for index, names in enumerate(cascade, start=1):
+        for name in names:
+            _reinitialize(work.get_submodule(name), seed + index)
+        if index % every == 0 or index == len(cascade):
+            step, _ = run(names[0])
+            kept.append(step)
+    return kept
 
 
 def _against_original(stack: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -11,7 +11,7 @@ from .efficientnet import efficientnet_lite0
 from .face import face_resnet128
 from .registry import available, load_model, register_model
 from .resnets import barlowtwins_r50, dino_r50, simsiam_r50
-from .simclr import RELEASED, Variant, simclrv2
+from .simclr import RELEASED, Architecture, simclrv2
 from .user import python_model, timm_model, torchvision_model
 from .vits import dino_vit_b16, mocov3_vit_b
 
@@ -40,7 +40,7 @@ _SIMCLR_INPUT = "[0, 1] pixels, NO mean/std normalisation; resize 256, crop 224"
 _IMAGENET_INPUT = "ImageNet mean/std; resize 256, crop 224"
 
 for _tag in RELEASED:
-    _variant = Variant.parse(_tag)
+    _variant = Architecture.parse(_tag)
     register_model(
         _variant.model_name,
         f"SimCLRv2 ResNet-{_variant.depth} {_variant.width}x, "

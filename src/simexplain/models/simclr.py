@@ -40,12 +40,12 @@ _VARIANT = re.compile(r"r(50|101|152)_([123])x_sk([01])")
 
 
 @dataclass(frozen=True)
-class Variant:
+class Architecture:
     """A SimCLRv2 architecture: ResNet depth, width multiplier, selective kernels on/off.
 
     Example:
-        >>> Variant.parse("r50_2x_sk0_ema.pth")
-        Variant(depth=50, width=2, sk=False)
+        >>> Architecture.parse("r50_2x_sk0_ema.pth")
+        Architecture(depth=50, width=2, sk=False)
     """
 
     depth: int
@@ -53,7 +53,7 @@ class Variant:
     sk: bool
 
     @classmethod
-    def parse(cls, text: str) -> Variant:
+    def parse(cls, text: str) -> Architecture:
         """Read ``r{depth}_{width}x_sk{0|1}`` from a name such as ``r50_1x_sk0`` or a file name
         containing it."""
         match = _VARIANT.search(text)
@@ -189,7 +189,7 @@ def _stem(width: int, sk: bool) -> nn.Sequential:
 class SimCLRv2ResNet(nn.Module):
     """The TF-SimCLR ResNet trunk: ``net`` (stem + 4 stages) and the stored supervised ``fc``."""
 
-    def __init__(self, variant: Variant) -> None:
+    def __init__(self, variant: Architecture) -> None:
         super().__init__()
         w = variant.width
         stages: list[nn.Module] = [_stem(w, variant.sk)]
@@ -229,7 +229,7 @@ class SimCLRv2(nn.Module):
     """SimCLRv2 encoder: ``head(mean_hw(resnet.net(x)))``, or the pooled features with
     ``embedding="backbone"``."""
 
-    def __init__(self, variant: Variant, embedding: str = "head") -> None:
+    def __init__(self, variant: Architecture, embedding: str = "head") -> None:
         super().__init__()
         self.variant = variant
         self.embedding = check_choice("simclrv2 embedding", embedding, EMBEDDINGS)
@@ -268,13 +268,13 @@ def simclrv2(
                 "simclrv2: pass variant='r50_1x_sk0' (or a checkpoint named like r50_1x_sk0_ema.pth)"
             )
         variant = file_name(weights)
-    chosen = Variant.parse(variant)
+    chosen = Architecture.parse(variant)
     label = name or chosen.model_name
     named = _VARIANT.search(file_name(weights)) if weights is not None else None
-    if named is not None and Variant.parse(named.group(0)) != chosen:
+    if named is not None and Architecture.parse(named.group(0)) != chosen:
         raise SimexplainError(
             f"{label}: the file {file_name(weights)} is a SimCLRv2 {named.group(0)} checkpoint, "
-            f"not {chosen.tag}; load it with {Variant.parse(named.group(0)).model_name!r}"
+            f"not {chosen.tag}; load it with {Architecture.parse(named.group(0)).model_name!r}"
         )
     check_choice("simclrv2 embedding", embedding, EMBEDDINGS)
     encoder = instantiate(lambda: SimCLRv2(chosen, embedding), random=weights is None)

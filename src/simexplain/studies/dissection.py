@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
@@ -96,9 +96,28 @@ def _transform_names(text: str) -> list[str]:
     return names
 
 
-def transform_rows(variants: list[dict[str, Any]]) -> list[tuple[str, dict | None, dict | None]]:
-    """A dissection's variants (``label``, ``method``, ``params``, ``title`` each, as a store keeps them) as
-    rows ``(transform, plain variant, guided variant)`` in run order; other methods are left out."""
+class TransformRow(NamedTuple):
+    """One transform of a dissection: its name and its plain and guided variants (``None`` when absent), each
+    ``label``, ``method``, ``params``, ``title`` as a store keeps them."""
+
+    transform: str
+    plain: dict[str, Any] | None
+    guided: dict[str, Any] | None
+
+    def variant(self, guided: bool) -> dict[str, Any] | None:
+        """The guided or the plain variant."""
+        return self.guided if guided else self.plain
+
+
+def transform_rows(variants: list[dict[str, Any]]) -> list[TransformRow]:
+    """A dissection's variants (as a store keeps them) as one row per transform, in run order; other methods
+    are left out.
+
+    Example:
+        >>> rows = transform_rows([{"method": METHOD, "params": {"transform": "blur", "guided": True}}])
+        >>> rows[0].transform, rows[0].plain, rows[0].guided["params"]["guided"]
+        ('blur', None, True)
+    """
     rows: dict[str, list] = {}
     for variant in variants:
         params = variant.get("params") or {}
@@ -106,7 +125,7 @@ def transform_rows(variants: list[dict[str, Any]]) -> list[tuple[str, dict | Non
             continue
         row = rows.setdefault(params["transform"], [None, None])
         row[1 if params.get("guided") else 0] = variant
-    return [(name, plain, guided) for name, (plain, guided) in rows.items()]
+    return [TransformRow(name, plain, guided) for name, (plain, guided) in rows.items()]
 
 
 # ---------------------------------------------------------------------------------------------- one pair
@@ -177,6 +196,7 @@ __all__ = [
     "dissection_view",
     "DISSECTION_METRICS",
     "DISSECTION_TRANSFORMS",
+    "TransformRow",
     "dissection_variants",
     "transform_rows",
 ]

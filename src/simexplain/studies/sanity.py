@@ -80,7 +80,8 @@ def run_sanity(
             f"the sanity check stacks its pairs as one batch; their images differ in size "
             f"({', '.join('×'.join(map(str, s)) for s in sorted(sizes))})"
         )
-    x1, x2 = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    firsts, seconds = zip(*pairs)
+    x1, x2 = torch.cat(firsts), torch.cat(seconds)
     steps = {names[0]: index for index, names in enumerate(randomizable_layers(model), start=1)}
     results: dict[str, SanityResult] = {}
     for variant in variants:

@@ -122,20 +122,23 @@ class Store:
         """The run table as a dict (values decoded from JSON)."""
         return {key: json.loads(value) for key, value in self.db.execute("SELECT key, value FROM run")}
 
-    def refuse_other_run(self, identity: dict[str, Any]) -> None:
-        """Refuse, in one line, a stored run whose identity differs from ``identity`` on a shared key."""
+    def refuse_other_run(self, identity: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
+        """Refuse, in one line, a stored run whose identity differs from ``identity`` on a shared key, naming
+        what differs: the model, the weights, or for the settings fingerprint each setting that differs
+        from ``settings`` (the run's ``settings`` fact: variants, metrics, metric options, seed), or the
+        stored settings when ``settings`` is not given."""
         stored = self.run_facts()
         for key, value in identity.items():
             if key in stored and stored[key] != value:
                 raise SimexplainError(
-                    f"{self.path} holds a run with another {key} ({_short(stored[key])} here, "
-                    f"{_short(value)} now); use another --db to keep results apart"
+                    f"{self.path} holds a run with {_difference(key, stored, value, settings)}; "
+                    "use another --db to keep results apart"
                 )
 
     def check_run(self, identity: dict[str, Any], facts: dict[str, Any]) -> None:
         """Record ``identity`` (what must match for results to be comparable) and ``facts`` on the first run;
         on a later run refuse, in one line, any identity that differs (another model, weights or settings)."""
-        self.refuse_other_run(identity)
+        self.refuse_other_run(identity, facts.get("settings"))
         rows = [(k, json.dumps(v)) for k, v in {**facts, **identity}.items()]
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)", rows)
@@ -283,6 +286,45 @@ class _Transaction:
 
     def __exit__(self, kind: type | None, *rest: object) -> None:
         self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+def _difference(key: str, stored: dict[str, Any], value: Any, settings: dict[str, Any] | None) -> str:
+    """What differs, in words: ``another model ('a' here, 'b' now)``, ``other weights (...)``, or the
+    settings that differ (``other settings: metrics SD here, SD, SI now; seed 0 here, 1 now``)."""
+    if key == "model":
+        return f"another model ({stored[key]!r} here, {value!r} now)"
+    if key == "weights_sha256":
+        return f"other weights ({_weights(stored[key])} here, {_weights(value)} now)"
+    if key != "fingerprint" or not isinstance(stored.get("settings"), dict):
+        return f"another {key} ({_short(stored[key])} here, {_short(value)} now)"
+    before = stored["settings"]
+    if not isinstance(settings, dict):
+        listed = "; ".join(f"{_SETTINGS.get(k, k)} {_listed(v)}" for k, v in before.items())
+        return f"other settings (here: {listed})"
+    changed = [
+        f"{_SETTINGS.get(k, k)} {_listed(before.get(k))} here, {_listed(settings.get(k))} now"
+        for k in dict.fromkeys([*before, *settings])
+        if before.get(k) != settings.get(k)
+    ]
+    if not changed:  # the same settings fact, another fingerprint (another version's): name the fingerprints
+        return f"another settings fingerprint ({_short(stored[key])} here, {_short(value)} now)"
+    return "other settings: " + "; ".join(changed)
+
+
+_SETTINGS = {"metric_options": "metric options"}
+
+
+def _listed(value: Any) -> str:
+    """A setting in words: lists comma-separated, options as ``key=value``, ``none`` for nothing."""
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return "none" if value is None else str(value)
+
+
+def _weights(sha256: str | None) -> str:
+    return f"sha256 {sha256[:16]}" if sha256 else "built-in"
 
 
 def _short(value: Any) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import SimexplainError
+from .errors import SimexplainError
 
 SIZE_ENTRIES = 2  # height and width lead each packed image
 
