@@ -19,7 +19,7 @@ from safetensors.torch import save_file  # noqa: E402
 
 import simexplain  # noqa: E402
 from simexplain import SimexplainError, load_model  # noqa: E402
-from simexplain.models.user import timm_layer_and_layout  # noqa: E402
+from simexplain.models.timm_networks import timm_layer_and_layout  # noqa: E402
 
 
 def released(name: str, folder) -> tuple[torch.nn.Module, object]:

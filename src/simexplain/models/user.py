@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from torch import Tensor, nn
 
@@ -25,6 +23,7 @@ from ..pair import PairModel, TokenLayout
 from ..preprocessing import Preprocessing
 from .checkpoints import load_checkpoint, load_matching, state_dict_at
 from .common import check_choice, imagenet, sized
+from .timm_networks import refused_option, timm_layer_and_layout, timm_network
 
 EMBEDDINGS = ("pooled", "output")
 
@@ -47,20 +46,6 @@ def _unknown(kind: str, name: str, known: list[str]) -> SimexplainError:
     close = difflib.get_close_matches(name, known, n=5)
     return SimexplainError(
         f"unknown {kind} model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
-    )
-
-
-def _refused_option(
-    what: str, builder: Callable, library: str, options: dict, error: TypeError
-) -> SimexplainError:
-    """A one-line error for an option neither ``builder`` nor ``library`` takes (from its ``TypeError``)."""
-    kinds = (inspect.Parameter.KEYWORD_ONLY,)
-    own = [p.name for p in inspect.signature(builder).parameters.values() if p.kind in kinds]
-    found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
-    names = found.group(1) if found else ", ".join(options)
-    return SimexplainError(
-        f"{what}: option {names} is not taken by {library} ({error}); "
-        f"{what} takes {', '.join(own)} and {library}'s keyword arguments"
     )
 
 
@@ -107,7 +92,7 @@ def torchvision_model(
         if not options:
             raise
         library = "torchvision.models.get_model"
-        raise _refused_option(what, torchvision_model, library, options, error) from error
+        raise refused_option(what, torchvision_model, library, options, error) from error
     if embedding == "pooled":
         linears = [n for n, m in network.named_modules() if isinstance(m, nn.Linear)]
         if linears:
@@ -188,7 +173,7 @@ def timm_model(
     state = _user_state(weights, what)
     if embedding == "pooled":
         options.setdefault("num_classes", 0)
-    network = timm_network(name, what, options, pretrained=False)
+    network = timm_network(name, what, options, builder=timm_model, pretrained=False)
     cfg = dict(getattr(network, "pretrained_cfg", {}) or {})
     if embedding == "pooled":
         classifier = cfg.get("classifier") or []
@@ -215,44 +200,6 @@ def timm_model(
         description=f"timm {name} with user weights; embedding: "
         + ("pooled pre-logits features" if embedding == "pooled" else "the model's output"),
     )
-
-
-def timm_network(name: str, what: str, options: dict, **create) -> nn.Module:
-    """``timm.create_model(name, **create, **options)``, with position embeddings resampled to other input
-    sizes where the architecture takes ``dynamic_img_size``; an option timm refuses is one line."""
-    import timm
-
-    try:
-        return timm.create_model(name, dynamic_img_size=True, **create, **options)
-    except TypeError:  # ViT-style models take the flag; others do not
-        try:
-            return timm.create_model(name, **create, **options)
-        except TypeError as error:
-            if not options:
-                raise
-            raise _refused_option(what, timm_model, "timm.create_model", options, error) from error
-
-
-def timm_layer_and_layout(
-    network: nn.Module, layer: str | None = None
-) -> tuple[str | None, TokenLayout | None]:
-    """A timm network's CAM layer (``layer`` if given) and, for a ViT, its token layout."""
-    if layer is None and getattr(network, "feature_info", None):
-        layer = network.feature_info[-1]["module"]
-        if getattr(network, "global_pool", None) == "token" and layer.startswith("blocks."):
-            # A class-token ViT reads only the class token after its last block, so that block's patch
-            # tokens get zero gradients: tap the block before it.
-            layer = f"blocks.{int(layer.split('.')[1]) - 1}"
-    token_layout = None
-    if hasattr(network, "patch_embed") and hasattr(network, "num_prefix_tokens"):
-        patch = network.patch_embed.patch_size
-        registers = int(getattr(network, "num_reg_tokens", 0) or 0)
-        token_layout = TokenLayout(
-            patch_size=patch[0] if isinstance(patch, tuple) else patch,
-            prefix_tokens=network.num_prefix_tokens - registers,
-            register_tokens=registers,
-        )
-    return layer, token_layout
 
 
 def python_model(target: str, weights: str | None = None, **options) -> PairModel:

@@ -161,7 +161,7 @@ def tower_layer(visual: nn.Module) -> tuple[str | None, TokenLayout | None]:
     if hasattr(visual, "layer4"):  # ModifiedResNet: attention pooling after layer4
         return "layer4", None
     if hasattr(visual, "trunk"):  # a timm trunk
-        from ..user import timm_layer_and_layout
+        from ..timm_networks import timm_layer_and_layout
 
         layer, layout = timm_layer_and_layout(visual.trunk)
         return (f"trunk.{layer}" if layer else None), layout

@@ -41,7 +41,7 @@ def timm_pretrained(
     """
     import timm
 
-    from ..user import timm_layer_and_layout, timm_network
+    from ..timm_networks import timm_layer_and_layout, timm_network
 
     what = f"timm:{name}"
     cfg = _pretrained_cfg(timm, name, what)
@@ -51,7 +51,12 @@ def timm_pretrained(
         options.setdefault("num_classes", 0)
     try:
         network = timm_network(
-            name, what, options, pretrained=True, pretrained_cfg_overlay={**overlay, "file": str(file)}
+            name,
+            what,
+            options,
+            builder=timm_pretrained,
+            pretrained=True,
+            pretrained_cfg_overlay={**overlay, "file": str(file)},
         )
     except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError) as error:
         raise load_error(what, file, error) from None
