@@ -32,14 +32,14 @@ class RequestError(SimexplainError):
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
-    """A checked request: the served model's name, both images' bytes and labels, and the plan."""
+class Upload:
+    """A checked upload: the served model's name, both images' bytes and labels, and the service's request."""
 
     model: str
     image1: bytes
     image2: bytes
     labels: tuple[str, str]
-    plan: service.Plan
+    request: service.Request
 
 
 async def read_upload(request: Any, limit: int) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
@@ -89,15 +89,15 @@ def _too_large(limit: int) -> str:
     return f"upload too large (limit {limit / 1e6:g} MB for both images together)"
 
 
-def check_request(
+def check_upload(
     fields: dict[str, str],
     files: dict[str, tuple[str, bytes]],
     models: list[str],
     *,
     max_pixels: int,
-) -> ExplainRequest:
+) -> Upload:
     """Every check that needs no model: files present and images by their headers (400/413), the model,
-    methods, parameters and metrics (422)."""
+    methods, settings (``params``, the service's grammar) and metrics (422)."""
     images = []
     for index, key in enumerate(("image1", "image2"), 1):
         if key not in files:
@@ -110,32 +110,42 @@ def check_request(
     model = fields.get("model") or models[0]
     if model not in models:
         raise RequestError(422, f"unknown model {_short(model)!r}; served here: {', '.join(models)}")
-    params, metric_options = split_params(fields.get("params"))
+    settings = read_params(fields.get("params"))
     try:
-        request = service.plan(
-            fields.get("methods") or DEFAULT_METHODS,
-            params,
-            fields.get("metrics") or None,
-            metric_options=metric_options,
+        request = service.prepare(
+            fields.get("methods") or DEFAULT_METHODS, settings, fields.get("metrics") or None
         )
     except (SimexplainError, TypeError, ValueError, KeyError) as error:
         raise RequestError(422, _line(error)) from None
-    return ExplainRequest(model, images[0][1], images[1][1], (images[0][0], images[1][0]), request)
+    return Upload(model, images[0][1], images[1][1], (images[0][0], images[1][0]), request)
 
 
-def split_params(text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``params`` (a JSON object) as the methods' settings and the metrics' (keys ``metrics.KEY``)."""
+def read_params(text: str | None) -> list[tuple[str, Any]]:
+    """``params`` (a JSON object of ``"METHOD.KEY"``/``"KEY"``/``"metrics.KEY"`` → value) as key → value
+    pairs, in order and with repeats kept, for the service's settings grammar to route (and refuse a
+    repeat)."""
     if not text:
-        return {}, {}
+        return []
     try:
-        params = json.loads(text)
+        params = json.loads(text, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
         raise RequestError(400, "params: not valid JSON (send an object of METHOD.KEY → value)") from None
-    if not isinstance(params, dict):
+    if not isinstance(params, _Pairs):
         raise RequestError(400, "params: send a JSON object of METHOD.KEY → value")
-    methods = {k: v for k, v in params.items() if not k.startswith("metrics.")}
-    metrics = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("metrics.")}
-    return methods, metrics
+    return [(key, _plain(value)) for key, value in params]
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, so a repeated key is not lost."""
+
+
+def _plain(value: Any) -> Any:
+    """A value with the objects inside it as dicts again."""
+    if isinstance(value, _Pairs):
+        return {key: _plain(item) for key, item in value}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def check_header(data: bytes, name: str, max_pixels: int) -> None:
@@ -172,4 +182,4 @@ def _line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-__all__ = ["ExplainRequest", "RequestError", "check_header", "check_request", "read_upload", "split_params"]
+__all__ = ["RequestError", "Upload", "check_header", "check_upload", "read_params", "read_upload"]
