@@ -30,7 +30,6 @@ from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation, upsample_maps
 from ..pair import PairModel
-from .interaction import tapped_embed
 from .registry import register, register_margin, register_one_to_many
 
 REDUCTIONS = ("mean", "max", "attn")
@@ -399,6 +398,8 @@ def _explain_one_query(
     """The template for ONE image 1 (``1×3×H×W``) and ``K`` images 2: image 1 is tapped by one forward, and
     its gradients for the ``K`` scores of a chunk come from one backward vectorised over them. Equals the
     ``K`` pairs ``(x1, x2[k])`` explained one by one."""
+    from .interaction import tapped_embed  # here: importing it first would list pair-interaction first
+
     batch_size = resolve_batch_size(batch_size, x1.device)
     hw1, hw2 = tuple(x1.shape[-2:]), tuple(x2.shape[-2:])
     scores, grids1, grids2 = [], [], []

@@ -11,7 +11,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -98,15 +98,7 @@ def check_upload(
 ) -> Upload:
     """Every check that needs no model: files present and images by their headers (400/413), the model,
     methods, settings (``params``, the service's grammar) and metrics (422)."""
-    images = []
-    for index, key in enumerate(("image1", "image2"), 1):
-        if key not in files:
-            if key in fields:
-                raise RequestError(400, f"{key}: send it as a file, not as a text field")
-            raise RequestError(400, f"missing file {key}")
-        name, data = files[key]
-        check_header(data, f"image {index}", max_pixels)
-        images.append((label(name, f"image {index}"), data))
+    images = [_uploaded_image(fields, files, index, max_pixels) for index in (1, 2)]
     model = fields.get("model") or models[0]
     if model not in models:
         raise RequestError(422, f"unknown model {_short(model)!r}; served here: {', '.join(models)}")
@@ -117,7 +109,27 @@ def check_upload(
         )
     except (SimexplainError, TypeError, ValueError, KeyError) as error:
         raise RequestError(422, _line(error)) from None
-    return Upload(model, images[0][1], images[1][1], (images[0][0], images[1][0]), request)
+    first, second = images
+    return Upload(model, first.data, second.data, (first.label, second.label), request)
+
+
+class _Image(NamedTuple):
+    label: str
+    data: bytes
+
+
+def _uploaded_image(
+    fields: dict[str, str], files: dict[str, tuple[str, bytes]], index: int, max_pixels: int
+) -> _Image:
+    """The file ``image{index}``: present, sent as a file, and an image by its header (400/413)."""
+    key = f"image{index}"
+    if key not in files:
+        if key in fields:
+            raise RequestError(400, f"{key}: send it as a file, not as a text field")
+        raise RequestError(400, f"missing file {key}")
+    name, data = files[key]
+    check_header(data, f"image {index}", max_pixels)
+    return _Image(label(name, f"image {index}"), data)
 
 
 def read_params(text: str | None) -> list[tuple[str, Any]]:
