@@ -158,3 +158,19 @@ def test_the_answer_has_one_shape_and_maps_on_request(model):
     assert (
         torch.tensor(interaction["interaction"]).shape == (16, 16, 16, 16) and "interaction" not in occlusion
     )
+
+
+def test_clean_embeddings_given_by_the_caller_give_the_score_and_feed_the_metrics(model):
+    from simexplain import metrics
+
+    request = service.prepare(["input-x-gradient"], {"metrics.step": 256}, "SD,CAD")
+    x1, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        clean = model.embed(x1, "a"), model.embed(x2, "b")
+    report = service.run(model, x1, x2, request, clean=clean)
+    torch.testing.assert_close(report.score, model.similarity(*clean))
+    direct = metrics.evaluate(
+        model, x1, x2, report.outcomes[0].explanation, ["SD", "CAD"], step=256, clean=clean
+    )
+    for name in ("SD", "CAD"):
+        assert torch.equal(report.outcomes[0].metrics[name], direct[name])

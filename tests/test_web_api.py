@@ -119,6 +119,15 @@ def test_openapi_describes_the_api(client):
     assert body["required"] == ["image1", "image2"] and set(body["properties"]) >= {"params", "metrics"}
     answers = schema["paths"]["/api/explain"]["post"]["responses"]
     assert {"200", "400", "413", "422", "429"} <= set(answers)
+    # The answer's schema is generated from the service's one answer shape, plus the web's delivery fields.
+    from typing_extensions import get_type_hints
+
+    shapes = schema["components"]["schemas"]
+    answer = shapes["ExplainAnswer"]
+    assert set(answer["properties"]) == set(get_type_hints(service.AnswerJSON)) | {"id", "figures", "inputs"}
+    explanation = shapes["ExplanationJSON"]
+    assert set(explanation["properties"]) == set(get_type_hints(service.ExplanationJSON))
+    assert set(explanation["required"]) == {"method", "config", "score", "seconds", "metrics"}
 
 
 # ---------------------------------------------------------------------------------------------- answers

@@ -32,6 +32,7 @@ def run(
     device: str | torch.device | None = None,
     model_label: str | None = None,
     observer: Observer | None = None,
+    clean: tuple[Tensor, Tensor] | None = None,
 ) -> PairReport:
     """Explain the pair with every requested method, time each, and score each with the requested metrics.
 
@@ -39,7 +40,9 @@ def run(
     cache of :func:`simexplain.service.get_model` on ``device`` (default cpu); ``model_label`` is the name the
     answer gives it (default: the name asked for, else the model's own). The clean score is computed once;
     each method then runs, followed by its metrics, holding the model's lock. ``observer`` follows the
-    progress and may cancel (see :data:`Observer`); the model is left as it was either way.
+    progress and may cancel (see :data:`Observer`); the model is left as it was either way. ``clean``: the
+    pairs' embeddings ``(f_a(x1), f_b(x2))`` when the caller has them already (the evaluation driver embeds a
+    step's pairs once for all its variants): the score comes from them and the metrics reuse them.
     """
     notify = observer or _unobserved
     notify(0.0, "reading the images")
@@ -49,12 +52,22 @@ def run(
     x1, x2 = load_pair(model, image1, image2)
     labels = labels or (image_label(image1, "image 1"), image_label(image2, "image 2"))
     with model.explaining(), torch.inference_mode():
-        score = model(x1, x2).detach().clone()
-    outcomes = [_method(model, x1, x2, request, index, notify) for index in range(len(request.methods))]
+        score = (model(x1, x2) if clean is None else model.similarity(*clean)).detach().clone()
+    outcomes = [
+        _method(model, x1, x2, request, index, notify, clean) for index in range(len(request.methods))
+    ]
     return PairReport(model, model_label or model.name, x1, x2, labels, score, outcomes, request)
 
 
-def _method(model: PairModel, x1: Tensor, x2: Tensor, request: Request, index: int, notify: Observer):
+def _method(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    request: Request,
+    index: int,
+    notify: Observer,
+    clean: tuple[Tensor, Tensor] | None,
+) -> MethodOutcome:
     """The ``index``-th method of the request and its metrics, with the progress of their chunks."""
     from ..methods import explain
     from ..metrics import evaluate
@@ -73,10 +86,8 @@ def _method(model: PairModel, x1: Tensor, x2: Tensor, request: Request, index: i
             torch.cuda.synchronize(model.device)
         outcome = MethodOutcome(name, explanation, time.perf_counter() - started)
         if request.metrics:
-            options = request.metric_options
-            outcome.metrics = evaluate(
-                model, x1, x2, explanation, list(request.metrics), batch_size=request.batch_size, **options
-            )
+            options = {**request.metric_options, "batch_size": request.batch_size, "clean": clean}
+            outcome.metrics = evaluate(model, x1, x2, explanation, list(request.metrics), **options)
     notify((index + 1) / count, None)
     return outcome
 
