@@ -124,7 +124,7 @@ def with_settings(variants: list[Variant], settings: Settings) -> list[Variant]:
         >>> chosen = parse_variants("smooth-grad[samples=2],input-x-gradient")
         >>> routed = route_settings(["samples=5", "guided=true"], methods_of(chosen), metrics=False)
         >>> [v.params for v in with_settings(chosen, routed)]
-        [{'guided': True, 'samples': 2}, {'guided': True}]
+        [{'samples': 2, 'guided': True}, {'guided': True}]
     """
     return [replace(v, params={**settings.methods.get(v.method, {}), **v.params}) for v in variants]
 

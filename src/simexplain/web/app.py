@@ -201,10 +201,9 @@ def _explain(parts: Served, upload: Upload, job: Job) -> bytes:
     """A job's work: the request on the served model, its answer kept (as compact JSON bytes: a 224×224 map as
     Python floats would take ~4× the memory) with the report for the downloads."""
     model = parts.models[upload.model]
-    report = service.run(
-        model, upload.image1, upload.image2, upload.request, labels=upload.labels, observer=job.report
-    )
-    document = json.dumps(answer(job.id, upload.model, report), separators=(",", ":")).encode()
+    options = {"labels": upload.labels, "model_label": upload.model, "observer": job.report}
+    report = service.run(model, upload.image1, upload.image2, upload.request, **options)
+    document = json.dumps(answer(job.id, report), separators=(",", ":")).encode()
     parts.results.put(job.id, report, document)
     return document
 
@@ -377,7 +376,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     Example:
         >>> app = create_app(WebSettings(models=("efficientnet-lite0",)))
-        >>> sorted(r.path for r in app.routes if r.path.startswith("/api/"))[:3]
+        >>> sorted(app.openapi()["paths"])[:3]
         ['/api/explain', '/api/health', '/api/jobs']
     """
     from ..models import DEFAULT_MODEL

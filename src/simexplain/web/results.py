@@ -39,11 +39,10 @@ class ExplainAnswer(service.AnswerJSON):
     inputs: list[str]
 
 
-def answer(result_id: str, model: str, report: service.PairReport) -> ExplainAnswer:
-    """The answer for ``report`` as result ``result_id`` of the served ``model``."""
+def answer(result_id: str, report: service.PairReport) -> ExplainAnswer:
+    """The answer for ``report`` as result ``result_id``."""
     base = f"/api/results/{result_id}"
     document = report.to_json(maps=True)
-    document["model"] = model  # the served name, as the request gave it
     return ExplainAnswer(
         id=result_id,
         **document,
