@@ -10,7 +10,9 @@ table says whether both trees did the same work.
 Calls (ResNet-50, torchvision, random weights, pooled 2048-d embedding, one 224×224 pair, batch 8 unless
 said): Smooth-Grad (16 samples), Averaged Transforms (10 steps), Conditional Occlusion (64/32, 74 forwards),
 Pairwise Occlusion (40 samples), Interaction-CAM on 8 pairs (one forward of all 16 images, and the library's
-default chunks where the tree has them), the six pair metrics on one pair (step 12544, chunks of 16).
+default chunks where the tree has them), the six pair metrics on one pair (step 12544, chunks of 16); with
+``--requests``, also a whole service request (three methods and the six metrics) and retrieval's top 4 of an
+8-image gallery with four methods. Each call reports a SHA-256 of its results' bytes too: "bit-identical".
 
 Usage:
     mkdir -p /tmp/before && git archive <commit> src | tar -x -C /tmp/before
@@ -21,6 +23,7 @@ Writes ``benchmarks/results/compare_versions.json`` and ``.md`` (``--stem`` name
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import os
@@ -35,7 +38,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 # ------------------------------------------------------------------------------------------ child process
-def _cases(simexplain, torch, model, x1, x2):
+def _cases(simexplain, torch, model, x1, x2, requests=False):
     """(name, call) pairs; each call returns the maps to checksum."""
     from simexplain.methods.cam import interaction_cam
     from simexplain.metrics import METRICS, evaluate
@@ -80,6 +83,8 @@ def _cases(simexplain, torch, model, x1, x2):
         ),
         ("six metrics, 1 pair, step 12544", metrics),
     ]
+    if requests:
+        cases += _request_cases(simexplain, torch, model, cam_model, x1, x2)
     if chunked:
         cases.insert(
             5,
@@ -91,7 +96,49 @@ def _cases(simexplain, torch, model, x1, x2):
     return cases
 
 
-def child(threads: int, only: str | None) -> None:
+def _request_cases(simexplain, torch, model, cam_model, x1, x2):
+    """A whole service request and retrieval's top K: the layers above the methods (``--requests``)."""
+    from simexplain import service
+    from simexplain.retrieval import explain_top_k
+
+    prepare = getattr(service, "prepare", None) or service.plan  # renamed by issue 21
+    methods = ["input-x-gradient", "interaction-cam", "conditional-occlusion"]
+    settings = {"window": 64, "stride": 32, "metrics.step": 12544}
+    if prepare is getattr(service, "plan", None):
+        settings.pop("metrics.step")
+        request = prepare(methods, settings, "all", batch_size=16, metric_options={"step": 12544})
+    else:
+        request = prepare(methods, settings, "all", batch_size=16)
+
+    def whole_request():
+        report = service.run(cam_model, x1, x2, request)
+        values = [report.score]
+        for outcome in report.outcomes:
+            values += [outcome.explanation.map1, outcome.explanation.map2]
+            values += [outcome.metrics[name] for name in request.metrics]
+        return values
+
+    generator = torch.Generator().manual_seed(1)
+    gallery = torch.randn(8, 3, 224, 224, generator=generator)
+    gallery[5] = x1[0].flip(-1)
+
+    def top(method, **settings):
+        result = explain_top_k(cam_model, x1, gallery, 4, method, **settings)
+        return [result.scores, result.explanation.map1, result.explanation.map2]
+
+    return [
+        ("service request: 3 methods + six metrics", whole_request),
+        (
+            "retrieval top 4: conditional-occlusion 64/32",
+            lambda: top("conditional-occlusion", window=64, stride=32),
+        ),
+        ("retrieval top 4: interaction-cam", lambda: top("interaction-cam")),
+        ("retrieval top 4: input-x-gradient", lambda: top("input-x-gradient")),
+        ("retrieval top 4: smooth-grad, 8 samples", lambda: top("smooth-grad", samples=8, seed=0)),
+    ]
+
+
+def child(threads: int, only: str | None, requests: bool = False) -> None:
     """Time every call (whose name contains ``only``) once in this process and print one JSON line."""
     import torch
     import torchvision
@@ -108,22 +155,23 @@ def child(threads: int, only: str | None) -> None:
     )
     simexplain.explain(model, x1, x2, "input-x-gradient")  # warm-up
     out = {"simexplain": simexplain.__file__, "cases": {}}
-    for name, call in _cases(simexplain, torch, model, x1, x2):
+    for name, call in _cases(simexplain, torch, model, x1, x2, requests):
         if only is not None and only not in name:
             continue
         start = time.process_time()
         maps = call()
         seconds = time.process_time() - start
         checksum = sum(float(m.double().abs().sum()) for m in maps)
-        out["cases"][name] = {"cpu_s": seconds, "checksum": checksum}
+        digest = hashlib.sha256(b"".join(m.detach().cpu().contiguous().numpy().tobytes() for m in maps))
+        out["cases"][name] = {"cpu_s": seconds, "checksum": checksum, "digest": digest.hexdigest()}
     print(json.dumps(out))
 
 
 # ------------------------------------------------------------------------------------------ parent process
-def run_tree(src: str, threads: int, only: str | None) -> dict:
+def run_tree(src: str, threads: int, only: str | None, requests: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": os.path.abspath(src), "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, __file__, "--child", "--threads", str(threads)]
-    command += [] if only is None else ["--only", only]
+    command += ([] if only is None else ["--only", only]) + (["--requests"] if requests else [])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -145,18 +193,19 @@ def markdown(result: dict) -> str:
             + f" at the end ({os.cpu_count()} CPUs)."
         ),
         "",
-        "| call | before (CPU s) | after (CPU s) | after / before | same maps |",
-        "| --- | ---: | ---: | ---: | --- |",
+        "| call | before (CPU s) | after (CPU s) | after / before | same maps | bit-identical |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for name, row in result["cases"].items():
         before = "—" if row["before_s"] is None else f"{row['before_s']:.2f}"
         ratio = "—" if row["before_s"] is None else f"{row['after_s'] / row['before_s']:.2f}"
         same = "—" if row["same_maps"] is None else ("yes" if row["same_maps"] else "**no**")
-        lines.append(f"| {name} | {before} | {row['after_s']:.2f} | {ratio} | {same} |")
+        bits = "—" if row.get("same_bits") is None else ("yes" if row["same_bits"] else "no")
+        lines.append(f"| {name} | {before} | {row['after_s']:.2f} | {ratio} | {same} | {bits} |")
     lines += [
         "",
-        "Same maps: the checksums (sum of |map| over both maps) agree to 1e-6 relative. A dash: the call "
-        "does not exist in the 'before' tree.",
+        "Same maps: the checksums (sum of |map| over both maps) agree to 1e-6 relative. Bit-identical: the "
+        "SHA-256 of every result's bytes agree. A dash: the call does not exist in the 'before' tree.",
         "",
     ]
     return "\n".join(lines)
@@ -172,10 +221,11 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1: CPU time steady under load)"
     )
     parser.add_argument("--only", default=None, help="only the calls whose name contains this text")
+    parser.add_argument("--requests", action="store_true", help="also a service request and retrieval calls")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.threads, args.only)
+        child(args.threads, args.only, args.requests)
         return
     if not (args.before and args.after):
         parser.error("give the two src folders: BEFORE AFTER")
@@ -183,7 +233,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     for r in range(args.rounds):
         for key, src in (("before", args.before), ("after", args.after)):
-            runs[key].append(run_tree(src, args.threads, args.only))
+            runs[key].append(run_tree(src, args.threads, args.only, args.requests))
             print(f"round {r + 1} {key}: {json.dumps(runs[key][-1]['cases'])}", flush=True)
     cases = {}
     for name in runs["after"][0]["cases"]:
@@ -198,6 +248,7 @@ def main() -> None:
                 if known
                 else None
             ),
+            "same_bits": before[0].get("digest") == after[0]["digest"] if known else None,
             "before_rounds": [b["cpu_s"] for b in before] if known else None,
             "after_rounds": [a["cpu_s"] for a in after],
         }

@@ -6,7 +6,8 @@ import pytest
 
 import simexplain
 from simexplain import service
-from simexplain.cli import main, parse_settings
+from simexplain.cli import main
+from simexplain.service import parse_settings
 
 CAT, COFFEE = (str(simexplain.sample_path(n)) for n in ("chelsea.jpg", "coffee.jpg"))
 
@@ -36,7 +37,7 @@ def test_explain_writes_figure_and_json_with_every_config(tmp_path, capsys):
         configs["pairwise-occlusion"]["seed"], int
     )
     assert all(e["seconds"] > 0 for e in document["explanations"])
-    assert document["figures"] == [str(out), str(out.with_suffix(".svg"))]
+    assert document["files"] == [str(out), str(out.with_suffix(".svg"))]
 
 
 def test_json_configs_rerun_to_the_same_maps(tmp_path):
@@ -134,12 +135,12 @@ def test_demo_writes_a_png(tmp_path, capsys):
 
 
 def test_settings_are_parsed_strictly():
-    assert parse_settings(["guided=false", "samples=3", "x.transform=rotate-90", "scale=(0.1, 0.2)"]) == {
-        "guided": False,
-        "samples": 3,
-        "x.transform": "rotate-90",
-        "scale": (0.1, 0.2),
-    }
+    assert parse_settings(["guided=false", "samples=3", "x.transform=rotate-90", "scale=(0.1, 0.2)"]) == [
+        ("guided", False),
+        ("samples", 3),
+        ("x.transform", "rotate-90"),
+        ("scale", (0.1, 0.2)),
+    ]
 
 
 def test_the_demo_is_the_same_every_time(tmp_path):

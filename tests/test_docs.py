@@ -17,7 +17,7 @@ assert e.config == {"power": 3.0}, e.config
 r = metrics.evaluate(model, x1, x2, e, ["BASE"])
 assert torch.allclose(r["BASE"], model(x1, x2).double()), r
 try:
-    simexplain.service.plan(["gradient-power"], {"power": "-1"})
+    simexplain.service.prepare(["gradient-power"], {"power": "-1"})
 except simexplain.SimexplainError as error:
     assert "power" in str(error)
 else:

@@ -35,17 +35,17 @@ def test_every_registered_parameter_has_a_validator():
         ("pair-grad-cam", {"batch_size": 0}, "batch_size"),
     ],
 )
-def test_bad_values_are_refused_by_the_plan_without_a_model(method, params, words):
+def test_bad_values_are_refused_by_prepare_without_a_model(method, params, words):
     with pytest.raises(SimexplainError, match=words) as info:
-        service.plan([method], {f"{method}.{k}": v for k, v in params.items()})
+        service.prepare([method], {f"{method}.{k}": v for k, v in params.items()})
     assert "\n" not in str(info.value)
 
 
 def test_values_arrive_in_their_canonical_types():
-    p = service.plan(
+    request = service.prepare(
         ["conditional-occlusion", "smooth-grad"], {"window": 16.0, "guided": "yes", "seed": "[1, 2]"}
     )
-    methods = dict(p.methods)
+    methods = dict(request.methods)
     assert (
         methods["conditional-occlusion"]["window"] == 16
         and type(methods["conditional-occlusion"]["window"]) is int

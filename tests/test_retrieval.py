@@ -149,3 +149,38 @@ def test_a_cam_taps_the_query_once_and_equals_the_pairs_one_by_one(method, param
     torch.testing.assert_close(result.explanation.map2, pairs.map2)
     torch.testing.assert_close(result.explanation.score, pairs.score)
     assert result.explanation.config == pairs.config
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("input-x-gradient", {}),
+        ("input-x-gradient", {"guided": True}),
+        ("smooth-grad", {"samples": 3, "seed": 5, "batch_size": 3}),
+        ("smooth-grad", {"samples": 2, "shared_noise": False, "guided": True, "sigma": 0.2}),
+    ],
+)
+def test_a_saliency_method_embeds_the_query_once_and_equals_the_pairs_one_by_one(method, params):
+    model, encoder = counting_model()
+    query = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    gallery = gallery_with_near_duplicates(query)
+    k, samples = 4, params.get("samples", 1)
+    torch.manual_seed(0)  # a seedless Smooth-Grad draws its seed here, and below the same one
+    result = explain_top_k(model, query, gallery, k, method, **params)
+    assert result.shared_query
+    # gallery, clean query, then per noisy sample (one for Input×Gradient): the query once, the k matches
+    assert encoder.images == 10 + 1 + samples * (1 + k)
+    torch.manual_seed(0)
+    pairs = simexplain.explain(model, query.expand(k, -1, -1, -1), gallery[result.indices], method, **params)
+    torch.testing.assert_close(result.explanation.map1, pairs.map1)
+    torch.testing.assert_close(result.explanation.map2, pairs.map2)
+    torch.testing.assert_close(result.explanation.score, pairs.score)
+    assert result.explanation.config == pairs.config
+
+
+def test_one_seed_per_match_leaves_nothing_to_share():
+    model, _ = counting_model()
+    query = torch.rand(1, 3, 16, 16)
+    gallery = torch.rand(5, 3, 16, 16)
+    result = explain_top_k(model, query, gallery, 2, "smooth-grad", samples=2, seed=[1, 2])
+    assert not result.shared_query and result.explanation.config["seed"] == [1, 2]

@@ -102,7 +102,6 @@ def test_run_settings_apply_to_every_variant_of_the_method_and_brackets_win():
         "interaction-cam.layer": "features.3",
         "interaction-cam.reduction": "attn",
         "smooth-grad.samples": "4",
-        "metrics.step": 16,
     }
     variants = parse_variants(
         "interaction-cam[reduction=max],interaction-cam,smooth-grad[samples=2]", settings
@@ -151,7 +150,7 @@ def test_params_are_what_the_registry_checks():
         ("smooth-grad,smooth-grad", None, ["smooth-grad", "chosen twice"]),
         ("input-x-gradient,input-x-gradient[guided=false]", None, ["input-x-gradient is chosen twice"]),
         ("all,smooth-grad", None, ["chosen twice"]),
-        ("smooth-grad", {"samples": 3}, ["METHOD.KEY"]),
+        ("smooth-grad", {"metrics.step": 16}, ["metrics.step", "no metrics are asked for"]),
         ("smooth-grad", {"interaction-cam.reduction": "max"}, ["'interaction-cam'", "not among"]),
         ("smooth-grad", {"smooth-grad.nope": 1}, ["smooth-grad.nope", "no parameter"]),
         ("smooth-grad", {"smooth-grad.samples": "-2"}, ["smooth-grad.samples", "positive"]),
@@ -161,6 +160,20 @@ def test_params_are_what_the_registry_checks():
 )
 def test_bad_requests_are_refused_in_one_line(text, settings, words):
     one_line_error(text, settings, *words)
+
+
+def test_a_bare_key_goes_to_every_chosen_method_that_has_it_and_a_method_key_wins():
+    from simexplain import service
+    from simexplain.studies.variants import methods_of, with_settings
+
+    variants = parse_variants("smooth-grad,pairwise-occlusion[samples=7],input-x-gradient", ["samples=3"])
+    assert [v.params for v in variants] == [{"samples": 3}, {"samples": 7}, {}]
+    chosen = parse_variants("smooth-grad,input-x-gradient")
+    routed = service.route_settings(
+        {"smooth-grad.guided": "no", "guided": "yes", "metrics.step": 32}, methods_of(chosen), metrics=True
+    )
+    assert [v.params for v in with_settings(chosen, routed)] == [{"guided": False}, {"guided": True}]
+    assert routed.metrics == {"step": 32}
 
 
 def test_all_may_be_combined_with_other_variants():

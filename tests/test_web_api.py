@@ -119,6 +119,15 @@ def test_openapi_describes_the_api(client):
     assert body["required"] == ["image1", "image2"] and set(body["properties"]) >= {"params", "metrics"}
     answers = schema["paths"]["/api/explain"]["post"]["responses"]
     assert {"200", "400", "413", "422", "429"} <= set(answers)
+    # The answer's schema is generated from the service's one answer shape, plus the web's delivery fields.
+    from typing_extensions import get_type_hints
+
+    shapes = schema["components"]["schemas"]
+    answer = shapes["ExplainAnswer"]
+    assert set(answer["properties"]) == set(get_type_hints(service.AnswerJSON)) | {"id", "figures", "inputs"}
+    explanation = shapes["ExplanationJSON"]
+    assert set(explanation["properties"]) == set(get_type_hints(service.ExplanationJSON))
+    assert set(explanation["required"]) == {"method", "config", "score", "seconds", "metrics"}
 
 
 # ---------------------------------------------------------------------------------------------- answers
@@ -128,7 +137,7 @@ def test_explain_answer_matches_the_service(client, app):
     answer = response.json()
     model = app.state.simexplain.models[TINY]
     expected = service.run(
-        model, image_bytes(0), image_bytes(1), service.plan("interaction-cam,input-x-gradient")
+        model, image_bytes(0), image_bytes(1), service.prepare("interaction-cam,input-x-gradient")
     )
     assert answer["model"] == TINY and answer["model_name"] == "tiny-cnn-0"
     assert answer["score"] == pytest.approx(float(expected.score[0]), abs=1e-6)
@@ -411,7 +420,7 @@ def test_pair_interaction_answers_carry_the_second_order_map(client, app):
     answer = explain(client, {"methods": "pair-interaction,interaction-cam"}).json()
     pair, cam = answer["explanations"]
     model = app.state.simexplain.models[TINY]
-    expected = service.run(model, image_bytes(0), image_bytes(1), service.plan("pair-interaction"))
+    expected = service.run(model, image_bytes(0), image_bytes(1), service.prepare("pair-interaction"))
     interaction = expected.outcomes[0].explanation.interaction[0].float()
     assert torch.tensor(pair["interaction"]).shape == interaction.shape == (16, 16, 16, 16)
     assert torch.allclose(torch.tensor(pair["interaction"]), interaction, rtol=1e-3, atol=1e-7)

@@ -204,3 +204,42 @@ def test_a_click_on_one_image_shows_what_it_matches_on_the_other(server, browser
     first.send_keys(Keys.ESCAPE)
     assert browser.execute_script(pixels, second) == marginal
     keep(browser, "web-matching.png", tmp_path)
+
+
+def test_the_papers_methods_come_first_and_the_libraries_wait_in_a_filtered_group(server, browser, tmp_path):
+    from simexplain.methods import available, get
+
+    external = [name for name in available() if get(name).library]
+    if not external:
+        pytest.skip("no captum: or grad-cam: method installed")
+    wait = open_page(browser, server, 1280, 900)
+    own = [
+        e.get_attribute("value")
+        for e in browser.find_elements(By.CSS_SELECTOR, "#methods input[name=method]")
+    ]
+    assert own == [name for name in available() if not get(name).library]  # by family, the paper's order
+    families = [e.text.lower() for e in browser.find_elements(By.CSS_SELECTOR, "#methods .family")]
+    assert families == ["saliency", "perturbation", "activation"]
+    more = browser.find_element(By.ID, "more-methods")
+    assert more.get_attribute("open") is None  # collapsed
+    rows = browser.find_elements(By.CSS_SELECTOR, "#more-list input[name=method]")
+    assert sorted(r.get_attribute("value") for r in rows) == sorted(external)
+    assert not any(r.is_displayed() for r in rows)
+    more.find_element(By.TAG_NAME, "summary").click()
+    browser.find_element(By.ID, "method-filter").send_keys("integrated")
+    shown = [r.get_attribute("value") for r in rows if r.is_displayed()]
+    assert shown and all("integrated" in (name + get(name).description).lower() for name in shown)
+    assert len(shown) < len(external)
+    # A chosen method stays in view whatever the filter says, and it is explained like the paper's.
+    browser.find_element(By.CSS_SELECTOR, f"#more-list input[value='{shown[0]}']").click()
+    field = browser.find_element(By.ID, "method-filter")
+    field.clear()
+    field.send_keys("no method is called like this")
+    assert [r.get_attribute("value") for r in rows if r.is_displayed()] == [shown[0]]
+    browser.find_element(By.ID, "sample").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#drop2 img").is_displayed())
+    browser.find_element(By.ID, "explain").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2 and overlay_painted(d))
+    methods = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .method")]
+    assert methods == ["interaction-cam", shown[0]]
+    keep(browser, "web-more-methods.png", tmp_path)

@@ -3,11 +3,12 @@ match beats another (:func:`explain_margin`).
 
 The gallery is embedded once, in chunks, through image 2's encoder, and each image's embedding can be cached
 on disk under a key made of the model (its name, preprocessing and a hash of its weights) and the image's
-content, so a rerun on a grown gallery embeds only the new images. The query's own work is done once for all
-``K`` matches where the method allows it: its clean embedding always; for Conditional Occlusion its
-occluded copies (each embedded once and compared with the ``K`` matches); for the CAMs its tapped activations
-(one forward) and its gradients (one backward vectorised over the ``K`` scores). Other methods explain the
-``K`` pairs in one batched call.
+content, so a rerun on a grown gallery embeds only the new images. The query's clean embedding is computed
+once; its share of the method's work is done once for all ``K`` matches when the method registered a
+one-to-many hook (:func:`simexplain.methods.registry.register_one_to_many`: Conditional Occlusion embeds the
+query's occluded copies once, the CAMs tap the query once, Input×Gradient and Smooth-Grad embed the query, or
+each noisy copy of it, once). Other methods explain the ``K`` pairs in one batched call. Margins
+(:func:`explain_margin`) likewise use the hook a method registered for them.
 
 Example:
     >>> import torch, simexplain
@@ -26,6 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -37,8 +39,6 @@ from .images import ImageSource, load_image
 from .pair import PairModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# Methods whose query side is computed once for all K matches.
-SHARED_QUERY_METHODS = ("conditional-occlusion", "pair-grad-cam", "interaction-cam", "deep-similarity")
 
 Gallery = Tensor | Sequence[ImageSource] | str | os.PathLike
 
@@ -246,16 +246,17 @@ def explain_top_k(
 
     ``params`` are the method's own settings (as for :func:`simexplain.explain`); ``cache`` (a folder) and
     ``gallery_batch_size`` (images per forward while embedding the gallery) belong to the ranking step. The
-    query is image 1 and each match image 2. With Conditional Occlusion the query's occluded copies are
-    embedded once for all ``k`` matches; the result equals the method on the ``k`` pairs one by one.
+    query is image 1 and each match image 2. A method with a one-to-many hook does the query's work once for
+    all ``k`` matches; the result equals the method on the ``k`` pairs one by one.
     """
     from . import checks
-    from .methods import explain, get
+    from .methods import get
     from .methods.common import check_pair
 
     k = checks.positive_int("k", k)
     entry = get(method)
     params = entry.check(params)
+    entry.check_model(model)
     items = _items(gallery)
     if k > len(items):
         raise SimexplainError(f"k={k} exceeds the gallery's {len(items)} images")
@@ -273,89 +274,55 @@ def explain_top_k(
             ranking = model.similarity(query_z.expand(len(items), -1), gallery_z)
         scores, indices = ranking.topk(k)
         matches = _load(model, [items[i] for i in indices.tolist()])
-        shared = method in SHARED_QUERY_METHODS and k > 1
-        settings = {**entry.parameters(), **params}  # the defaults filled in, as the method would
-        if shared and method == "conditional-occlusion":
-            from .methods.occlusion import occlude_windows
-
-            explanation = occlude_windows(
-                model, query_image, matches, embeddings=(query_z, gallery_z[indices]), **settings
-            )
-        elif shared:
-            explanation = _cam_for_query(model, query_image, matches, method, settings)
-            explanation.config = _cam_config(method, settings)
-        else:
-            explanation = explain(model, query_image.expand(k, -1, -1, -1), matches, method, **params)
+        explanation = _explain_matches(
+            model, query_image, matches, entry, params, (query_z, gallery_z[indices])
+        )
     with torch.inference_mode(False):
         return RetrievalResult(
-            indices.clone(), scores.clone(), explanation, query_image, matches, labels, shared, embedded
+            indices.clone(),
+            scores.clone(),
+            explanation.result,
+            query_image,
+            matches,
+            labels,
+            explanation.shared_query,
+            embedded,
         )
 
 
-def _cam_config(method: str, settings: dict) -> dict:
-    keys = {"interaction-cam": ("reduction", "gradient_interaction", "layer")}.get(method, ("layer",))
-    return {key: settings[key] for key in keys}
+class _Explained(NamedTuple):
+    result: PairExplanation
+    shared_query: bool
 
 
-def _cam_for_query(model: PairModel, query: Tensor, matches: Tensor, method: str, settings: dict):
-    """A CAM of the ``K`` pairs ``(query, match)`` with the query tapped ONCE: its activations come from one
-    forward, and its gradient for each match from one backward vectorised over the ``K`` scores."""
-    from .explanation import upsample_maps
-    from .methods.cam import _check_layer, deep_similarity_maps, interaction_cam_maps, pair_grad_cam_maps
-    from .methods.interaction import tapped_embed
-    from .pair import TokenLayout
+def _explain_matches(
+    model: PairModel, query: Tensor, matches: Tensor, entry, params: dict, embeddings: tuple[Tensor, Tensor]
+) -> _Explained:
+    """The ``K`` pairs ``(query, match)`` through the method's one-to-many hook when it has one (and
+    ``K > 1``), else as one batched call of the method."""
+    from .methods import explain
 
-    def on_grid(t: Tensor, hw: tuple[int, int]) -> Tensor:  # B×D×h×w, or B×N×D tokens laid on the patch grid
-        return t if t.dim() == 4 else (model.token_layout or TokenLayout()).to_grid(t, hw)
-
-    layer = settings["layer"]
-    _check_layer(model, query, matches[:1].expand(2, -1, -1, -1), layer)
-    if method == "interaction-cam":
-
-        def rule(a1, a2, g1, g2):
-            options = {
-                "reduction": settings["reduction"],
-                "gradient_interaction": settings["gradient_interaction"],
-            }
-            return interaction_cam_maps(a1, a2, g1, g2, **options)
-    elif method == "deep-similarity":
-
-        def rule(a1, a2, g1, g2):
-            return deep_similarity_maps(a1, a2)
-    else:
-        rule = pair_grad_cam_maps
-    size = resolve_batch_size(settings.get("batch_size"), model.device)
-    hw1, hw2 = tuple(query.shape[-2:]), tuple(matches.shape[-2:])
-    scores, grids1, grids2 = [], [], []
-    with torch.enable_grad():
-        leaf_q, z_q = tapped_embed(model, query, "a", layer)
-        a_q = on_grid(leaf_q.detach(), hw1)
-        for part in chunk_slices(matches.shape[0], size):
-            leaf_m, z_m = tapped_embed(model, matches[part], "b", layer)
-            n = part.stop - part.start
-            score = model.similarity(z_q.expand(n, -1), z_m)
-            g_m = torch.autograd.grad(score.sum(), leaf_m, retain_graph=True)[0]
-            eye = torch.eye(n, dtype=score.dtype, device=score.device)
-            g_q = torch.autograd.grad(score, leaf_q, eye, retain_graph=True, is_grads_batched=True)[0][:, 0]
-            a1 = a_q.expand(n, *a_q.shape[1:])
-            a2, g1, g2 = on_grid(leaf_m.detach(), hw2), on_grid(g_q, hw1), on_grid(g_m, hw2)
-            grid1, grid2 = rule(a1, a2, g1, g2)
-            scores.append(score.detach())
-            grids1.append(grid1.detach())
-            grids2.append(grid2.detach())
-    grid1, grid2 = torch.cat(grids1), torch.cat(grids2)
-    return PairExplanation(
-        map1=upsample_maps(grid1, hw1),
-        map2=upsample_maps(grid2, hw2),
-        score=torch.cat(scores),
-        grid1=grid1,
-        grid2=grid2,
-        method=method,
-    )
+    hook = entry.one_to_many
+    if hook is not None and len(matches) > 1:
+        settings = {**entry.parameters(), **params}  # every parameter, as the method sees them
+        result = hook(model, query, matches, embeddings=embeddings, **settings)
+        if result is not None:
+            return _Explained(result, True)
+    queries = query.expand(len(matches), -1, -1, -1)
+    return _Explained(explain(model, queries, matches, entry.name, **params), False)
 
 
 # ---------------------------------------------------------------------------------------------- the margin
-MARGIN_METHODS = ("input-x-gradient", "conditional-occlusion", "pair-grad-cam")
+def margin_methods() -> list[str]:
+    """The methods whose definition carries over to a margin of two scores (they registered a margin hook).
+
+    Example:
+        >>> margin_methods()
+        ['input-x-gradient', 'conditional-occlusion', 'pair-grad-cam']
+    """
+    from .methods import available, get
+
+    return [name for name in available() if get(name).margin is not None]
 
 
 @dataclass
@@ -383,7 +350,7 @@ def explain_margin(
 ) -> MarginExplanation:
     """Explain why ``better`` beats ``worse`` for ``query``: the margin ``s(q, b) − s(q, w)`` with a map on
     each image, for the methods whose definition carries over to a difference of two scores
-    (docs/second_order.md):
+    (:func:`margin_methods`, docs/second_order.md):
 
     - ``input-x-gradient``: ``max_c |x ⊙ ∂margin/∂x|`` for each of the three images;
     - ``conditional-occlusion``: the margin's drop per window (query: ``d(q,b) − d(q,w)``, better: its drop,
@@ -401,90 +368,31 @@ def explain_margin(
     from .methods import get
     from .methods.common import check_pair
 
-    if method not in MARGIN_METHODS:
-        raise SimexplainError(f"explain_margin supports {', '.join(MARGIN_METHODS)}, not {method!r}")
     entry = get(method)
-    params = {**entry.parameters(), **entry.check(params)}
-    if params.get("guided"):
-        raise SimexplainError("explain_margin does not take guided=True")
+    if entry.margin is None:
+        raise SimexplainError(f"explain_margin supports {', '.join(margin_methods())}, not {method!r}")
+    settings = {**entry.parameters(), **entry.check(params)}
+    entry.check_model(model)
     query, better = check_pair(model, query, better)
     _, worse = check_pair(model, query, worse)
     if better.shape != worse.shape:
         raise SimexplainError(
             f"better and worse differ in shape: {tuple(better.shape)} vs {tuple(worse.shape)}"
         )
-    batch = query.shape[0]
     with model.explaining():
-        if method == "input-x-gradient":
-            maps, scores = _margin_gradients(model, query, better, worse)
-        elif method == "conditional-occlusion":
-            maps, scores = _margin_occlusion(model, query, better, worse, params)
-        else:
-            maps, scores = _margin_grad_cam(model, query, better, worse, params.get("layer"))
-    score_better, score_worse = scores[:batch], scores[batch:]
+        maps, scores = entry.margin(model, query, better, worse, **settings)
+    score_better, score_worse = scores[: len(query)], scores[len(query) :]
     return MarginExplanation(
         *maps,
         margin=score_better - score_worse,
         score_better=score_better,
         score_worse=score_worse,
         method=method,
-        config={k: v for k, v in params.items() if k != "batch_size"},
+        config={k: v for k, v in settings.items() if k != "batch_size"},
     )
-
-
-def _margin_gradients(model: PairModel, q: Tensor, b: Tensor, w: Tensor) -> tuple[tuple, Tensor]:
-    from .methods.common import saliency_map
-
-    q, b, w = (x.detach().requires_grad_(True) for x in (q, b, w))
-    with torch.enable_grad():
-        zq = model.embed(q, "a")
-        zbw = model.embed(torch.cat([b, w]), "b")
-        scores = model.similarity(torch.cat([zq, zq]), zbw)
-        half = len(q)
-        margin = scores[:half] - scores[half:]
-        gq, gb, gw = torch.autograd.grad(margin.sum(), (q, b, w))
-    return (saliency_map(q, gq), saliency_map(b, gb), saliency_map(w, gw)), scores.detach()
-
-
-def _margin_occlusion(
-    model: PairModel, q: Tensor, b: Tensor, w: Tensor, params: dict
-) -> tuple[tuple, Tensor]:
-    from .methods.occlusion import occlude_windows
-
-    settings = {key: params[key] for key in ("window", "stride", "fill", "output", "batch_size")}
-    maps_q, maps_b, maps_w, better, worse = [], [], [], [], []
-    for i in range(len(q)):  # per triplet: one query, two partners, its occluded copies embedded once
-        e = occlude_windows(model, q[i : i + 1], torch.stack([b[i], w[i]]), **settings)
-        maps_q.append(e.map1[0] - e.map1[1])
-        maps_b.append(e.map2[0])
-        maps_w.append(-e.map2[1])
-        better.append(e.score[0])
-        worse.append(e.score[1])
-    stack = torch.stack
-    return (stack(maps_q), stack(maps_b), stack(maps_w)), torch.cat([stack(better), stack(worse)])
-
-
-def _margin_grad_cam(
-    model: PairModel, q: Tensor, b: Tensor, w: Tensor, layer: str | None
-) -> tuple[tuple, Tensor]:
-    from .explanation import upsample_maps
-    from .methods.cam import weighted_activation
-
-    half = len(q)
-    scores, a1, a2, g1, g2 = model.activations_and_gradients(torch.cat([q, q]), torch.cat([b, w]), layer)
-    grid_q = weighted_activation(a1[:half], g1[:half] - g1[half:])
-    grid_b = weighted_activation(a2[:half], g2[:half])
-    grid_w = weighted_activation(a2[half:], -g2[half:])
-    maps = (
-        upsample_maps(grid_q, tuple(q.shape[-2:])),
-        upsample_maps(grid_b, tuple(b.shape[-2:])),
-        upsample_maps(grid_w, tuple(w.shape[-2:])),
-    )
-    return maps, scores
 
 
 __all__ = [
-    "MARGIN_METHODS",
     "EmbeddingCache",
     "MarginExplanation",
     "RetrievalResult",
@@ -493,4 +401,5 @@ __all__ = [
     "explain_margin",
     "explain_top_k",
     "gallery_files",
+    "margin_methods",
 ]

@@ -28,9 +28,9 @@ from torch import Tensor
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
-from ..explanation import PairExplanation
+from ..explanation import PairExplanation, upsample_maps
 from ..pair import PairModel
-from .registry import register
+from .registry import register, register_margin, register_one_to_many
 
 REDUCTIONS = ("mean", "max", "attn")
 
@@ -208,8 +208,12 @@ def _explain_with(
 ) -> PairExplanation:
     """The shared machinery of the three methods: the layer checked, then per chunk of pairs one tapped
     forward + backward and a rule on (A, G); grids kept, maps upsampled. ``batch_size`` bounds the images per
-    forward (``None``: the device's default)."""
+    forward (``None``: the device's default). ONE image 1 with several images 2 (a retrieval query and its
+    matches, reached through the one-to-many hook) goes to :func:`_explain_one_query`."""
     _check_layer(model, x1, x2, layer)
+    if x1.shape[0] == 1 < x2.shape[0]:
+        options = {"layer": layer, "rule": rule, "method": method, "config": config, "gradients": gradients}
+        return _explain_one_query(model, x1, x2, batch_size=batch_size, **options)
     batch_size = resolve_batch_size(batch_size, x1.device)
     # A shared encoder puts both images of a pair in one forward (when they have one size).
     one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
@@ -375,3 +379,86 @@ def deep_similarity(
         batch_size=batch_size,
         gradients=False,
     )
+
+
+# ---------------------------------------------------------------------------------------------- one query
+def _explain_one_query(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    layer: str | None,
+    rule: CamRule,
+    method: str,
+    config: dict,
+    batch_size: int | None,
+    gradients: bool,
+) -> PairExplanation:
+    """The template for ONE image 1 (``1×3×H×W``) and ``K`` images 2: image 1 is tapped by one forward, and
+    its gradients for the ``K`` scores of a chunk come from one backward vectorised over them. Equals the
+    ``K`` pairs ``(x1, x2[k])`` explained one by one."""
+    from .interaction import tapped_embed  # here: importing it first would list pair-interaction first
+
+    batch_size = resolve_batch_size(batch_size, x1.device)
+    hw1, hw2 = tuple(x1.shape[-2:]), tuple(x2.shape[-2:])
+    scores, grids1, grids2 = [], [], []
+    with torch.enable_grad() if gradients else torch.no_grad():
+        leaf1, z1 = tapped_embed(model, x1, "a", layer)
+        a1 = model.as_grid(leaf1.detach(), hw1)
+        for part in chunk_slices(x2.shape[0], batch_size):
+            leaf2, z2 = tapped_embed(model, x2[part], "b", layer)
+            count = part.stop - part.start
+            score = model.similarity(z1.expand(count, -1), z2)
+            g1 = g2 = None
+            if gradients:
+                (g2,) = torch.autograd.grad(score.sum(), leaf2, retain_graph=True)
+                eye = torch.eye(count, dtype=score.dtype, device=score.device)
+                (g1,) = torch.autograd.grad(score, leaf1, eye, retain_graph=True, is_grads_batched=True)
+                g1, g2 = model.as_grid(g1[:, 0], hw1), model.as_grid(g2, hw2)
+            a2 = model.as_grid(leaf2.detach(), hw2)
+            grid1, grid2 = rule(a1.expand(count, *a1.shape[1:]), a2, g1, g2)
+            scores.append(score.detach())
+            grids1.append(grid1.detach())
+            grids2.append(grid2.detach())
+    return PairExplanation.from_grids(
+        torch.cat(grids1), torch.cat(grids2), hw1, hw2, score=torch.cat(scores), method=method, config=config
+    )
+
+
+def _tap_image1_once(method: Callable[..., PairExplanation]) -> Callable[..., PairExplanation]:
+    """A CAM's one-to-many hook: the method itself, whose template taps a single image 1 once
+    (:func:`_explain_one_query`); the clean embeddings are not needed (the taps are forwards of their own)."""
+
+    def one_to_many(
+        model: PairModel, x1: Tensor, x2: Tensor, *, embeddings: object, **settings
+    ) -> PairExplanation:
+        return method(model, x1, x2, **settings)
+
+    return one_to_many
+
+
+for _name, _method in (
+    ("pair-grad-cam", pair_grad_cam),
+    ("interaction-cam", interaction_cam),
+    ("deep-similarity", deep_similarity),
+):
+    register_one_to_many(_name)(_tap_image1_once(_method))
+
+
+@register_margin("pair-grad-cam")
+def _pair_grad_cam_margin(
+    model: PairModel, q: Tensor, b: Tensor, w: Tensor, *, layer: str | None, batch_size: int | None
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """``Σ_d A ⊙ relu(∂margin/∂A)`` at the layer; for the query ``∂margin/∂A = G(q,b) − G(q,w)``: one tapped
+    forward and backward of the pairs ``[(q, b); (q, w)]``."""
+    half = len(q)
+    scores, a1, a2, g1, g2 = model.activations_and_gradients(torch.cat([q, q]), torch.cat([b, w]), layer)
+    grid_q = weighted_activation(a1[:half], g1[:half] - g1[half:])
+    grid_b = weighted_activation(a2[:half], g2[:half])
+    grid_w = weighted_activation(a2[half:], -g2[half:])
+    maps = (
+        upsample_maps(grid_q, tuple(q.shape[-2:])),
+        upsample_maps(grid_b, tuple(b.shape[-2:])),
+        upsample_maps(grid_w, tuple(w.shape[-2:])),
+    )
+    return maps, scores

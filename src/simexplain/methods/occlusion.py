@@ -24,7 +24,7 @@ from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 from ..pair import PairModel
-from .registry import register
+from .registry import register, register_margin, register_one_to_many
 
 FILLS = ("zero", "mean", "blur")
 OUTPUTS = ("pixels", "grid")
@@ -326,6 +326,33 @@ def occlude_windows(
         config={"window": window, "stride": stride, "fill": fill, "output": output},
         extras=extras,
     )
+
+
+@register_one_to_many("conditional-occlusion")
+def _conditional_occlusion_one_to_many(
+    model: PairModel, x1: Tensor, x2: Tensor, *, embeddings: tuple[Tensor, Tensor] | None, **settings
+) -> PairExplanation:
+    """Conditional Occlusion of ``K`` pairs sharing image 1: its occluded copies are embedded once and
+    compared with the ``K`` partners, whose clean embeddings are reused when the caller has them."""
+    return occlude_windows(model, x1, x2, embeddings=embeddings, **settings)
+
+
+@register_margin("conditional-occlusion")
+def _conditional_occlusion_margin(
+    model: PairModel, q: Tensor, b: Tensor, w: Tensor, **settings
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """The margin's drop per window: query ``d(q,b) − d(q,w)``, better its drop, worse minus its drop; per
+    triplet, the query's occluded copies are embedded once for both partners."""
+    maps_q, maps_b, maps_w, better, worse = [], [], [], [], []
+    for i in range(len(q)):
+        e = occlude_windows(model, q[i : i + 1], torch.stack([b[i], w[i]]), **settings)
+        maps_q.append(e.map1[0] - e.map1[1])
+        maps_b.append(e.map2[0])
+        maps_w.append(-e.map2[1])
+        better.append(e.score[0])
+        worse.append(e.score[1])
+    stack = torch.stack
+    return (stack(maps_q), stack(maps_b), stack(maps_w)), torch.cat([stack(better), stack(worse)])
 
 
 # ---------------------------------------------------------------------------------------------- pairwise

@@ -1,4 +1,10 @@
-"""Method registry: a name → a function ``fn(model, x1, x2, **params) -> PairExplanation``."""
+"""Method registry: a name → a function ``fn(model, x1, x2, **params) -> PairExplanation``.
+
+A method may also register hooks for retrieval: how it explains ``K`` pairs that share one image 1 (a query
+and its ``K`` matches) doing the shared image's work once (:func:`register_one_to_many`), and how it explains
+the margin of two scores (:func:`register_margin`). Callers ask the method for them
+(:attr:`Method.one_to_many`, :attr:`Method.margin`) instead of keeping lists of method names.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,10 @@ from ..errors import SimexplainError
 from ..explanation import PairExplanation
 
 MethodFn = Callable[..., PairExplanation]
+# fn(model, x1 [1×3×H×W], x2 [K×3×H×W], *, embeddings, **settings) -> PairExplanation of the K pairs, or None
+OneToManyFn = Callable[..., "PairExplanation | None"]
+# fn(model, query, better, worse, **settings) -> ((map_query, map_better, map_worse), 2B scores: better first)
+MarginFn = Callable[..., tuple]
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,25 @@ class Method:
     description: str
     fn: MethodFn
     needs: tuple[str, ...] = ("gradients",)
+
+    @property
+    def library(self) -> str | None:
+        """The library an external method comes from (``captum``, ``grad-cam``: its name's prefix before
+        ``:``), or ``None`` for simexplain's own methods."""
+        prefix, colon, _ = self.name.partition(":")
+        return prefix if colon else None
+
+    @property
+    def one_to_many(self) -> OneToManyFn | None:
+        """The method's hook for ``K`` pairs that share one image 1, or ``None`` (see
+        :func:`register_one_to_many`)."""
+        return _HOOKS.get(("one_to_many", self.name))
+
+    @property
+    def margin(self) -> MarginFn | None:
+        """The method's hook for the margin ``s(q, better) − s(q, worse)``, or ``None`` (see
+        :func:`register_margin`)."""
+        return _HOOKS.get(("margin", self.name))
 
     def check_model(self, model: Any) -> None:
         """Refuse, in one line and before any model work, a model that lacks what the method needs
@@ -84,6 +113,7 @@ def _validators(fn: MethodFn) -> dict[str, Validator]:
 
 
 _METHODS: dict[str, Method] = {}
+_HOOKS: dict[tuple[str, str], Callable] = {}  # (kind, method name) → hook
 # Name prefixes of optional methods whose package is missing → the line that says what to install.
 _MISSING: dict[str, str] = {}
 
@@ -139,11 +169,61 @@ def register(
 FAMILY_ORDER = ("saliency", "perturbation", "activation")  # the paper's order
 
 
-def available() -> dict[str, str]:
-    """Every method name with its one-line description, family by family in the paper's order."""
+def register_one_to_many(name: str) -> Callable[[OneToManyFn], OneToManyFn]:
+    """Decorator: register ``fn`` as method ``name``'s way to explain ``K`` pairs that share ONE image 1 (a
+    retrieval query and its ``K`` matches), doing that image's work once.
 
-    def rank(method: Method) -> int:
-        return FAMILY_ORDER.index(method.family) if method.family in FAMILY_ORDER else len(FAMILY_ORDER)
+    ``fn(model, x1, x2, *, embeddings, **settings)`` gets ``x1`` (``1×3×H×W``) and ``x2`` (``K×3×H×W``)
+    checked and on the model's device, inside :meth:`PairModel.explaining`; ``settings`` are every parameter
+    of the method, checked, defaults filled in; ``embeddings`` are the clean ``(f_a(x1) 1×E, f_b(x2) K×E)``
+    when the caller has them, else ``None``. It returns what the method returns for ``x1`` repeated ``K``
+    times (maps, score and config equal to float precision), or ``None`` when these settings leave nothing to
+    share (the caller then explains the ``K`` pairs with the method). One hook per method, registered after
+    it.
+
+    Example:
+        >>> from simexplain.methods import get
+        >>> get("conditional-occlusion").one_to_many is not None, get("pair-interaction").one_to_many
+        (True, None)
+    """
+    return _hook("one_to_many", name)
+
+
+def register_margin(name: str) -> Callable[[MarginFn], MarginFn]:
+    """Decorator: register ``fn`` as method ``name``'s way to explain the margin ``s(q, b) − s(q, w)`` of
+    ``B`` triplets (docs/second_order.md), for :func:`simexplain.explain_margin`.
+
+    ``fn(model, query, better, worse, **settings)`` gets the three ``B×3×H×W`` batches checked, inside
+    :meth:`PairModel.explaining`, and every setting of the method (checked, defaults filled in); it returns
+    ``((map_query, map_better, map_worse), scores)`` with ``scores`` the ``2B`` scores, better pairs first.
+    """
+    return _hook("margin", name)
+
+
+def _hook(kind: str, name: str) -> Callable[[Callable], Callable]:
+    def decorate(fn: Callable) -> Callable:
+        if name not in _METHODS:
+            raise SimexplainError(f"register the method {name!r} before its {kind.replace('_', '-')} hook")
+        if (kind, name) in _HOOKS:
+            raise SimexplainError(f"method {name!r} already has a {kind.replace('_', '-')} hook")
+        _HOOKS[kind, name] = fn
+        return fn
+
+    return decorate
+
+
+def available() -> dict[str, str]:
+    """Every method name with its one-line description: simexplain's own methods first, family by family in
+    the paper's order, then the external libraries' (``captum:``, ``grad-cam:``), library by library.
+
+    Example:
+        >>> list(available())[:3]
+        ['input-x-gradient', 'smooth-grad', 'averaged-transforms']
+    """
+
+    def rank(method: Method) -> tuple[bool, str, int]:
+        family = FAMILY_ORDER.index(method.family) if method.family in FAMILY_ORDER else len(FAMILY_ORDER)
+        return method.library is not None, method.library or "", family
 
     return {m.name: m.description for m in sorted(_METHODS.values(), key=rank)}
 

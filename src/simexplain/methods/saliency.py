@@ -32,7 +32,7 @@ from ..preprocessing import Preprocessing
 from ..transforms import Transform, get_transform, in_model_space
 from .common import saliency_map, scores_and_input_gradients
 from .guided import GuidedBackprop, guided_backprop
-from .registry import register
+from .registry import register, register_margin, register_one_to_many
 
 PAPER_NOISE_LEVEL = 0.15
 MODES = ("blend", "strength")
@@ -125,6 +125,53 @@ def input_x_gradient(
         method="input-x-gradient",
         config={"guided": guided},
     )
+
+
+def _image1_gradients(model: PairModel, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Scores of the ``K`` pairs ``(x1, x2[k])`` for ONE image 1 with ``∂s_k/∂x1`` (``K×3×H×W``) and
+    ``∂s_k/∂x2[k]``: image 1 is embedded once, its ``K`` gradients come from one backward vectorised over the
+    scores."""
+    image1, images2 = x1.detach().requires_grad_(True), x2.detach().requires_grad_(True)
+    with torch.enable_grad():
+        z1 = model.embed(image1, "a")
+        scores = model.similarity(z1.expand(len(images2), -1), model.embed(images2, "b"))
+        (g2,) = torch.autograd.grad(scores.sum(), images2, retain_graph=True)
+        eye = torch.eye(len(scores), dtype=scores.dtype, device=scores.device)
+        (g1,) = torch.autograd.grad(scores, image1, eye, is_grads_batched=True)
+    return scores.detach(), g1[:, 0], g2
+
+
+@register_one_to_many("input-x-gradient")
+def _input_x_gradient_one_to_many(
+    model: PairModel, x1: Tensor, x2: Tensor, *, embeddings: object, guided: bool
+) -> PairExplanation:
+    """Input×Gradient of ``K`` pairs sharing image 1, embedding it once (:func:`_image1_gradients`)."""
+    with _guidance(model, guided):
+        scores, g1, g2 = _image1_gradients(model, x1, x2)
+    return PairExplanation(
+        map1=saliency_map(x1, g1),
+        map2=saliency_map(x2, g2),
+        score=scores,
+        method="input-x-gradient",
+        config={"guided": guided},
+    )
+
+
+@register_margin("input-x-gradient")
+def _input_x_gradient_margin(
+    model: PairModel, q: Tensor, b: Tensor, w: Tensor, *, guided: bool
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """``max_c |x ⊙ ∂margin/∂x|`` on the query, the better and the worse image, margin
+    ``s(q, b) − s(q, w)``: one forward of the query, one of ``[b; w]``."""
+    if guided:
+        raise SimexplainError("explain_margin does not take guided=True")
+    q, b, w = (x.detach().requires_grad_(True) for x in (q, b, w))
+    with torch.enable_grad():
+        zq = model.embed(q, "a")
+        scores = model.similarity(torch.cat([zq, zq]), model.embed(torch.cat([b, w]), "b"))
+        margin = scores[: len(q)] - scores[len(q) :]
+        gq, gb, gw = torch.autograd.grad(margin.sum(), (q, b, w))
+    return (saliency_map(q, gq), saliency_map(b, gb), saliency_map(w, gw)), scores.detach()
 
 
 @register(
@@ -228,6 +275,69 @@ def _noisy_gradients(
         _add_per_pair(grad1, part, samples, g1)
         _add_per_pair(grad2, part, samples, g2)
     return grad1, grad2
+
+
+@register_one_to_many("smooth-grad")
+def _smooth_grad_one_to_many(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor,
+    *,
+    embeddings: tuple[Tensor, Tensor] | None,
+    samples: int,
+    sigma: float | None,
+    shared_noise: bool,
+    guided: bool,
+    seed: int | list[int] | None,
+    batch_size: int | None,
+) -> PairExplanation | None:
+    """Smooth-Grad of ``K`` pairs sharing image 1 and one seed: every pair then draws the same noise, so each
+    noisy copy of image 1 is embedded once and differentiated for the ``K`` pairs in one vectorised backward.
+    ``None`` (nothing to share) for one seed per pair, or images of two sizes with ``shared_noise``."""
+    count = x2.shape[0]
+    if (shared_noise and x1.shape[1:] != x2.shape[1:]) or (isinstance(seed, list) and len(set(seed)) > 1):
+        return None
+    config_seed, pair_seeds = checks.seeds(seed, count)
+    generator = checks.generators(pair_seeds[:1])[0]  # every pair's generator: one seed, the same draws
+    scale, size = noise_scale(x1, sigma).view(1, 1, 1, 1), resolve_batch_size(batch_size, x1.device)
+    grad1, grad2 = x1.new_zeros(count, *x1.shape[1:]), torch.zeros_like(x2)
+    with _guidance(model, guided) as guide:
+        for _ in range(samples):  # a pair's draws in sample order: image 1's noise, then image 2's
+            noise1 = _on([_gaussian(x1.shape[1:], generator)], x1)
+            noise2 = noise1 if shared_noise else _on([_gaussian(x2.shape[1:], generator)], x2)
+            noisy1 = (x1 + scale * noise1).requires_grad_(True)
+            with torch.enable_grad():
+                z1 = model.embed(noisy1, "a")
+                if guide is not None:
+                    guide.check()
+                grad_z1 = _partner_gradients(model, z1.detach(), x2 + scale * noise2, grad2, size)
+                (g1,) = torch.autograd.grad(z1, noisy1, grad_z1.unsqueeze(1), is_grads_batched=True)
+            grad1 += g1[:, 0]
+    with torch.no_grad():
+        z1, z2 = embeddings if embeddings is not None else (model.embed(x1, "a"), model.embed(x2, "b"))
+        score = model.similarity(z1.expand(count, -1), z2)
+    config = {"samples": samples, "sigma": sigma, "shared_noise": shared_noise, "guided": guided}
+    return PairExplanation(
+        map1=saliency_map(x1.expand_as(grad1), grad1 / samples),
+        map2=saliency_map(x2, grad2 / samples),
+        score=score,
+        method="smooth-grad",
+        config={**config, "seed": config_seed},
+    )
+
+
+def _partner_gradients(model: PairModel, z1: Tensor, noisy2: Tensor, grad2: Tensor, size: int) -> Tensor:
+    """For one embedded image 1 (``1×E``, detached) and ``K`` partner images: adds ``∂s_k/∂x2[k]`` to
+    ``grad2`` and returns ``∂s_k/∂z1`` (``K×E``), ``size`` partners per forward."""
+    grad_z1 = []
+    for part in chunk_slices(noisy2.shape[0], size):
+        images2 = noisy2[part].detach().requires_grad_(True)
+        leaf = z1.expand(part.stop - part.start, -1).clone().requires_grad_(True)
+        scores = model.similarity(leaf, model.embed(images2, "b"))
+        gz, g2 = torch.autograd.grad(scores.sum(), (leaf, images2))
+        grad2[part] += g2
+        grad_z1.append(gz)
+    return torch.cat(grad_z1)
 
 
 class _CallableTransform(Transform):

@@ -5,8 +5,10 @@ A :class:`Variant` is a method with settings, named by a canonical ``label`` (it
 reports) and a ``title`` (its row name in the tables). The label holds the method and the settings written
 in its brackets, in the order given: ``true``/``false`` for booleans, Python's ``repr`` for numbers,
 ``(a,b)`` for tuples; a variant equal to one of the paper's rows takes that row's label, however its settings
-were written. The run's ``--set METHOD.KEY=VALUE`` settings are applied to every variant of that method (a
-bracket setting wins) but stay out of the label: they are the run's settings, recorded with the run.
+were written. The command's ``--set`` settings (the one grammar of :mod:`simexplain.service.settings`:
+``METHOD.KEY=VALUE``, or ``KEY=VALUE`` for every chosen method that has ``KEY``) are applied to every
+variant of their method, a bracket setting winning, but stay out of the label: they are the run's settings,
+recorded with the run.
 
 Example:
     >>> [v.label for v in parse_variants("smooth-grad[samples=8],interaction-cam[reduction=max]")]
@@ -24,6 +26,7 @@ from typing import Any
 from .. import checks
 from ..errors import SimexplainError
 from ..methods import get
+from ..service.settings import Settings, SettingsGiven, route_settings
 
 
 @dataclass(frozen=True)
@@ -69,25 +72,25 @@ _PAPER_ROWS = (
 )
 
 
-def parse_variants(text: str, settings: Mapping[str, Any] | None = None) -> list[Variant]:
-    """The variants named by ``text``, with the run's ``settings`` applied.
+def parse_variants(text: str, settings: SettingsGiven | None = None) -> list[Variant]:
+    """The variants named by ``text``, with the command's ``settings`` applied.
 
     Args:
         text: ``all`` (the paper's 17 rows, :data:`PAPER_VARIANTS`) or comma-separated items ``NAME`` or
             ``NAME[KEY=VALUE;KEY=VALUE]`` (an item may also be ``all``). Values are read with
             :func:`simexplain.checks.parse_setting`, so ``scale=(0.1,0.2)`` is a tuple and ``guided=yes`` is
             ``True``; commas inside brackets or parentheses do not split items.
-        settings: the run's ``--set`` values, ``"METHOD.KEY"`` → value (typed, or text to parse), applied to
-            every chosen variant of METHOD unless its brackets set KEY. Keys starting with ``metrics.`` belong
-            to the metrics and are skipped here.
+        settings: the command's ``--set`` settings (strings or key → value pairs), routed to the chosen
+            variants' methods by :func:`simexplain.service.route_settings` and applied to every variant of
+            their method unless its brackets set the key. No metrics are chosen here, so ``metrics.KEY`` is
+            refused: a command with metrics routes its settings itself and calls :func:`with_settings`.
 
     Unknown methods, parameters or values, a variant chosen twice (the same method with the same settings,
-    defaults included), a setting for a method not chosen and a setting without its ``METHOD.`` prefix are
-    each refused with a one-line :class:`SimexplainError`.
+    defaults included) and a setting no chosen method takes are each refused with a one-line
+    :class:`SimexplainError`.
 
     Example:
-        >>> run = {"smooth-grad.samples": "8"}
-        >>> v = parse_variants("pairwise-occlusion[scale=(0.1, 0.2)],smooth-grad", run)
+        >>> v = parse_variants("pairwise-occlusion[scale=(0.1, 0.2)],smooth-grad", ["smooth-grad.samples=8"])
         >>> [(x.label, x.params) for x in v]
         [('pairwise-occlusion[scale=(0.1,0.2)]', {'scale': (0.1, 0.2)}), ('smooth-grad', {'samples': 8})]
     """
@@ -103,8 +106,27 @@ def parse_variants(text: str, settings: Mapping[str, Any] | None = None) -> list
         else:
             variants.append(_variant(item))
     _refuse_twice(variants)
-    run_settings = _run_settings(settings or {}, {v.method for v in variants})
-    return [replace(v, params={**run_settings.get(v.method, {}), **v.params}) for v in variants]
+    if settings is None:
+        return variants
+    return with_settings(variants, route_settings(settings, methods_of(variants), metrics=False))
+
+
+def methods_of(variants: list[Variant]) -> list[str]:
+    """The variants' methods, each once, in order: the chosen methods their settings are routed to."""
+    return list(dict.fromkeys(variant.method for variant in variants))
+
+
+def with_settings(variants: list[Variant], settings: Settings) -> list[Variant]:
+    """Each variant with the routed settings of its method added, its own bracket settings winning.
+
+    Example:
+        >>> from simexplain.service import route_settings
+        >>> chosen = parse_variants("smooth-grad[samples=2],input-x-gradient")
+        >>> routed = route_settings(["samples=5", "guided=true"], methods_of(chosen), metrics=False)
+        >>> [v.params for v in with_settings(chosen, routed)]
+        [{'samples': 2, 'guided': True}, {'guided': True}]
+    """
+    return [replace(v, params={**settings.methods.get(v.method, {}), **v.params}) for v in variants]
 
 
 def _split(text: str, separator: str, context: str) -> list[str]:
@@ -195,28 +217,6 @@ def _refuse_twice(variants: list[Variant]) -> None:
         seen.setdefault(variant.method, []).append((resolved, variant.label))
 
 
-def _run_settings(settings: Mapping[str, Any], methods: set[str]) -> dict[str, dict[str, Any]]:
-    """``"METHOD.KEY"`` → value as METHOD → checked settings; ``metrics.*`` keys are left to the metrics."""
-    chosen: dict[str, dict[str, Any]] = {}
-    for key, value in settings.items():
-        key = str(key).strip()
-        if key.startswith("metrics."):
-            continue
-        method, dot, parameter = key.partition(".")
-        if not dot or not method or not parameter:
-            raise SimexplainError(f"setting {key!r}: write METHOD.KEY=VALUE (e.g. smooth-grad.samples=20)")
-        if method not in methods:
-            raise SimexplainError(
-                f"setting {key!r}: {method!r} is not among the chosen methods ({', '.join(sorted(methods))})"
-            )
-        value = checks.parse_setting(value) if isinstance(value, str) else value
-        try:
-            chosen.setdefault(method, {}).update(get(method).check({parameter: value}))
-        except SimexplainError as error:
-            raise SimexplainError(f"setting {key!r}: {error}") from None
-    return chosen
-
-
 PAPER_VARIANTS: tuple[Variant, ...] = tuple(_variant(label, title) for label, title in _PAPER_ROWS)
 
-__all__ = ["PAPER_VARIANTS", "Variant", "parse_variants"]
+__all__ = ["PAPER_VARIANTS", "Variant", "methods_of", "parse_variants", "with_settings"]

@@ -35,9 +35,9 @@ def create_app(settings: Any = None):
 def serve(settings: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the page and the API under uvicorn until interrupted."""
     _require_web()
-    from .app import serve as run
+    from .app import serve as serve_app
 
-    run(settings, host=host, port=port)
+    serve_app(settings, host=host, port=port)
 
 
 def __getattr__(name: str) -> Any:

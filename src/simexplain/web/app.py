@@ -1,31 +1,35 @@
 """The FastAPI application: the page, the JSON API (described at ``/openapi.json``) and the downloads.
 
-Models are loaded once at startup through :func:`simexplain.service.get_model` and shared; each has one
-worker (one explanation at a time) behind a bounded admission count (:class:`.jobs.JobQueue`). Every error is
-``{"error": "<one line>"}`` with a 4xx status (a 500 only for a bug, with the same shape).
+FastAPI's own shape: two ``APIRouter`` (the page, the API) whose routes ask for what they need through
+dependencies (:func:`served`: the app's shared parts; :func:`submitted`: an upload admitted, checked and
+queued; :func:`known_job`). Models are loaded once at startup through :func:`simexplain.service.get_model` and
+shared; each has one worker (one explanation at a time) behind a bounded admission count
+(:class:`.jobs.JobQueue`); a job runs :func:`simexplain.service.run` with itself as the observer. Every error
+is ``{"error": "<one line>"}`` with a 4xx status (a 500 only for a bug, with the same shape).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import service
-from . import jobs as jobs_module
-from .requests import RequestError, check_request, read_upload
-from .results import ResultStore, answer, explain_job, json_safe
+from .jobs import Job, JobQueue, QueueFull
+from .requests import RequestError, Upload, check_upload, read_upload
+from .results import ExplainAnswer, ResultStore, answer
 
 log = logging.getLogger("simexplain.web")
 
@@ -68,30 +72,6 @@ class ErrorBody(BaseModel):
     error: str
 
 
-class MethodAnswer(BaseModel):
-    method: str
-    config: dict[str, Any]
-    score: float | None
-    seconds: float
-    metrics: dict[str, Any] | None = None
-    map1: list[list[float]]
-    map2: list[list[float]]
-    # pair-interaction only: I[y1][x1][y2][x2] of the first pair (the page's click-to-match view)
-    interaction: list[list[list[list[float]]]] | None = None
-
-
-class ExplainAnswer(BaseModel):
-    id: str
-    model: str
-    model_name: str
-    score: float | None
-    images: list[str]
-    device: str
-    explanations: list[MethodAnswer]
-    figures: dict[str, str]
-    inputs: list[str]
-
-
 class JobStatus(BaseModel):
     id: str
     model: str
@@ -114,6 +94,7 @@ class ModelInfo(BaseModel):
 class MethodInfo(BaseModel):
     name: str
     family: str
+    library: str | None  # captum, grad-cam: an external library's method; None: simexplain's own
     description: str
     parameters: dict[str, Any]
 
@@ -159,13 +140,243 @@ EXPLAIN_BODY = {
 }
 
 
+# ---------------------------------------------------------------------------------------------- shared parts
+class Served:
+    """The app's shared parts (models, job queue, results), started by the lifespan or, when an ASGI host runs
+    none, on first use."""
+
+    def __init__(self, settings: WebSettings, names: list[str], device) -> None:
+        self.settings, self.names, self.device = settings, names, device
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> Served:
+        with self._lock:
+            if not self._started:
+                weights = dict(zip(self.settings.models, self.settings.weights))
+                self.models = {
+                    name: service.get_model(name, weights=weights.get(name), device=self.device)
+                    for name in self.names
+                }
+                self.jobs = JobQueue(
+                    self.names, capacity=self.settings.queue_size, keep=self.settings.keep * 2
+                )
+                self.results = ResultStore(self.settings.keep)
+                self._started = True
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._started:
+                self.jobs.close()
+                self.results.close()
+                self._started = False
+
+
+def served(request: Request) -> Served:
+    """Dependency: the app's shared parts, started."""
+    return request.app.state.simexplain.start()
+
+
+ServedParts = Annotated[Served, Depends(served)]
+
+
+async def submitted(request: Request, parts: ServedParts) -> Job:
+    """Dependency: the upload admitted (before its body is read: memory stays bounded under a flood), read,
+    checked and queued as a job that runs :func:`simexplain.service.run` and keeps its answer."""
+    try:
+        parts.jobs.admit()
+    except QueueFull as error:
+        raise RequestError(429, str(error), {"Retry-After": str(error.retry_after)}) from None
+    try:
+        fields, files = await read_upload(request, parts.settings.upload_limit)
+        upload = check_upload(fields, files, parts.names, max_pixels=parts.settings.max_pixels)
+    except BaseException:
+        parts.jobs.release()
+        raise
+    return parts.jobs.submit(upload.model, functools.partial(_explain, parts, upload), admitted=True)
+
+
+def _explain(parts: Served, upload: Upload, job: Job) -> bytes:
+    """A job's work: the request on the served model, its answer kept (as compact JSON bytes: a 224×224 map as
+    Python floats would take ~4× the memory) with the report for the downloads."""
+    model = parts.models[upload.model]
+    options = {"labels": upload.labels, "model_label": upload.model, "observer": job.report}
+    report = service.run(model, upload.image1, upload.image2, upload.request, **options)
+    document = json.dumps(answer(job.id, report), separators=(",", ":")).encode()
+    parts.results.put(job.id, report, document)
+    return document
+
+
+def known_job(job_id: str, parts: ServedParts) -> Job:
+    """Dependency: the job named in the path; 404 when it is unknown or forgotten."""
+    job = parts.jobs.get(job_id)
+    if job is None:
+        raise RequestError(404, "no such job (finished jobs are forgotten after a while)")
+    return job
+
+
+SubmittedJob = Annotated[Job, Depends(submitted)]
+KnownJob = Annotated[Job, Depends(known_job)]
+
+
+def job_status(job: Job, status_code: int = 200) -> Response:
+    """The job as JSON, its answer (already encoded) spliced in as ``result`` once it is done."""
+    status = json.dumps({**job.status(), "result": None}, separators=(",", ":")).encode()
+    if job.state == "done":
+        status = status[: -len(b"null}")] + job.result + b"}"
+    return Response(status, media_type="application/json", status_code=status_code)
+
+
+# ---------------------------------------------------------------------------------------------- the page
+page = APIRouter(include_in_schema=False)
+
+
+@functools.cache
+def _static() -> dict[str, bytes]:
+    """The page's files, read once."""
+    return {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
+
+
+@page.get("/")
+def index() -> Response:
+    return Response(_static()["index.html"], media_type="text/html; charset=utf-8")
+
+
+@page.get("/static/{name}")
+def static_file(name: str) -> Response:
+    if name not in STATIC:
+        raise RequestError(404, "no such file")
+    return Response(_static()[name], media_type=STATIC[name] + "; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- the API
+api = APIRouter(prefix="/api")
+
+
+@api.get(
+    "/samples/{name}",
+    responses={200: {"content": {"image/jpeg": {}}}, **_errors(404, 422)},
+    response_class=Response,
+    summary="A bundled sample photo (chelsea.jpg, coffee.jpg, astronaut.jpg)",
+)
+def sample(name: str) -> Response:
+    if name not in SAMPLES:
+        raise RequestError(404, f"no sample {name!r}; samples: {', '.join(SAMPLES)}")
+    from ..images import sample_path
+
+    return Response(sample_path(name).read_bytes(), media_type="image/jpeg")
+
+
+@api.get("/health", response_model=Health)
+def health(parts: ServedParts) -> dict[str, Any]:
+    queue = parts.jobs
+    return {"status": "ok", "models": parts.names, "pending": queue.pending, "capacity": queue.capacity}
+
+
+@api.get("/models", response_model=list[ModelInfo])
+def models(parts: ServedParts) -> list[dict[str, Any]]:
+    from ..models import available
+
+    known = available()
+    listed = []
+    for index, name in enumerate(parts.names):
+        model, entry = parts.models[name], known.get(name)
+        listed.append(
+            {
+                "name": name,
+                "model_name": model.name,
+                "default": index == 0,
+                "input_size": list(model.preprocessing.input_size),
+                "layer": model.layer,
+                "description": entry.description if entry else f"{model.name} (loaded by the server)",
+            }
+        )
+    return listed
+
+
+@api.get("/methods", response_model=list[MethodInfo])
+def methods() -> list[dict[str, Any]]:
+    """Every method, simexplain's own first (family by family), then the external libraries'."""
+    from ..methods import available, get
+
+    listed = []
+    for name, description in available().items():
+        method = get(name)
+        parameters = service.json_safe(method.parameters())
+        listed.append(
+            {
+                "name": name,
+                "family": method.family,
+                "library": method.library,
+                "description": description,
+                "parameters": parameters,
+            }
+        )
+    return listed
+
+
+@api.post(
+    "/explain",
+    response_model=None,
+    responses={200: {"model": ExplainAnswer}, **_errors(400, 409, 413, 422, 429, 500)},
+    openapi_extra=EXPLAIN_BODY,
+    summary="Explain a pair of images (waits for the answer)",
+)
+async def explain(job: SubmittedJob) -> Response:
+    await asyncio.wrap_future(job.future)
+    if job.state != "done":
+        return JSONResponse({"error": job.error or job.state}, status_code=job.status_code)
+    return Response(job.result, media_type="application/json")
+
+
+@api.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobStatus,
+    responses=_errors(400, 413, 422, 429),
+    openapi_extra=EXPLAIN_BODY,
+    summary="Start explaining a pair; poll /api/jobs/{id} for progress and the answer",
+)
+async def start_job(job: SubmittedJob) -> Response:
+    return job_status(job, 202)
+
+
+@api.get("/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
+def job_state(job: KnownJob) -> Response:
+    return job_status(job)
+
+
+@api.delete("/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
+def cancel_job(job: KnownJob, parts: ServedParts) -> Response:
+    return job_status(parts.jobs.cancel(job.id))
+
+
+@api.get(
+    "/results/{result_id}/{name}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/json": {}}},
+        **_errors(404, 422),
+    },
+    summary="A result's download: figure.png, figure.svg, result.json, image1.png, image2.png",
+)
+def download(result_id: str, name: str, parts: ServedParts) -> Response:
+    found = parts.results.download(result_id, name)
+    if found is None:
+        raise RequestError(404, "no such result or file (results are kept for this session, the last few)")
+    data, media = found
+    disposition = "inline" if name.startswith("image") else f'attachment; filename="simexplain-{name}"'
+    return Response(data, media_type=media, headers={"Content-Disposition": disposition})
+
+
 # ---------------------------------------------------------------------------------------------- the app
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """The web application for ``settings`` (models load when it starts, e.g. under uvicorn or TestClient).
 
     Example:
         >>> app = create_app(WebSettings(models=("efficientnet-lite0",)))
-        >>> sorted(r.path for r in app.routes if r.path.startswith("/api/"))[:3]
+        >>> sorted(app.openapi()["paths"])[:3]
         ['/api/explain', '/api/health', '/api/jobs']
     """
     from ..models import DEFAULT_MODEL
@@ -174,16 +385,15 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     names = list(dict.fromkeys(settings.models or (DEFAULT_MODEL,)))
     for name in names:
         service.check_model_name(name)
-    device = service.check_device(settings.device)
-    state = _State(settings, names, device)
+    parts = Served(settings, names, service.check_device(settings.device))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.start()  # models load now, not on the first request
+        parts.start()  # models load now, not on the first request
         try:
             yield
         finally:
-            state.close()
+            parts.close()
 
     app = FastAPI(
         title="simexplain",
@@ -193,11 +403,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         docs_url=None,  # FastAPI's /docs and /redoc pages load scripts from a CDN: not offline, so not served
         redoc_url=None,
     )
+    app.state.simexplain = parts
     _add_error_handlers(app)
-    _add_page(app)
-    _add_facts(app, state)
-    _add_explaining(app, state)
-    app.state.simexplain = state
+    app.include_router(page)
+    app.include_router(api)
     return app
 
 
@@ -231,224 +440,6 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
 
-def _add_page(app: FastAPI) -> None:
-    """The page, its two static files (read once, looked up by name) and the bundled sample photos."""
-    static = {name: (resources.files(__package__) / "static" / name).read_bytes() for name in STATIC}
-
-    @app.get("/", include_in_schema=False)
-    def page() -> Response:
-        return Response(static["index.html"], media_type="text/html; charset=utf-8")
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static_file(name: str) -> Response:
-        if name not in STATIC:
-            raise RequestError(404, "no such file")
-        return Response(static[name], media_type=STATIC[name] + "; charset=utf-8")
-
-    @app.get(
-        "/api/samples/{name}",
-        responses={200: {"content": {"image/jpeg": {}}}, **_errors(404, 422)},
-        response_class=Response,
-        summary="A bundled sample photo (chelsea.jpg, coffee.jpg, astronaut.jpg)",
-    )
-    def sample(name: str) -> Response:
-        if name not in SAMPLES:
-            raise RequestError(404, f"no sample {name!r}; samples: {', '.join(SAMPLES)}")
-        from ..images import sample_path
-
-        return Response(sample_path(name).read_bytes(), media_type="image/jpeg")
-
-
-def _add_facts(app: FastAPI, state: _State) -> None:
-    """Health, the served models and the registered methods."""
-    names = state.names
-
-    @app.get("/api/health", response_model=Health)
-    def health() -> dict[str, Any]:
-        queue = state.jobs
-        return {"status": "ok", "models": names, "pending": queue.pending, "capacity": queue.capacity}
-
-    @app.get("/api/models", response_model=list[ModelInfo])
-    def models() -> list[dict[str, Any]]:
-        from ..models import available
-
-        known = available()
-        listed = []
-        for index, name in enumerate(names):
-            model = state.models[name]
-            entry = known.get(name)
-            listed.append(
-                {
-                    "name": name,
-                    "model_name": model.name,
-                    "default": index == 0,
-                    "input_size": list(model.preprocessing.input_size),
-                    "layer": model.layer,
-                    "description": entry.description if entry else f"{model.name} (loaded by the server)",
-                }
-            )
-        return listed
-
-    @app.get("/api/methods", response_model=list[MethodInfo])
-    def methods() -> list[dict[str, Any]]:
-        from ..methods import available, get
-
-        listed = []
-        for name, description in available().items():
-            method = get(name)
-            listed.append(
-                {
-                    "name": name,
-                    "family": method.family,
-                    "description": description,
-                    "parameters": json_safe(method.parameters()),
-                }
-            )
-        return listed
-
-
-def _add_explaining(app: FastAPI, state: _State) -> None:
-    """Explain (waiting), jobs (start, poll, cancel) and the results' downloads."""
-    settings, names = state.settings, state.names
-
-    async def submit(request: Request) -> jobs_module.Job:
-        queue: jobs_module.JobQueue = state.jobs
-        try:
-            queue.admit()  # before the body is read: memory stays bounded under a flood
-        except jobs_module.QueueFull as error:
-            raise RequestError(429, str(error), {"Retry-After": str(error.retry_after)}) from None
-        try:
-            fields, files = await read_upload(request, settings.upload_limit)
-            checked = check_request(fields, files, names, max_pixels=settings.max_pixels)
-        except BaseException:
-            queue.release()
-            raise
-        model = state.models[checked.model]
-
-        def work(job: jobs_module.Job) -> bytes:
-            report = explain_job(job, model, checked)
-            # Kept as compact JSON bytes: a 224×224 map as Python floats would take ~4× the memory.
-            document = json.dumps(answer(job.id, checked.model, report), separators=(",", ":")).encode()
-            state.results.put(job.id, report, document)
-            return document
-
-        return queue.submit(checked.model, work, admitted=True)
-
-    @app.post(
-        "/api/explain",
-        response_model=None,
-        responses={200: {"model": ExplainAnswer}, **_errors(400, 409, 413, 422, 429, 500)},
-        openapi_extra=EXPLAIN_BODY,
-        summary="Explain a pair of images (waits for the answer)",
-    )
-    async def explain(request: Request) -> Response:
-        job = await submit(request)
-        await asyncio.wrap_future(job.future)
-        if job.state != "done":
-            return JSONResponse({"error": job.error or job.state}, status_code=job.status_code)
-        return Response(job.result, media_type="application/json")
-
-    @app.post(
-        "/api/jobs",
-        status_code=202,
-        response_model=JobStatus,
-        responses=_errors(400, 413, 422, 429),
-        openapi_extra=EXPLAIN_BODY,
-        summary="Start explaining a pair; poll /api/jobs/{id} for progress and the answer",
-    )
-    async def start_job(request: Request) -> Response:
-        job = await submit(request)
-        return job_status(job, 202)
-
-    def job_status(job: jobs_module.Job, status_code: int = 200) -> Response:
-        """The job as JSON, its answer (already encoded) spliced in as ``result`` once it is done."""
-        status = json.dumps({**job.status(), "result": None}, separators=(",", ":")).encode()
-        if job.state == "done":
-            status = status[: -len(b"null}")] + job.result + b"}"
-        return Response(status, media_type="application/json", status_code=status_code)
-
-    def known_job(job_id: str) -> jobs_module.Job:
-        job = state.jobs.get(job_id)
-        if job is None:
-            raise RequestError(404, "no such job (finished jobs are forgotten after a while)")
-        return job
-
-    @app.get("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
-    def job(job_id: str) -> Response:
-        return job_status(known_job(job_id))
-
-    @app.delete("/api/jobs/{job_id}", response_model=JobStatus, responses=_errors(404, 422))
-    def cancel_job(job_id: str) -> Response:
-        known_job(job_id)
-        return job_status(state.jobs.cancel(job_id))
-
-    @app.get(
-        "/api/results/{result_id}/{name}",
-        response_class=Response,
-        responses={
-            200: {"content": {"image/png": {}, "image/svg+xml": {}, "application/json": {}}},
-            **_errors(404, 422),
-        },
-        summary="A result's download: figure.png, figure.svg, result.json, image1.png, image2.png",
-    )
-    def download(result_id: str, name: str) -> Response:
-        found = state.results.download(result_id, name)
-        if found is None:
-            raise RequestError(
-                404, "no such result or file (results are kept for this session, the last few)"
-            )
-        data, media = found
-        disposition = "inline" if name.startswith("image") else f'attachment; filename="simexplain-{name}"'
-        return Response(data, media_type=media, headers={"Content-Disposition": disposition})
-
-
-class _State:
-    """The app's shared parts, started by the lifespan or, when an ASGI host runs none, on first use."""
-
-    def __init__(self, settings: WebSettings, names: list[str], device) -> None:
-        self.settings, self.names, self.device = settings, names, device
-        self._lock = threading.Lock()
-        self._started = False
-
-    def start(self) -> None:
-        with self._lock:
-            if self._started:
-                return
-            settings = self.settings
-            weights = dict(zip(settings.models, settings.weights))
-            self._models = {
-                name: service.get_model(name, weights=weights.get(name), device=self.device)
-                for name in self.names
-            }
-            self._jobs = jobs_module.JobQueue(
-                self.names, capacity=settings.queue_size, keep=settings.keep * 2
-            )
-            self._results = ResultStore(settings.keep)
-            self._started = True
-
-    def close(self) -> None:
-        with self._lock:
-            if self._started:
-                self._jobs.close()
-                self._results.close()
-                self._started = False
-
-    @property
-    def models(self) -> dict[str, Any]:
-        self.start()
-        return self._models
-
-    @property
-    def jobs(self) -> jobs_module.JobQueue:
-        self.start()
-        return self._jobs
-
-    @property
-    def results(self) -> ResultStore:
-        self.start()
-        return self._results
-
-
 def serve(settings: WebSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the app under uvicorn until interrupted."""
     import uvicorn
@@ -456,4 +447,4 @@ def serve(settings: WebSettings, host: str = "127.0.0.1", port: int = 8000) -> N
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
-__all__ = ["ErrorBody", "ExplainAnswer", "WebSettings", "create_app", "serve"]
+__all__ = ["ErrorBody", "ExplainAnswer", "Served", "WebSettings", "api", "create_app", "page", "serve"]

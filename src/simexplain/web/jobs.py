@@ -2,8 +2,9 @@
 
 A job is admitted (or refused with :class:`QueueFull`) *before* its upload is read, so the memory held by
 uploads is bounded by ``capacity × upload limit``. Each model's worker runs its jobs one at a time (the
-:class:`~simexplain.pair.PairModel` lock would serialise them anyway); a job reports its progress through
-:func:`simexplain.batching.observe_chunks` and stops at the next chunk when it is cancelled.
+:class:`~simexplain.pair.PairModel` lock would serialise them anyway); a job is the observer of its
+:func:`simexplain.service.run` (:meth:`Job.report`), so it reports the progress and stops at the next chunk
+once it is cancelled.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class QueueFull(SimexplainError):
 
 
 class Cancelled(Exception):
-    """Raised inside a run (at a chunk boundary or between methods) when its job was cancelled."""
+    """Raised inside a job's work (at a chunk boundary or between methods) when the job was cancelled."""
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Job:
             raise Cancelled(self.id)
 
     def report(self, progress: float, stage: str | None = None) -> None:
+        """The job's progress (and stage, when a new one begins); a :data:`simexplain.service.Observer`, so
+        it raises :class:`Cancelled` once the job is cancelled."""
         self.check()
         self.progress = min(1.0, max(self.progress, float(progress)))
         if stage is not None:
@@ -93,7 +96,7 @@ class JobQueue:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._pending = 0  # admitted and not yet finished (queued + running + being uploaded)
-        self._seconds: list[float] = []  # recent run times, for Retry-After
+        self._seconds: list[float] = []  # how long recent jobs took, for Retry-After
         self._queues: dict[str, queue.Queue] = {name: queue.Queue() for name in models}
         self._threads = [
             threading.Thread(target=self._work, args=(q,), name=f"simexplain-{name}", daemon=True)
@@ -161,10 +164,10 @@ class JobQueue:
             job = jobs.get()
             if job is None:
                 return
-            self._run(job)
+            self._execute(job)
             del job  # not held while waiting for the next one
 
-    def _run(self, job: Job) -> None:
+    def _execute(self, job: Job) -> None:
         started = time.monotonic()
         try:
             job.check()

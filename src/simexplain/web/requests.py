@@ -11,7 +11,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -32,14 +32,14 @@ class RequestError(SimexplainError):
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
-    """A checked request: the served model's name, both images' bytes and labels, and the plan."""
+class Upload:
+    """A checked upload: the served model's name, both images' bytes and labels, and the service's request."""
 
     model: str
     image1: bytes
     image2: bytes
     labels: tuple[str, str]
-    plan: service.Plan
+    request: service.Request
 
 
 async def read_upload(request: Any, limit: int) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
@@ -89,53 +89,75 @@ def _too_large(limit: int) -> str:
     return f"upload too large (limit {limit / 1e6:g} MB for both images together)"
 
 
-def check_request(
+def check_upload(
     fields: dict[str, str],
     files: dict[str, tuple[str, bytes]],
     models: list[str],
     *,
     max_pixels: int,
-) -> ExplainRequest:
+) -> Upload:
     """Every check that needs no model: files present and images by their headers (400/413), the model,
-    methods, parameters and metrics (422)."""
-    images = []
-    for index, key in enumerate(("image1", "image2"), 1):
-        if key not in files:
-            if key in fields:
-                raise RequestError(400, f"{key}: send it as a file, not as a text field")
-            raise RequestError(400, f"missing file {key}")
-        name, data = files[key]
-        check_header(data, f"image {index}", max_pixels)
-        images.append((label(name, f"image {index}"), data))
+    methods, settings (``params``, the service's grammar) and metrics (422)."""
+    images = [_uploaded_image(fields, files, index, max_pixels) for index in (1, 2)]
     model = fields.get("model") or models[0]
     if model not in models:
         raise RequestError(422, f"unknown model {_short(model)!r}; served here: {', '.join(models)}")
-    params, metric_options = split_params(fields.get("params"))
+    settings = read_params(fields.get("params"))
     try:
-        request = service.plan(
-            fields.get("methods") or DEFAULT_METHODS,
-            params,
-            fields.get("metrics") or None,
-            metric_options=metric_options,
+        request = service.prepare(
+            fields.get("methods") or DEFAULT_METHODS, settings, fields.get("metrics") or None
         )
     except (SimexplainError, TypeError, ValueError, KeyError) as error:
         raise RequestError(422, _line(error)) from None
-    return ExplainRequest(model, images[0][1], images[1][1], (images[0][0], images[1][0]), request)
+    first, second = images
+    return Upload(model, first.data, second.data, (first.label, second.label), request)
 
 
-def split_params(text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``params`` (a JSON object) as the methods' settings and the metrics' (keys ``metrics.KEY``)."""
+class _Image(NamedTuple):
+    label: str
+    data: bytes
+
+
+def _uploaded_image(
+    fields: dict[str, str], files: dict[str, tuple[str, bytes]], index: int, max_pixels: int
+) -> _Image:
+    """The file ``image{index}``: present, sent as a file, and an image by its header (400/413)."""
+    key = f"image{index}"
+    if key not in files:
+        if key in fields:
+            raise RequestError(400, f"{key}: send it as a file, not as a text field")
+        raise RequestError(400, f"missing file {key}")
+    name, data = files[key]
+    check_header(data, f"image {index}", max_pixels)
+    return _Image(label(name, f"image {index}"), data)
+
+
+def read_params(text: str | None) -> list[tuple[str, Any]]:
+    """``params`` (a JSON object of ``"METHOD.KEY"``/``"KEY"``/``"metrics.KEY"`` → value) as key → value
+    pairs, in order and with repeats kept, for the service's settings grammar to route (and refuse a
+    repeat)."""
     if not text:
-        return {}, {}
+        return []
     try:
-        params = json.loads(text)
+        params = json.loads(text, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
         raise RequestError(400, "params: not valid JSON (send an object of METHOD.KEY → value)") from None
-    if not isinstance(params, dict):
+    if not isinstance(params, _Pairs):
         raise RequestError(400, "params: send a JSON object of METHOD.KEY → value")
-    methods = {k: v for k, v in params.items() if not k.startswith("metrics.")}
-    metrics = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("metrics.")}
-    return methods, metrics
+    return [(key, _plain(value)) for key, value in params]
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, so a repeated key is not lost."""
+
+
+def _plain(value: Any) -> Any:
+    """A value with the objects inside it as dicts again."""
+    if isinstance(value, _Pairs):
+        return {key: _plain(item) for key, item in value}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def check_header(data: bytes, name: str, max_pixels: int) -> None:
@@ -172,4 +194,4 @@ def _line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-__all__ = ["ExplainRequest", "RequestError", "check_header", "check_request", "read_upload", "split_params"]
+__all__ = ["RequestError", "Upload", "check_header", "check_upload", "read_params", "read_upload"]

@@ -109,43 +109,76 @@ function paramInput(method, key, value) {
   return row;
 }
 
-function renderMethods(methods) {
-  const box = $("#methods");
-  box.replaceChildren();
-  let family = null;
+function methodRow(method) {
+  const row = document.createElement("div");
+  row.className = "method-row";
+  row.dataset.search = `${method.name} ${method.description}`.toLowerCase();
+  const label = document.createElement("label");
+  label.className = "check";
+  label.title = method.description;
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.name = "method";
+  box.value = method.name;
+  box.checked = DEFAULT_METHODS.includes(method.name);
+  label.append(box, document.createTextNode(" " + method.name));
+  row.append(label);
+  const keys = Object.keys(method.parameters);
+  if (keys.length) {
+    const details = document.createElement("details");
+    details.className = "settings";
+    const summary = document.createElement("summary");
+    summary.textContent = "settings";
+    const about = document.createElement("p");
+    about.className = "note";
+    about.textContent = method.description;
+    details.append(summary, about, ...keys.map((k) => paramInput(method.name, k, method.parameters[k])));
+    row.append(details);
+  }
+  return row;
+}
+
+// Rows under a heading each time the heading changes (the server lists methods in order).
+function appendGrouped(box, methods, heading) {
+  let current = null;
   for (const method of methods) {
-    if (method.family !== family) {
-      family = method.family;
+    if (heading(method) !== current) {
+      current = heading(method);
       const head = document.createElement("div");
       head.className = "family";
-      head.textContent = family;
+      head.textContent = current;
       box.append(head);
     }
-    const row = document.createElement("div");
-    row.className = "method-row";
-    const label = document.createElement("label");
-    label.className = "check";
-    label.title = method.description;
-    const box1 = document.createElement("input");
-    box1.type = "checkbox";
-    box1.name = "method";
-    box1.value = method.name;
-    box1.checked = DEFAULT_METHODS.includes(method.name);
-    label.append(box1, document.createTextNode(" " + method.name));
-    row.append(label);
-    const keys = Object.keys(method.parameters);
-    if (keys.length) {
-      const details = document.createElement("details");
-      details.className = "settings";
-      const summary = document.createElement("summary");
-      summary.textContent = "settings";
-      const about = document.createElement("p");
-      about.className = "note";
-      about.textContent = method.description;
-      details.append(summary, about, ...keys.map((k) => paramInput(method.name, k, method.parameters[k])));
-      row.append(details);
-    }
-    box.append(row);
+    box.append(methodRow(method));
+  }
+}
+
+// simexplain's own methods (the paper's) first, by family; the external libraries' (captum:, grad-cam:) in a
+// collapsed "more methods" group with a filter box.
+function renderMethods(methods) {
+  const own = methods.filter((m) => !m.library), external = methods.filter((m) => m.library);
+  const box = $("#methods");
+  box.replaceChildren();
+  appendGrouped(box, own, (m) => m.family);
+  const more = $("#more-methods");
+  more.hidden = !external.length;
+  $("#more-count").textContent = `${external.length} from ${[...new Set(external.map((m) => m.library))].join(", ")}`;
+  const list = $("#more-list");
+  list.replaceChildren();
+  appendGrouped(list, external, (m) => `${m.library} · ${m.family}`);
+}
+
+function filterMoreMethods() {
+  const words = $("#method-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+  for (const row of document.querySelectorAll("#more-list .method-row")) {
+    const chosen = $("input[name=method]", row).checked;
+    row.hidden = !chosen && !words.every((word) => row.dataset.search.includes(word));
+  }
+  // A heading stays only while a row under it is shown.
+  for (const head of document.querySelectorAll("#more-list .family")) {
+    let next = head.nextElementSibling, shown = false;
+    while (next && !next.classList.contains("family")) { shown ||= !next.hidden; next = next.nextElementSibling; }
+    head.hidden = !shown;
   }
 }
 
@@ -399,6 +432,7 @@ async function start() {
   $("#request").addEventListener("submit", submit);
   $("#cancel").addEventListener("click", cancel);
   $("#opacity").addEventListener("input", applyOpacity);
+  $("#method-filter").addEventListener("input", filterMoreMethods);
   $("#smooth").addEventListener("change", () => state.answer && showAnswer(state.answer));
   try {
     const [models, methods] = await Promise.all([getJSON("/api/models"), getJSON("/api/methods")]);
