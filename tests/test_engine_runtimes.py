@@ -278,13 +278,26 @@ def test_bf16_autocasts_the_gradient_free_passes_and_returns_fp32():
     assert_relative(z, reference, 3e-2)
 
 
-def test_copies_keep_the_setting_but_not_the_runners():
-    model = simexplain.PairModel(SmallCNN(), engine="onnxruntime", precision="fp32")
+def test_copies_keep_the_setting_but_not_the_runners_and_randomised_copies_run_pytorch(graph_cache):
+    model = simexplain.PairModel(SmallCNN(seed=5), engine="onnxruntime", precision="fp32")
+    x = torch.rand(2, 3, 32, 32)
     with torch.inference_mode():
-        model.embed(torch.rand(2, 3, 32, 32))
+        model.embed(x)
     assert model._engines.built
+    graphs_before = set(graph_cache.glob("*.onnx"))
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         assert (twin.engine, twin.precision, twin._engines.built) == ("onnxruntime", "fp32", {})
+        with torch.inference_mode():
+            twin.embed(x)  # the same weights: the same graph
+        assert engines.describe(twin)["encoders"]["a"]["engine"] == "onnxruntime"
+        with torch.no_grad():
+            twin.encoder.head[2].weight.mul_(-1.0)  # what the sanity cascade does to its copy
+        with torch.inference_mode():
+            z = twin.embed(x)
+        with torch.no_grad():
+            assert torch.equal(z, twin.encoder(x))
+        assert engines.describe(twin)["encoders"]["a"]["engine"] == "torch"
+    assert set(graph_cache.glob("*.onnx")) == graphs_before  # nothing exported for the randomised copies
     assert model._engines.built
 
 

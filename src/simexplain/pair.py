@@ -146,7 +146,8 @@ class PairModel(nn.Module):
         self._engines = EngineState(engine, precision)
 
     # A lock cannot be copied or pickled, and runners belong to one model: a deep copy (the sanity check's)
-    # gets a fresh lock and builds its own runners; the engine settings travel.
+    # gets a fresh lock and builds its own runners; the engine settings travel, for the copy's weights as
+    # they are (the sanity cascade's randomised steps run in PyTorch: EngineState.pin).
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_lock", None)
@@ -161,6 +162,7 @@ class PairModel(nn.Module):
         self._lock = threading.RLock()
         self._taps = 0
         self._engines = EngineState(engine, precision)
+        self._engines.pin({"a": self.encoder} if self.shared else {"a": self.encoder, "b": self.encoder_b})
 
     @property
     def engine(self) -> str:

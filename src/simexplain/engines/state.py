@@ -56,6 +56,7 @@ class EngineState:
     precision: str = "fp32"
     built: dict[tuple, Runners] = field(default_factory=dict)
     resolved: dict[tuple, str] = field(default_factory=dict)
+    pinned: dict[str, tuple] | None = None  # a copy's weights when copied (see pin)
 
     def __post_init__(self) -> None:
         self.configure(self.engine, self.precision)
@@ -68,6 +69,12 @@ class EngineState:
         self.engine, self.precision = engine, precision
         self.built.clear()
         self.resolved.clear()
+
+    def pin(self, encoders: dict[str, nn.Module]) -> None:
+        """Mark the model a copy (deep copy, unpickled): its engine runs only while each encoder keeps the
+        weights it has now. The sanity cascade randomises a copy layer by layer; exporting every step (1-2 s
+        for the default model) costs more than the gradient methods' forwards of a step (docs/engine.md)."""
+        self.pinned = {side: signature(encoder) for side, encoder in encoders.items()}
 
     def engine_for(self, side: str, encoder: nn.Module, device: torch.device) -> str:
         """The engine that runs ``encoder`` on ``device`` (``auto`` resolved by the encoder's size)."""
@@ -91,8 +98,16 @@ class EngineState:
             with lock:
                 runners = self.built.get(key)
                 if runners is None or runners.weights != weights:
-                    runners = self.built[key] = _build(name, engine, self.precision, encoder, x, weights)
+                    runners = self.built[key] = self._runners_for(name, side, engine, encoder, x, weights)
         return None if runners.run is None else runners.run(x)
+
+    def _runners_for(
+        self, name: str, side: str, engine: str, encoder: nn.Module, x: Tensor, weights: tuple
+    ) -> Runners:
+        if self.pinned is None or self.pinned.get(side, weights) == weights:
+            return _build(name, engine, self.precision, encoder, x, weights)
+        eager = _build(name, "torch", self.precision, encoder, x, weights)
+        return replace(eager, fallback="a copy whose weights changed: PyTorch (not exported again)")
 
     def fallbacks(self, side: str) -> list[str]:
         """The lines that sent ``side``'s forwards back to PyTorch."""
