@@ -228,7 +228,7 @@ def table(args: argparse.Namespace) -> dict:
                 values.setdefault(name, stored)
                 print(json.dumps({"model": model_name, "engine": label, "seconds": seconds}), flush=True)
         out[model_name] = _table_summary(runs, values, len(specs))
-    return {"pairs": len(specs), "rounds": args.rounds, "models": out}
+    return {"pairs": len(specs), "rounds": args.rounds, "threads": args.threads, "models": out}
 
 
 def _table_run(model: simexplain.PairModel, specs) -> tuple[float, dict, str]:
@@ -379,7 +379,9 @@ def _threshold_md(result: dict) -> list[str]:
 
 def _table_md(result: dict) -> list[str]:
     lines = _header(
-        f"The full table for {result['pairs']} bundled pair (17 variants × six metrics, step 224)", result
+        f"The full table for {result['pairs']} bundled pair (17 variants × six metrics, step 224, "
+        f"{result['threads']} thread)",
+        result,
     )
     lines += ["| model | engine | seconds | pairs per hour | speedup | max relative difference |"]
     lines += ["| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -434,8 +436,10 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (table, drift, overhead)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (not written to the results)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # 1 by default: 2 threads on 2 shared cores stall on other jobs' load
     defaults = {"forward": ("default,resnet50,vit-s16", 3), "table": ("default,resnet50", 1)}
     args.models = args.models or defaults.get(args.mode, ("default", 1))[0]
     args.rounds = args.rounds or defaults.get(args.mode, ("", 2))[1]

@@ -76,3 +76,21 @@ def test_every_gradient_free_image_of_the_driver_reaches_the_engine(tmp_path):
     evaluate_pairs(run, load_pairs("demo", seed=1, limit=1), tmp_path / "r.sqlite", progress=False)
     # the clean pair (2), the deletion sequences of both images (2 × 5 points), the masked pair (2)
     assert sum(routed) == 2 + 2 * 5 + 2
+
+
+def test_each_forward_of_a_driver_step_is_full_with_curve_points_of_several_pairs(tmp_path):
+    model = evaluation_model()
+    model.engine = "onnxruntime"
+    sizes = []
+    original = model._engines.embed
+
+    def spy(name, side, encoder, x, lock):
+        sizes.append(len(x))
+        return original(name, side, encoder, x, lock)
+
+    model._engines.embed = spy
+    run = Evaluation(model, parse_variants("input-x-gradient"), ["SD", "CAD"], {"step": 256}, batch_size=4)
+    evaluate_pairs(run, load_pairs("demo", seed=1, limit=2), tmp_path / "r.sqlite", progress=False)
+    # the step's clean pairs (4 images), then ONE virtual batch of both pairs' deletion sequences (2 pairs ×
+    # 2 images × 5 points) and masked images (4): six full chunks of 4
+    assert sizes == [4] + [4] * 6

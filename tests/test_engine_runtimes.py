@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import timm
@@ -318,3 +323,18 @@ def test_cache_root_honours_the_variables_in_order(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root() == tmp_path / "home" / ".cache" / "simexplain"
+
+
+def test_the_examples_of_docs_engine_run(tmp_path):
+    doc = Path(__file__).resolve().parents[1] / "docs" / "engine.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    environment = {**os.environ, "SIMEXPLAIN_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", "\n".join(blocks)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "onnxruntime (fp32)"
