@@ -217,18 +217,26 @@ def table(args: argparse.Namespace) -> dict:
     out = {}
     for model_name in args.models.split(","):
         names = args.engines.split(",")
-        build = MODELS[model_name]
         runs = {name: [] for name in names}
+        loads = {name: [] for name in names}
         values = {}
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                model = build(name)
-                seconds, stored, label = _table_run(model, specs)
+                before = os.getloadavg()[0]
+                seconds, stored, label = _table_run(MODELS[model_name](name), specs)
                 runs[name].append(seconds)
+                loads[name].append((before, os.getloadavg()[0]))
                 values.setdefault(name, stored)
                 print(json.dumps({"model": model_name, "engine": label, "seconds": seconds}), flush=True)
         out[model_name] = _table_summary(runs, values, len(specs))
-    return {"pairs": len(specs), "rounds": args.rounds, "threads": args.threads, "models": out}
+        for name, summary in out[model_name].items():
+            summary["load_1min_before_after"] = loads[name]
+        out[model_name] = {"engines": out[model_name], "pairs": len(specs), "threads": args.threads}
+        out[model_name] |= {
+            "command": " ".join(["python", *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+    return {"models": out}
 
 
 def _table_run(model: simexplain.PairModel, specs) -> tuple[float, dict, str]:
@@ -378,22 +386,28 @@ def _threshold_md(result: dict) -> list[str]:
 
 
 def _table_md(result: dict) -> list[str]:
-    lines = _header(
-        f"The full table for {result['pairs']} bundled pair (17 variants × six metrics, step 224, "
-        f"{result['threads']} thread)",
-        result,
-    )
-    lines += ["| model | engine | seconds | pairs per hour | speedup | max relative difference |"]
-    lines += ["| --- | --- | ---: | ---: | ---: | ---: |"]
-    for model, runs in result["models"].items():
-        for name, run in runs.items():
+    lines = [
+        "## The full table for one bundled pair (17 variants × six metrics, step 224)",
+        "",
+        "The evaluation driver as `simexplain evaluate --pairs demo --methods all --metrics all --limit 1`, "
+        "batch 8, each engine's export counted, engines alternating in one process.",
+        "",
+        "| model | engine | seconds per run | pairs per hour | speedup | max relative diff. | load (1 min) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for model, entry in result["models"].items():
+        for name, run in entry["engines"].items():
             seconds = ", ".join(f"{s:.0f}" for s in run["seconds"])
+            load = ", ".join(f"{a:.1f}→{b:.1f}" for a, b in run["load_1min_before_after"])
             lines.append(
                 f"| {model} | {name} | {seconds} | {run['pairs_per_hour']:.1f} | {run['speedup']:.2f}× | "
-                f"{run['max_relative_difference']:.1e} |"
+                f"{run['max_relative_difference']:.1e} | {load} |"
             )
-    lines += ["", "Relative difference: |a − b| / max(|b|, 0.01) over every stored SI–CAD value.", ""]
-    return lines
+    lines += ["", "Relative difference: |a − b| / max(|b|, 0.01) over every stored SI–CAD value. Runs:", ""]
+    lines += [
+        f"- {m}: `{e['command']}`, {e['date']}, {e['threads']} thread" for m, e in result["models"].items()
+    ]
+    return lines + [""]
 
 
 def _drift_md(result: dict) -> list[str]:
@@ -459,6 +473,8 @@ def main() -> None:
         return
     path = RESULTS / "engine.json"
     everything = json.loads(path.read_text()) if path.is_file() else {}
+    if args.mode == "table" and "table" in everything:  # one entry per model: a later run adds its models
+        result["models"] = everything["table"]["models"] | result["models"]
     everything[args.mode] = result
     path.write_text(json.dumps(everything, indent=2) + "\n")
     (RESULTS / "engine.md").write_text(markdown(everything))

@@ -1,4 +1,4 @@
-"""A model's engine setting and its runners: built lazily, checked once, rebuilt when the weights change.
+"""A model's engine setting and its routes: built lazily, checked once, rebuilt when the weights change.
 
 One :class:`EngineState` lives on each :class:`~simexplain.pair.PairModel` (never copied or pickled with it).
 A runner is built per (encoder, input shape, dtype, device, CPU threads) the first time a gradient-free
@@ -35,8 +35,8 @@ class EngineWarning(UserWarning):
 
 
 @dataclass
-class Runners:
-    """What runs one kind of input: the engine's runner, or ``None`` (the encoder itself) after a fallback."""
+class Route:
+    """How one kind of input runs: the engine's runner, or ``None`` (the encoder itself) after a fallback."""
 
     weights: tuple  # the encoder's tensor signature when built
     engine: str
@@ -50,13 +50,14 @@ _VERDICTS: dict[str, str | None] = {}
 
 @dataclass
 class EngineState:
-    """``engine`` and ``precision`` of one model (checked when set) and the runners built for it."""
+    """``engine`` and ``precision`` of one model (checked when set) and the routes built for it."""
 
     engine: str = "auto"
     precision: str = "fp32"
-    built: dict[tuple, Runners] = field(default_factory=dict)
+    built: dict[tuple, Route] = field(default_factory=dict)
     resolved: dict[tuple, str] = field(default_factory=dict)
     pinned: dict[str, tuple] | None = None  # a copy's weights when copied (see pin)
+    fingerprints: dict[tuple, str] = field(default_factory=dict)  # weights' signature → fingerprint
 
     def __post_init__(self) -> None:
         self.configure(self.engine, self.precision)
@@ -69,6 +70,7 @@ class EngineState:
         self.engine, self.precision = engine, precision
         self.built.clear()
         self.resolved.clear()
+        self.fingerprints.clear()
 
     def pin(self, encoders: dict[str, nn.Module]) -> None:
         """Mark the model a copy (deep copy, unpickled): its engine runs only while each encoder keeps the
@@ -93,41 +95,46 @@ class EngineState:
             return None
         key = (side, tuple(x.shape[1:]), x.dtype, x.device, torch.get_num_threads())
         weights = signature(encoder)
-        runners = self.built.get(key)
-        if runners is None or runners.weights != weights:
+        route = self.built.get(key)
+        if route is None or route.weights != weights:
             with lock:
-                runners = self.built.get(key)
-                if runners is None or runners.weights != weights:
-                    runners = self.built[key] = self._runners_for(name, side, engine, encoder, x, weights)
-        return None if runners.run is None else runners.run(x)
+                route = self.built.get(key)
+                if route is None or route.weights != weights:
+                    route = self.built[key] = self._route_for(name, side, engine, encoder, x, weights)
+        return None if route.run is None else route.run(x)
 
-    def _runners_for(
+    def _route_for(
         self, name: str, side: str, engine: str, encoder: nn.Module, x: Tensor, weights: tuple
-    ) -> Runners:
-        if self.pinned is None or self.pinned.get(side, weights) == weights:
-            return _build(name, engine, self.precision, encoder, x, weights)
-        eager = _build(name, "torch", self.precision, encoder, x, weights)
-        return replace(eager, fallback="a copy whose weights changed: PyTorch (not exported again)")
+    ) -> Route:
+        if self.pinned is not None and self.pinned.get(side, weights) != weights:
+            eager = _build(name, "torch", self.precision, encoder, x, weights, "")
+            return replace(eager, fallback="a copy whose weights changed: PyTorch (not exported again)")
+        if engine != "torch" and weights not in self.fingerprints:  # hashed once per weights, not per size
+            self.fingerprints[weights] = fingerprint(encoder)
+        return _build(name, engine, self.precision, encoder, x, weights, self.fingerprints.get(weights, ""))
 
     def fallbacks(self, side: str) -> list[str]:
         """The lines that sent ``side``'s forwards back to PyTorch."""
         return [r.fallback for key, r in self.built.items() if key[0] == side and r.fallback]
 
 
-def _build(name: str, engine: str, precision: str, encoder: nn.Module, x: Tensor, weights: tuple) -> Runners:
-    """The runner of one kind of input, or PyTorch with the reason (warned once per process and graph)."""
+def _build(
+    name: str, engine: str, precision: str, encoder: nn.Module, x: Tensor, weights: tuple, encoder_id: str
+) -> Route:
+    """The route of one kind of input (``encoder_id``: the encoder's fingerprint), or PyTorch with the reason
+    (warned once per process and graph)."""
     probe = x[:PROBE_IMAGES]
     request = Build(encoder, probe, "", precision, torch.get_num_threads())
     eager = None if precision == "fp32" else torch_eager.build(request)  # what runs after a fallback
     if engine == "torch":
-        return Runners(weights, engine, eager)
+        return Route(weights, engine, eager)
     runtime = RUNTIMES[engine]
     if runtime.devices and x.device.type not in runtime.devices:
         key = f"{engine} on {x.device.type}"
         return _fallback(name, engine, f"does not run on {x.device.type}", key, weights, eager)
-    key = graph_key(fingerprint(encoder), probe, f"{engine}/{precision}", runtime_version(engine))
+    key = graph_key(encoder_id, probe, f"{engine}/{precision}", runtime_version(engine))
     if _VERDICTS.get(key):  # refused before in this process: already said, say nothing again
-        return Runners(weights, "torch", eager, _VERDICTS[key])
+        return Route(weights, "torch", eager, _VERDICTS[key])
     try:
         run = importlib.import_module(f"{__package__}.{runtime.module}").build(replace(request, key=key))
         difference = 0.0 if key in _VERDICTS else _difference(encoder, run, probe, precision)
@@ -138,7 +145,7 @@ def _build(name: str, engine: str, precision: str, encoder: nn.Module, x: Tensor
         why = f"differs from PyTorch by {difference:.1e} relative (limit {TOLERANCE[precision]:.0e})"
         return _fallback(name, engine, why, key, weights, eager)
     _VERDICTS[key] = None
-    return Runners(weights, engine, run)
+    return Route(weights, engine, run)
 
 
 def _difference(encoder: nn.Module, run: Runner, probe: Tensor, precision: str) -> float:
@@ -154,9 +161,9 @@ def _difference(encoder: nn.Module, run: Runner, probe: Tensor, precision: str) 
     return difference / scale if scale > 0 else difference
 
 
-def _fallback(name: str, engine: str, why: str, key: str, weights: tuple, eager: Runner | None) -> Runners:
+def _fallback(name: str, engine: str, why: str, key: str, weights: tuple, eager: Runner | None) -> Route:
     line = f"model {name!r}: engine {engine} {why}; running PyTorch instead"
     if not _VERDICTS.get(key):
         _VERDICTS[key] = line
         warnings.warn(line, EngineWarning, stacklevel=2)
-    return Runners(weights, "torch", eager, line)
+    return Route(weights, "torch", eager, line)
