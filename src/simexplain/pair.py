@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .engines import EngineState
 from .errors import SimexplainError
 from .preprocessing import IDENTITY, Preprocessing
 
@@ -116,6 +117,11 @@ class PairModel(nn.Module):
         differentiable: ``False`` for a black-box model (a score or embedding function without gradients,
             an ONNX session): only methods that need no gradients or activations run on it
             (:meth:`from_score_function`, :meth:`from_embedding_function`).
+        engine: what runs the forwards that need no gradient: ``"auto"`` (default), ``"torch"``,
+            ``"compile"``, ``"onnxruntime"`` or ``"openvino"`` (docs/engine.md); settable later
+            (``model.engine = "torch"``). A black box keeps its own runtime.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` for those forwards (autocast; the
+            ``torch`` and ``compile`` engines only); settable later.
 
     The wrapped encoders are put in eval mode. Methods run inside :meth:`explaining`, which freezes parameters
     and restores every mode and ``requires_grad`` flag afterwards, also after an exception.
@@ -138,6 +144,8 @@ class PairModel(nn.Module):
         name: str = "custom",
         description: str = "",
         differentiable: bool = True,
+        engine: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         if not isinstance(encoder, nn.Module) or (
@@ -156,16 +164,46 @@ class PairModel(nn.Module):
         self.differentiable = differentiable
         self.has_embeddings = True  # False for a score function: its "embedding" is the image itself
         self._lock = threading.RLock()
+        self._taps = 0  # layer taps in progress: their forwards run in PyTorch
+        self._engines = EngineState(engine, precision)
 
-    # A lock cannot be copied or pickled: a deep copy (the sanity check's) gets a fresh one.
+    # A lock cannot be copied or pickled, and runners belong to one model: a deep copy (the sanity check's)
+    # gets a fresh lock and builds its own runners; the engine settings travel, for the copy's weights as
+    # they are (the sanity cascade's randomised steps run in PyTorch: EngineState.pin).
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("_lock", None)
+        engines = state.pop("_engines", None)
+        if engines is not None:
+            state["_engine_settings"] = (engines.engine, engines.precision)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        engine, precision = state.pop("_engine_settings", ("auto", "fp32"))
         super().__setstate__(state)
         self._lock = threading.RLock()
+        self._taps = 0
+        self._engines = EngineState(engine, precision)
+        self._engines.pin({"a": self.encoder} if self.shared else {"a": self.encoder, "b": self.encoder_b})
+
+    @property
+    def engine(self) -> str:
+        """The engine of the gradient-free forwards (``"auto"`` unless set); setting it drops the runners."""
+        return self._engines.engine
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        self._engines.configure(engine, self._engines.precision)
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"fp16"`` for the gradient-free forwards; setting it drops the
+        runners."""
+        return self._engines.precision
+
+    @precision.setter
+    def precision(self, precision: str) -> None:
+        self._engines.configure(self._engines.engine, precision)
 
     @classmethod
     def from_module(cls, encoder: nn.Module, **options) -> PairModel:
@@ -287,8 +325,16 @@ class PairModel(nn.Module):
         return self.encoder if side == "a" or self.encoder_b is None else self.encoder_b
 
     def embed(self, x: Tensor, side: str = "a") -> Tensor:
-        """Embeddings ``B×D`` of images ``x`` through the encoder of ``side`` ('a': image 1, 'b': image 2)."""
-        return self._checked(self.encoder_for(side)(x), len(x), side)
+        """Embeddings ``B×D`` of images ``x`` through the encoder of ``side`` ('a': image 1, 'b': image 2).
+
+        The one routing point of the engines: under :func:`torch.inference_mode`, outside any layer tap,
+        the model's :attr:`engine` runs the forward (docs/engine.md); otherwise the encoder itself does.
+        """
+        encoder = self.encoder_for(side)
+        z = None
+        if self.differentiable and not self._taps and torch.is_inference_mode_enabled():
+            z = self._engines.embed(self.name, "a" if self.shared else side, encoder, x, self._lock)
+        return self._checked(encoder(x) if z is None else z, len(x), side)
 
     def embed_pair(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         """Embeddings of both images; a shared encoder sees ONE batch ``[x1; x2]`` when the images have one
@@ -348,6 +394,15 @@ class PairModel(nn.Module):
                     param.requires_grad_(flag)
 
     # ------------------------------------------------------------------ feature taps
+    @contextmanager
+    def tapped(self) -> Iterator[PairModel]:
+        """Forwards inside the block run in PyTorch whatever the engine (a hooked layer must run)."""
+        self._taps += 1
+        try:
+            yield self
+        finally:
+            self._taps -= 1
+
     def layer_name(self, side: str, layer: str | None = None) -> str:
         name = layer or (self.layer_b if side == "b" and self.layer_b else self.layer)
         if name is None:
@@ -402,7 +457,7 @@ class PairModel(nn.Module):
 
             return hook
 
-        with torch.enable_grad() if gradients else torch.no_grad():
+        with self.tapped(), torch.enable_grad() if gradients else torch.no_grad():
             if self.shared and x1.shape[1:] == x2.shape[1:]:
                 # One batch [x1; x2]: the hooked module runs once and no branch is lost.
                 with _hooked(self.layer_module("a", layer), capture("ab")):

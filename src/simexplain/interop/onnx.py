@@ -4,18 +4,18 @@ The file holds an image encoder (``N×3×H×W`` model-input images → ``N×D`` 
 flattens to one row per image); onnxruntime runs it, at most ``batch_size`` images per call (a file exported
 with a fixed batch size gets chunks of that size, the last one padded). The pair model is a black box:
 perturbation methods and every metric run on it, gradient and activation methods refuse it in one line.
-Extra ``simexplain[onnx]`` (onnxruntime, plus onnx for :func:`export_encoder`).
+Extra ``simexplain[onnx]`` (onnxruntime; :func:`export_encoder` needs nothing more).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..engines import export_onnx
 from ..errors import SimexplainError
 from ..models.registry import register_model
 from ..pair import PairModel
@@ -109,24 +109,14 @@ register_model(
 
 
 def export_encoder(model: PairModel, path: str | Path, input_size: tuple[int, int] = (224, 224)) -> Path:
-    """Export a shared-encoder model's encoder to ONNX with a free batch dimension (needs ``onnx``).
+    """Export a shared-encoder model's encoder to ONNX with a free batch dimension.
 
-    ``input_size`` is the ``H×W`` the file will take. The model is left as it was (modes included).
+    ``input_size`` is the ``H×W`` the file will take. The model is left as it was (modes included). The
+    export is the engines' own (:func:`simexplain.engines.export_onnx`); an encoder it cannot export is
+    refused in one line.
     """
     if not model.shared:
         raise SimexplainError("export_encoder exports one shared encoder; this model has two")
-    path = Path(path)
     example = torch.zeros(2, 3, *input_size, device=model.device, dtype=model.dtype)
-    # The TorchScript exporter: quick, and it keeps a free batch axis; torch marks it deprecated.
-    with model.explaining(), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model.encoder,
-            (example,),
-            str(path),
-            input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
-            dynamo=False,
-        )
-    return path
+    with model.explaining():
+        return export_onnx(model.encoder, path, example)

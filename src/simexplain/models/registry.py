@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..engines.registry import check_engine, check_precision, check_setting
 from ..errors import SimexplainError
 from ..pair import PairModel
 
@@ -80,14 +81,28 @@ def _check_options(name: str, builder: Callable[..., PairModel], options: dict, 
         )
 
 
-def load_model(name: str, weights: str | None = None, **options) -> PairModel:
+def load_model(
+    name: str, weights: str | None = None, *, engine: str = "auto", precision: str = "fp32", **options
+) -> PairModel:
     """Build a registered model (``simexplain models`` lists them).
+
+    ``engine`` and ``precision`` choose what runs its gradient-free forwards (docs/engine.md); they are
+    checked before the model is built and set on every model, whatever its builder.
 
     Example:
         >>> model = load_model("efficientnet-lite0")  # the offline default (a supervised model)
-        >>> model.name
-        'efficientnet-lite0'
+        >>> model.name, model.engine
+        ('efficientnet-lite0', 'auto')
     """
+    check_setting(check_engine(engine), check_precision(precision))
+    model = _build(name, weights, options)
+    model.engine = "auto"  # takes any precision: the way to the asked-for pair
+    model.precision = precision
+    model.engine = engine
+    return model
+
+
+def _build(name: str, weights: str | None, options: dict) -> PairModel:
     if name not in _MODELS:
         prefix = name.split(":", 1)[0] + ":" if ":" in name else None
         if prefix and prefix in _MODELS:

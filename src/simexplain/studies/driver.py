@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .. import checks
 from ..batching import default_batch_size
+from ..engines import describe
 from ..errors import SimexplainError
 from ..pair import PairModel
 from .sources import PairSpec, pair_images
@@ -51,7 +52,8 @@ class Evaluation:
 
     ``weights`` (a checkpoint path, or ``None`` for built-in weights) is fingerprinted with SHA-256, so a
     rerun with other weights into the same store is refused. ``batch_size`` (pairs per step and images per
-    forward) is a speed knob, never part of the run's identity. ``study`` names the kind of run for the
+    forward) and the model's engine and precision are speed knobs, never part of the run's identity: each
+    item records the ones it ran with. ``study`` names the kind of run for the
     report (``"evaluation"``, or ``"dissection"`` for :func:`~simexplain.studies.dissection_variants`).
     A model loaded by its published name carries ``model.provenance`` (the hub revision, the weights'
     SHA-256): its SHA-256 stands for the weights file's, and the store records the whole of it.
@@ -258,12 +260,13 @@ def _variant_rows(run: Evaluation, variant: Variant, batch: list, clean: dict, s
     except SimexplainError as error:
         message = str(error).splitlines()[0]
         return [Item(s.id, variant.label, None, {}, device, step, message) for s in specs], [], []
+    engine = describe(model)["label"]  # after the run: a graph refused on the way shows as torch
     # One host copy per metric and curve, not one per pair (float64 holds every float32 value exactly).
     values = {name: v.double().tolist() for name, v in results.items()}
     curves = {name: c.float().numpy() for name, c in getattr(results, "curves", {}).items()}
     items, metric_rows, curve_rows = [], [], []
     for i, spec in enumerate(specs):
-        items.append(Item(spec.id, variant.label, seconds, explanation[i].config, device, step))
+        items.append(Item(spec.id, variant.label, seconds, explanation[i].config, device, step, None, engine))
         metric_rows += [(spec.id, variant.label, name, v[i]) for name, v in values.items()]
         curve_rows += [(spec.id, variant.label, name, c[i]) for name, c in curves.items()]
     return items, metric_rows, curve_rows
@@ -377,6 +380,7 @@ def _facts(run: Evaluation, command: str | None) -> dict[str, Any]:
         "versions": {**versions, "python": sys.version.split()[0]},
         "device": str(run.model.device),
         "batch_size": run.batch_size or default_batch_size(run.model.device),
+        "engine": describe(run.model),
         "command": command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -6,8 +6,9 @@ Tables:
   versions, device, command line). A second run into the same store must have the same fingerprint.
 - ``variants``: the method variants in the run's order (label, method, params JSON, title).
 - ``pairs``: the pairs (id, image paths, seed).
-- ``items``: one row per finished (pair, variant): seconds, resolved config JSON, device, batch size, and the
-  one-line error when it failed. A row here means "done": a rerun skips it.
+- ``items``: one row per finished (pair, variant): seconds, resolved config JSON, device, batch size, the
+  one-line error when it failed, and the engine that ran its gradient-free passes (like the batch size, a
+  speed setting: a resumed run may use another). A row here means "done": a rerun skips it.
 - ``metrics``: one row per (pair, variant, metric) with its value (NULL when undefined, e.g. SAD with a
   base ≤ 0).
 - ``curves``: the insertion/deletion curves per (pair, variant, curve) as float32 little-endian bytes.
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS variants (
 CREATE TABLE IF NOT EXISTS pairs (pair TEXT PRIMARY KEY, image1 TEXT NOT NULL, image2 TEXT, seed INTEGER);
 CREATE TABLE IF NOT EXISTS items (
     pair TEXT NOT NULL, variant TEXT NOT NULL, seconds REAL, config TEXT, device TEXT, batch_size INTEGER,
-    error TEXT, PRIMARY KEY (pair, variant)
+    error TEXT, engine TEXT, PRIMARY KEY (pair, variant)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     pair TEXT NOT NULL, variant TEXT NOT NULL, metric TEXT NOT NULL, value REAL,
@@ -75,7 +76,8 @@ class Pair:
 
 @dataclass(frozen=True)
 class Item:
-    """One finished (pair, variant): seconds, resolved config, device, batch size, the error if it failed."""
+    """One finished (pair, variant): seconds, resolved config, device, batch size, the error if it failed, and
+    the engine of its gradient-free passes (``simexplain.engines.describe(model)["label"]``)."""
 
     pair: str
     variant: str
@@ -84,6 +86,7 @@ class Item:
     device: str
     batch_size: int | None
     error: str | None = None
+    engine: str | None = None
 
 
 def shard_path(path: str | os.PathLike, rank: int, world: int) -> Path:
@@ -111,6 +114,7 @@ class Store:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
+                _add_engine_column(self.db)
             names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as error:
             raise SimexplainError(f"{self.path}: not an evaluation store ({error})") from None
@@ -198,9 +202,18 @@ class Store:
             )
             # Items last: a row here marks the (pair, variant) done.
             self.db.executemany(
-                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (i.pair, i.variant, i.seconds, json.dumps(i.config), i.device, i.batch_size, i.error)
+                    (
+                        i.pair,
+                        i.variant,
+                        i.seconds,
+                        json.dumps(i.config),
+                        i.device,
+                        i.batch_size,
+                        i.error,
+                        i.engine,
+                    )
                     for i in items
                 ],
             )
@@ -241,11 +254,12 @@ class Store:
 
     def items(self) -> list[Item]:
         """Every finished (pair, variant), failed ones included."""
+        engine = "engine" if _has_engine_column(self.db) else "NULL"  # a store written before engines
         rows = self.db.execute(
-            "SELECT pair, variant, seconds, config, device, batch_size, error "
+            f"SELECT pair, variant, seconds, config, device, batch_size, error, {engine} "
             "FROM items ORDER BY pair, variant"
         )
-        return [Item(p, v, s, json.loads(c) if c else {}, d, b, e) for p, v, s, c, d, b, e in rows]
+        return [Item(p, v, s, json.loads(c) if c else {}, d, b, e, g) for p, v, s, c, d, b, e, g in rows]
 
     def curves(self) -> Iterator[tuple[str, str, str, np.ndarray]]:
         """``(pair, variant, curve, points)`` with the points as float32 arrays."""
@@ -325,6 +339,16 @@ def _listed(value: Any) -> str:
 
 def _weights(sha256: str | None) -> str:
     return f"sha256 {sha256[:16]}" if sha256 else "built-in"
+
+
+def _has_engine_column(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "engine" for row in db.execute("PRAGMA table_info(items)"))
+
+
+def _add_engine_column(db: sqlite3.Connection) -> None:
+    """A store written before the engines were recorded gets the column (empty for its earlier items)."""
+    if not _has_engine_column(db):
+        db.execute("ALTER TABLE items ADD COLUMN engine TEXT")
 
 
 def _short(value: Any) -> str:
