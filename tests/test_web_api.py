@@ -435,9 +435,9 @@ def test_serve_loads_each_model_with_its_weights(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(simexplain.web, "serve", lambda settings, host, port: None)
     loaded, load = [], service.get_model
 
-    def spy(name=None, *, weights=None, device="cpu"):
+    def spy(name=None, *, weights=None, **where):
         loaded.append((name, weights))
-        return load(name, weights=weights, device=device)
+        return load(name, weights=weights, **where)
 
     monkeypatch.setattr(service, "get_model", spy)
     assert main(["serve", "--model", TINY, "--model", TINY_B, "--weights", str(weights)]) == 0

@@ -121,7 +121,9 @@ def _load_model(args: argparse.Namespace, name: str | None = None, weights: str 
 
     if name is None:
         name, weights = args.model, args.weights
-    return service.get_model(name, weights=weights, device=args.device)
+    return service.get_model(
+        name, weights=weights, device=args.device, engine=args.engine, precision=args.precision
+    )
 
 
 def _model_label(args: argparse.Namespace) -> str:
@@ -549,6 +551,8 @@ def check_serve(args: argparse.Namespace):
         models=tuple(name for name, _ in models),
         weights=tuple(path for _, path in models),
         device=args.device,
+        engine=args.engine,
+        precision=args.precision,
         upload_limit=int(args.upload_limit * 1_000_000),
         max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
         queue_size=checks.positive_int("--queue", args.queue),
@@ -659,8 +663,11 @@ FETCH_HELP = "npm-pack @vladmandic/face-api; keep its face-recognition weights a
 
 def _shared_options() -> dict[str, argparse.ArgumentParser]:
     """The option groups several commands share, each defined once: ``--debug``; one model (``--model``,
-    ``--weights``) or several (repeatable, one ``--weights`` per ``--model``); where models run (``--device``:
-    the model options that reach the loader, see :func:`_load_model`); the settings (``--set``)."""
+    ``--weights``) or several (repeatable, one ``--weights`` per ``--model``); where and how models run
+    (``--device``, ``--engine``, ``--precision``: the model options that reach the loader, see
+    :func:`_load_model`); the settings (``--set``)."""
+    from .engines.registry import ENGINES, PRECISIONS
+
     groups = {
         name: argparse.ArgumentParser(add_help=False)
         for name in ("debug", "model", "models", "runtime", "set")
@@ -683,6 +690,18 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
         "--weights", action="append", metavar="FILE", help="checkpoint, one per --model"
     )
     groups["runtime"].add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    groups["runtime"].add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="what runs the forwards that need no gradient (default auto: docs/engine.md)",
+    )
+    groups["runtime"].add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="of those forwards: fp32 (default), or bf16/fp16 with the torch and compile engines",
+    )
     groups["set"].add_argument(
         "--set",
         action="append",

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import NotRequired, TypedDict  # pydantic reads these on Python < 3.12
 
+from ..engines import describe
 from ..explanation import PairExplanation
 from ..pair import PairModel
 from .request import Request
@@ -46,7 +47,8 @@ class ExplanationJSON(TypedDict):
 
 class AnswerJSON(TypedDict):
     """A request's answer: the model as asked for (``model``) and its own name, the images' labels, the clean
-    score, the device, the batch size and every method's answer."""
+    score, the device, the batch size, what ran the gradient-free forwards (``engine``:
+    :func:`simexplain.engines.describe`) and every method's answer."""
 
     model: str
     model_name: str
@@ -54,6 +56,7 @@ class AnswerJSON(TypedDict):
     score: Score
     device: str
     batch_size: int | None
+    engine: dict[str, Any]
     explanations: list[ExplanationJSON]
 
 
@@ -116,6 +119,7 @@ class PairReport:
             "score": _score(self.score),
             "device": str(self.x1.device),
             "batch_size": self.request.batch_size,
+            "engine": describe(self.model),
             "explanations": [outcome.to_json(maps=maps) for outcome in self.outcomes],
         }
 

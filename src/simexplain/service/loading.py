@@ -27,9 +27,16 @@ def check_model_name(name: str) -> str:
 
 
 def get_model(
-    name: str | None = None, *, weights: str | None = None, device: str | torch.device = "cpu"
+    name: str | None = None,
+    *,
+    weights: str | None = None,
+    device: str | torch.device = "cpu",
+    engine: str = "auto",
+    precision: str = "fp32",
 ) -> PairModel:
-    """A registered model on ``device``, loaded once per (name, weights, device) and shared by every caller.
+    """A registered model on ``device``, loaded once per (name, weights, device, engine, precision) and shared
+    by every caller; ``engine`` and ``precision`` choose what runs its gradient-free forwards
+    (docs/engine.md).
 
     Sharing is safe: a :class:`PairModel` serialises its callers (one explanation at a time per model).
     """
@@ -37,10 +44,11 @@ def get_model(
 
     name = check_model_name(name or DEFAULT_MODEL)
     device = torch.device(device)
-    key = (name, None if weights is None else str(weights), str(device))
+    key = (name, None if weights is None else str(weights), str(device), engine, precision)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, weights=weights).to(device)
+            model = load_model(name, weights=weights, engine=engine, precision=precision)
+            _MODELS[key] = model.to(device)
         return _MODELS[key]
 
 

@@ -51,7 +51,7 @@ class WebSettings:
     Attributes:
         models: registered model names (or ``python:module:function`` routes), the first is the default.
         weights: checkpoint files, one per model in order (fewer: the rest use their built-in weights).
-        device: where the models run.
+        device: where the models run; engine, precision: what runs their gradient-free forwards.
         upload_limit: bytes per request body (both images together); larger is refused with 413.
         max_pixels: pixels per image, read from its header before decoding; more is refused with 413.
         queue_size: explanations queued or running at once; one more is refused with 429.
@@ -61,6 +61,8 @@ class WebSettings:
     models: tuple[str, ...] = ()
     weights: tuple[str | None, ...] = ()
     device: str = "cpu"
+    engine: str = "auto"
+    precision: str = "fp32"
     upload_limit: int = 20_000_000
     max_pixels: int = 50_000_000
     queue_size: int = 8
@@ -155,7 +157,13 @@ class Served:
             if not self._started:
                 weights = dict(zip(self.settings.models, self.settings.weights))
                 self.models = {
-                    name: service.get_model(name, weights=weights.get(name), device=self.device)
+                    name: service.get_model(
+                        name,
+                        weights=weights.get(name),
+                        device=self.device,
+                        engine=self.settings.engine,
+                        precision=self.settings.precision,
+                    )
                     for name in self.names
                 }
                 self.jobs = JobQueue(
