@@ -28,7 +28,12 @@ EXPORTED = [
 ]
 STEP = 128  # 9 curve points at 32×32
 # Every stand-in (CNN, ViT), sharing (shared, asymmetric) and size (one, two) appears with each engine.
-CASES = [("cnn", True, "same"), ("cnn", False, "two-sizes"), ("vit", True, "two-sizes"), ("vit", False, "same")]
+CASES = [
+    ("cnn", True, "same"),
+    ("cnn", False, "two-sizes"),
+    ("vit", True, "two-sizes"),
+    ("vit", False, "same"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -338,3 +343,14 @@ def test_the_examples_of_docs_engine_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "onnxruntime (fp32)"
+
+
+def test_the_least_recently_used_graphs_go_first_beyond_the_limit(tmp_path):
+    for age, name in enumerate(["new", "middle", "old"]):
+        graph = tmp_path / f"{name}.onnx"
+        graph.write_bytes(b"x" * 100)
+        graph.with_suffix(".json").write_text("{}")
+        os.utime(graph, (1_000_000 - age, 1_000_000 - age))
+    graphs.prune(tmp_path, limit=250, keep=tmp_path / "new.onnx")
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["middle.json", "middle.onnx", "new.json", "new.onnx"]
