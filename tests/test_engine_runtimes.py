@@ -38,8 +38,8 @@ CASES = [
 
 @pytest.fixture(autouse=True)
 def graph_cache(tmp_path_factory, monkeypatch):
-    """Graphs go to one folder per test module; warnings about engines become errors unless a test expects
-    them (a silent fallback would pass every equality below)."""
+    """Graphs go to one temporary folder per test session; warnings about engines become errors unless a test
+    expects them (a silent fallback would pass every equality below)."""
     folder = tmp_path_factory.getbasetemp() / "engine-cache"
     monkeypatch.setenv("SIMEXPLAIN_CACHE", str(folder))
     with warnings.catch_warnings():
