@@ -5,6 +5,8 @@ Modes (each writes its section of ``benchmarks/results/engine.json``; ``engine.m
 - ``forward``: ms per image of each engine for the default model (EfficientNet-Lite0), ResNet-50 and ViT-S/16
   (random weights) at batch 1, 8 and 32 with 1 and 2 threads, engines alternating in rounds; and each
   engine's one-off cost (export + build + probe) with an empty graph cache and with the graph on disk.
+- ``compile``: ``torch.compile``'s one-off compile and speed on the default model, beside torch and
+  onnxruntime.
 - ``threshold``: the one-off cost against the per-image saving for encoders from the test suite's size up to
   ResNet-18: where ``auto``'s parameter threshold comes from.
 - ``table``: the paper's full table for one bundled pair (17 variants × SI SD CI CD SAD CAD at step 224, the
@@ -16,6 +18,7 @@ Modes (each writes its section of ``benchmarks/results/engine.json``; ``engine.m
 
 Usage:
     python benchmarks/bench_engine.py forward [--quick]
+    python benchmarks/bench_engine.py compile
     python benchmarks/bench_engine.py threshold
     python benchmarks/bench_engine.py table [--models default,resnet50] [--engines torch,onnxruntime,openvino]
     python benchmarks/bench_engine.py drift [--pairs 2]
@@ -146,6 +149,18 @@ def _forward_row(model_name: str, models: dict, threads: int, batch: int, rounds
             n: float((m.embed(x) - reference).abs().max() / reference.abs().max()) for n, m in models.items()
         }
     return {"model": model_name, "threads": threads, "batch": batch, "ms_per_image": ms, "max_relative": gaps}
+
+
+def compile_mode(args: argparse.Namespace) -> dict:
+    """``compile`` on the default model: its one-off compile and its speed beside torch and onnxruntime."""
+    torch.set_num_threads(1)
+    models = twins(default_model, ["torch", "onnxruntime", "compile"])
+    x = torch.rand(8, 3, 224, 224)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["SIMEXPLAIN_CACHE"] = cache
+        setup = {name: setup_seconds(model, x) for name, model in models.items()}
+    row = _forward_row("default", models, 1, 8, args.rounds)
+    return {"setup_s": setup, "row": row}
 
 
 # ---- threshold
@@ -368,6 +383,14 @@ def _forward_md(result: dict) -> list[str]:
     return lines + [""]
 
 
+def _compile_md(result: dict) -> list[str]:
+    lines = _header("torch.compile on this CPU (default model, 1 thread, batch 8)", result)
+    ms, setup = result["row"]["ms_per_image"], result["setup_s"]
+    lines += ["| engine | one-off s (compile / export + probe) | ms per image |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {setup[name]:.1f} | {ms[name]:.1f} |" for name in ms]
+    return lines + [""]
+
+
 def _threshold_md(result: dict) -> list[str]:
     lines = _header(f"When an export pays ({result['engine']}, 1 thread, batch 8)", result)
     lines += [
@@ -437,7 +460,7 @@ def _overhead_md(result: dict) -> list[str]:
 def markdown(everything: dict) -> str:
     machine = next(iter(everything.values()))["machine"]
     lines = ["# Inference engines on this CPU", "", f"Machine: {machine}", ""]
-    for mode in ("table", "forward", "threshold", "drift", "overhead"):
+    for mode in ("table", "forward", "compile", "threshold", "drift", "overhead"):
         if mode in everything:
             lines += globals()[f"_{mode}_md"](everything[mode])
     return "\n".join(lines)
@@ -445,7 +468,7 @@ def markdown(everything: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["forward", "threshold", "table", "drift", "overhead"])
+    parser.add_argument("mode", choices=["forward", "compile", "threshold", "table", "drift", "overhead"])
     parser.add_argument("--models", default=None)
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--rounds", type=int, default=None)
@@ -460,7 +483,7 @@ def main() -> None:
     args.pairs = args.pairs or (2 if args.mode == "drift" else 1 if args.mode == "table" else None)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    result = globals()[args.mode](args)
+    result = globals()["compile_mode" if args.mode == "compile" else args.mode](args)
     result |= {
         "seconds": time.perf_counter() - started,
         "load_average": {"before": load_before, "after": os.getloadavg()},

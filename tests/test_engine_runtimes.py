@@ -38,8 +38,8 @@ CASES = [
 
 @pytest.fixture(autouse=True)
 def graph_cache(tmp_path_factory, monkeypatch):
-    """Graphs go to one folder per test module; warnings about engines become errors unless a test expects
-    them (a silent fallback would pass every equality below)."""
+    """Graphs go to one temporary folder per test session; warnings about engines become errors unless a test
+    expects them (a silent fallback would pass every equality below)."""
     folder = tmp_path_factory.getbasetemp() / "engine-cache"
     monkeypatch.setenv("SIMEXPLAIN_CACHE", str(folder))
     with warnings.catch_warnings():
@@ -343,3 +343,14 @@ def test_the_examples_of_docs_engine_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "onnxruntime (fp32)"
+
+
+def test_the_least_recently_used_graphs_go_first_beyond_the_limit(tmp_path):
+    for age, name in enumerate(["new", "middle", "old"]):
+        graph = tmp_path / f"{name}.onnx"
+        graph.write_bytes(b"x" * 100)
+        graph.with_suffix(".json").write_text("{}")
+        os.utime(graph, (1_000_000 - age, 1_000_000 - age))
+    graphs.prune(tmp_path, limit=250, keep=tmp_path / "new.onnx")
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["middle.json", "middle.onnx", "new.json", "new.onnx"]

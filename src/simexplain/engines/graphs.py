@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..cache import cache_root
 from ..errors import SimexplainError
 
-CACHE_BYTES = 4 << 30  # graphs kept on disk, least recently used removed first
+CACHE_BYTES = 2 << 30  # graphs kept on disk, least recently used removed first
 
 
 class ExportFailed(SimexplainError):
