@@ -243,3 +243,98 @@ def test_given_clean_embeddings_are_used_and_change_nothing():
     assert counting.images == seen - 4  # the two clean images of both pairs are not embedded again
     for name in ("SD", "CAD", "base"):
         torch.testing.assert_close(given[name], plain[name])
+
+
+# ---------------------------------------------------------------- results tied to the images' content
+def _evaluate(folder, db, **options):
+    run = Evaluation(
+        evaluation_model(), parse_variants("input-x-gradient"), ["SD", "SAD"], seed=1, batch_size=2
+    )
+    return evaluate_pairs(run, load_pairs(str(folder), seed=1, **options), db, progress=False)
+
+
+def _replace_pixels(path, seed):
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(44, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def test_the_same_names_in_another_folder_are_computed_for_that_folders_images(photos, tmp_path, capsys):
+    other = tmp_path / "other"
+    for i, path in enumerate(sorted(photos.rglob("*.png"))):  # the same relative names, other pixels
+        target = other / path.relative_to(photos)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _replace_pixels(target, seed=100 + i)
+    db = tmp_path / "r.sqlite"
+    _evaluate(photos, db)
+    summary = _evaluate(other, db)
+    assert (summary.done, summary.skipped, summary.recomputed) == (6, 0, 6)
+    assert "6 pairs recomputed: images changed" in summary.line()
+    _evaluate(other, tmp_path / "fresh.sqlite")
+    assert _stored(db) == _stored(tmp_path / "fresh.sqlite")  # never the first folder's numbers
+    with Store(db, readonly=True) as store:
+        assert {p.split("/")[-1] for p in store.recomputed()} == {f"img{i}.png" for i in range(6)}
+
+
+def test_an_image_replaced_in_place_recomputes_exactly_its_pair_and_the_report_names_it(photos, tmp_path):
+    from simexplain.studies import write_report
+
+    db = tmp_path / "r.sqlite"
+    _evaluate(photos, db)
+    before = _stored(db)
+    _replace_pixels(photos / "img2.png", seed=99)
+    summary = _evaluate(photos, db)
+    assert (summary.done, summary.skipped, summary.recomputed) == (1, 5, 1)
+    after = _stored(db)
+    changed = {k for k in before if before[k] != after[k]}
+    assert {pair for pair, _, _ in changed} == {"img2.png"} and (
+        "img2.png",
+        "input-x-gradient",
+        "SD",
+    ) in changed
+    _evaluate(photos, tmp_path / "fresh.sqlite")
+    assert after == _stored(tmp_path / "fresh.sqlite")
+    assert _evaluate(photos, db).recomputed == 0  # recorded: the next run finds nothing to do
+    write_report([db], tmp_path / "report", bootstrap=10)
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert (
+        "Pairs recomputed because their images changed after they were first stored (1): img2.png (" in text
+    )
+
+
+def test_each_image_file_is_hashed_once_per_run(photos, tmp_path, monkeypatch):
+    from simexplain.studies import sources
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("image1,image2\nphotos/img0.png,photos/img2.png\nphotos/img0.png,photos/img4.png\n")
+    hashed = []
+    monkeypatch.setattr(sources, "file_sha256", lambda path: hashed.append(path) or "0" * 64)
+    _evaluate(csv, tmp_path / "r.sqlite")
+    assert sorted(os.path.basename(p) for p in hashed) == ["img0.png", "img2.png", "img4.png"]
+
+
+def test_a_store_written_before_content_keys_is_reported_then_adopted_and_resumed(photos, tmp_path, capsys):
+    import sqlite3
+
+    from simexplain.studies import write_report
+
+    db = tmp_path / "old.sqlite"
+    _evaluate(photos, db, limit=4)
+    connection = sqlite3.connect(db)  # back to the old layout: pairs without their images' digests
+    connection.executescript(
+        "CREATE TABLE old (pair TEXT PRIMARY KEY, image1 TEXT NOT NULL, image2 TEXT, seed INTEGER); "
+        "INSERT INTO old SELECT pair, image1, image2, seed FROM pairs; DROP TABLE pairs; "
+        "ALTER TABLE old RENAME TO pairs;"
+    )
+    connection.close()
+    assert write_report([db], tmp_path / "report", bootstrap=10)  # read as it is
+    args = ["evaluate", "--pairs", photos, "--db", db, "--model", "python:tiny:evaluation_model", "--seed", 1]
+    args += ["--methods", "input-x-gradient", "--metrics", "SD,SAD", "--batch-size", 2]
+    assert _main(*args) == 0
+    out = capsys.readouterr().out
+    assert "2 explanations scored, 4 already stored" in out  # the two pairs beyond the old --limit
+    assert "4 pairs stored before pairs were keyed by content kept as results of the images now" in out
+    _replace_pixels(photos / "img0.png", seed=7)
+    assert _main(*args) == 0
+    out = capsys.readouterr().out
+    assert "1 explanations scored, 5 already stored; 1 pair recomputed: images changed" in out
+    assert "before pairs were keyed" not in out  # adopted once
