@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .. import checks
 from ..batching import default_batch_size
+from ..cache import file_sha256
 from ..engines import describe
 from ..errors import SimexplainError
 from ..pair import PairModel
@@ -74,7 +75,7 @@ class Evaluation:
         """What must be equal for two runs to share a store."""
         return {
             "model": self.model.name,
-            "weights_sha256": _sha256(self.weights)
+            "weights_sha256": file_sha256(self.weights)
             if self.weights
             else _provenance(self.model).get("weights_sha256"),
             "fingerprint": _fingerprint(self),
@@ -388,14 +389,6 @@ def _fingerprint(run: Evaluation) -> str:
         "seed": run.seed,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _provenance(model: PairModel) -> dict[str, Any]:
