@@ -706,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(command("serve", Command(check_serve, act_serve), SERVE_HELP, "models", "runtime"))
     command("models", Command(_no_check, act_models), "list the models")
     fetch = command("fetch-face-model", Command(_no_check, act_fetch_face_model), FETCH_HELP)
-    fetch.add_argument("--dest", metavar="DIR", help="folder (default ~/.cache/simexplain/face-api)")
+    fetch.add_argument("--dest", metavar="DIR", help="folder (default face-api/ under the cache root)")
     command("methods", Command(_no_check, act_methods), "list the methods and their parameters")
     return parser
 
@@ -798,7 +798,7 @@ def _add_retrieve(retrieve: argparse.ArgumentParser) -> None:
     retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
     retrieve.add_argument(
-        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
+        "--cache", metavar="DIR", help="gallery embedding cache (default embeddings/ under the cache root)"
     )
     retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
     retrieve.add_argument("--seed", type=int, help="seed for a random method")
