@@ -194,22 +194,32 @@ def test_torchrun_with_two_processes_gives_the_single_process_results(photos, tm
     args = ["--pairs", photos, "--model", "python:tiny:evaluation_model", "--methods", VARIANTS]
     args += ["--set", "metrics.step=64", "--batch-size", 2, "--metrics", "SD,CI,SAD"]
     assert _main("evaluate", *args, "--db", tmp_path / "one.sqlite") == 0
+    _torchrun(*args, "--db", tmp_path / "two.sqlite")
+    _assert_same_values(tmp_path / "one.sqlite", tmp_path / "two.sqlite")
+    # An image replaced: the shards recompute its pair and the merge replaces the store's results.
+    _replace_pixels(photos / "sub" / "img3.png", seed=11)
+    _torchrun(*args, "--db", tmp_path / "two.sqlite")
+    assert _main("evaluate", *args, "--db", tmp_path / "fresh.sqlite") == 0
+    _assert_same_values(tmp_path / "fresh.sqlite", tmp_path / "two.sqlite")
+    with Store(tmp_path / "two.sqlite", readonly=True) as store:
+        assert list(store.recomputed()) == ["sub/img3.png"]
+
+
+def _torchrun(*args) -> None:
     # --standalone: a local rendezvous on a free port
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [*torchrun, "-m", "simexplain", "evaluate", *map(str, args), "--db", str(tmp_path / "two.sqlite")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [*torchrun, "-m", "simexplain", "evaluate", *map(str, args)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not list(tmp_path.glob("two.rank*")), "shards are merged and removed"
-    one, two = _stored(tmp_path / "one.sqlite"), _stored(tmp_path / "two.sqlite")
-    assert one.keys() == two.keys()
-    for key, value in one.items():
-        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert not list(Path(args[-1]).parent.glob("*.rank*")), "shards are merged and removed"
+
+
+def _assert_same_values(expected_db, db) -> None:
+    expected, got = _stored(expected_db), _stored(db)
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
 def test_the_run_table_records_what_reproduces_it(photos, tmp_path):
