@@ -124,9 +124,10 @@ def test_a_store_written_before_content_keys_reads_and_is_adopted_once(tmp_path)
     db.close()
     with Store(path, readonly=True) as old:  # read as it is (a report)
         assert old.changed({"a": ("1" * 64, None)}) == set() and old.recomputed() == {}
-    digests = {str(tmp_path / "a.png"): "1" * 64, None: None}
+    digests = {str(tmp_path / "a.png"): "1" * 64, "moved/a.png": "5" * 64, None: None}
     with Store(path) as store:
-        assert store.adopt_legacy_pairs(digests.get) == 1
+        # the images the run names for its pairs (a folder moved since), else those at the recorded paths
+        assert store.adopt_legacy_pairs(digests.get, {"a": ("moved/a.png", None)}) == 1
         assert store.adopt_legacy_pairs(digests.get) == 0  # once
-        assert store.done({"a": ("1" * 64, None)}) == {("a", "ixg")}
+        assert store.done({"a": ("5" * 64, None)}) == {("a", "ixg")}
         assert store.changed({"a": ("2" * 64, None)}) == {"a"}  # from now on, a change is seen

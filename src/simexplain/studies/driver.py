@@ -138,7 +138,7 @@ def evaluate_pairs(
         with Store(db, readonly=True) as main:  # refuse a mismatch before any work, on every rank
             main.refuse_other_run(identity)
     digests = ImageDigests()  # each image file hashed once in this run
-    summary = Summary(adopted=_adopt_legacy_pairs(db, rank, world, digests))
+    summary = Summary(adopted=_adopt_legacy_pairs(db, rank, world, digests, specs))
     mine = with_digests(list(specs)[rank::world], digests)
     facts = _facts(run, command)
     target = shard_path(db, rank, world) if world > 1 else db
@@ -155,13 +155,15 @@ def evaluate_pairs(
     return summary
 
 
-def _adopt_legacy_pairs(db: Path, rank: int, world: int, digests: ImageDigests) -> int:
-    """Rank 0 records the images of a store written before pairs were keyed by content as its pairs'
-    (:meth:`Store.adopt_legacy_pairs`); the other ranks wait for it before they read the store."""
+def _adopt_legacy_pairs(
+    db: Path, rank: int, world: int, digests: ImageDigests, specs: Sequence[PairSpec]
+) -> int:
+    """Rank 0 records the images of the run (``specs``) as the pairs' of a store written before pairs were
+    keyed by content (:meth:`Store.adopt_legacy_pairs`); the other ranks wait for it before they read it."""
     adopted = 0
     if rank == 0 and db.is_file():
         with Store(db) as main:
-            adopted = main.adopt_legacy_pairs(digests)
+            adopted = main.adopt_legacy_pairs(digests, {s.id: (s.image1, s.image2) for s in specs})
     if world > 1:
         import torch.distributed as dist
 

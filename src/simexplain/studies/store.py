@@ -199,12 +199,22 @@ class Store:
             self.db.executemany("INSERT OR REPLACE INTO variants VALUES (?, ?, ?, ?, ?)", rows)
 
     # ------------------------------------------------------------------ the pairs' content
-    def adopt_legacy_pairs(self, digest: Callable[[str | None], str | None]) -> int:
+    def adopt_legacy_pairs(
+        self,
+        digest: Callable[[str | None], str | None],
+        paths: Mapping[str, tuple[str, str | None]] | None = None,
+    ) -> int:
         """In a store written before pairs were keyed by content, record ``digest(path)`` of each stored
-        pair's images as its content (once; their results are kept); returns how many pairs were adopted."""
+        pair's images as its content, once (their results are kept): the images now at ``paths`` (pair id →
+        image paths of the run) or, for a pair the run does not name, at its recorded paths. Returns how many
+        pairs were adopted."""
         if not self.run_facts().get(LEGACY):
             return 0
-        rows = list(self.db.execute("SELECT pair, image1, image2 FROM pairs WHERE image1_sha256 IS NULL"))
+        paths = paths or {}
+        rows = [
+            (pair, *paths.get(pair, (image1, image2)))
+            for pair, image1, image2 in self.db.execute("SELECT pair, image1, image2 FROM pairs")
+        ]
         with self._transaction():
             self.db.executemany(
                 "UPDATE pairs SET image1_sha256 = ?, image2_sha256 = ? WHERE pair = ?",
