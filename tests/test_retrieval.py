@@ -1,6 +1,8 @@
 """Retrieval: ranking, the query's work done once for K matches, the on-disk gallery cache, the CLI."""
 
 import json
+import os
+import warnings
 
 import pytest
 import torch
@@ -184,3 +186,83 @@ def test_one_seed_per_match_leaves_nothing_to_share():
     gallery = torch.rand(5, 3, 16, 16)
     result = explain_top_k(model, query, gallery, 2, "smooth-grad", samples=2, seed=[1, 2])
     assert not result.shared_query and result.explanation.config["seed"] == [1, 2]
+
+
+# ---------------------------------------------------------------- the cache, checked when read
+def _entries(model, gallery, root):
+    from simexplain.retrieval import EmbeddingCache, content_key, model_fingerprint
+
+    folder = EmbeddingCache(root, model_fingerprint(model)).folder
+    return [folder / f"{content_key(item)}.pt" for item in gallery]
+
+
+def _rewrite(path, **changes):
+    entry = torch.load(path, weights_only=True)
+    torch.save({**entry, **changes}, path)
+
+
+def test_bad_cache_entries_are_embedded_again_with_one_warning_line(tmp_path):
+    from simexplain.cache import CacheWarning
+
+    model, encoder = counting_model()
+    gallery = torch.rand(5, 3, 16, 16)
+    clean = embed_gallery(model, gallery)
+    embed_gallery(model, gallery, cache=tmp_path)
+    entries = _entries(model, gallery, tmp_path)
+    _rewrite(entries[0], embedding=torch.full((6,), float("nan")))
+    _rewrite(entries[1], embedding=torch.ones(5), shape=[5])  # another size, recorded as its own
+    entries[2].write_bytes(b"\x80\x02 not a torch file")  # corrupt
+    torch.save(torch.ones(6), entries[3])  # a bare tensor: no key, no shape
+    encoder.images = 0
+    with pytest.warns(CacheWarning) as warned:
+        again = embed_gallery(model, gallery, cache=tmp_path)
+    (line,) = [str(w.message) for w in warned]
+    assert "4 entries not usable" in line and "NaN" in line and "\n" not in line
+    assert "weights_only" not in line  # torch's own advice is never passed on for a cache
+    assert encoder.images == 4
+    torch.testing.assert_close(again, clean)
+    encoder.images = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt: read back without a word
+        torch.testing.assert_close(embed_gallery(model, gallery, cache=tmp_path), clean)
+    assert encoder.images == 0
+
+
+def test_a_cached_embedding_of_another_size_is_found_when_every_image_comes_from_the_cache(tmp_path):
+    from simexplain.cache import CacheWarning
+
+    model, encoder = counting_model()
+    gallery = torch.rand(3, 3, 16, 16)
+    clean = embed_gallery(model, gallery, cache=tmp_path)
+    _rewrite(_entries(model, gallery, tmp_path)[2], embedding=torch.ones(4), shape=[4])
+    encoder.images = 0
+    with pytest.warns(CacheWarning, match="1 entry not usable .*an embedding of 4 values"):
+        torch.testing.assert_close(embed_gallery(model, gallery, cache=tmp_path), clean)
+    assert encoder.images == 1
+
+
+def test_a_cache_folder_that_cannot_be_used_is_one_line(tmp_path, monkeypatch):
+    model, _ = counting_model()
+    gallery = torch.rand(2, 3, 16, 16)
+    file = tmp_path / "file"
+    file.write_text("not a folder")
+    for bad, words in ((file, "a file, not a folder"), (file / "below", "cannot create the folder")):
+        with pytest.raises(SimexplainError) as raised:
+            embed_gallery(model, gallery, cache=bad)
+        assert words in str(raised.value) and "\n" not in str(raised.value)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # root may write anywhere: pretend
+    with pytest.raises(SimexplainError, match="not writable"):
+        embed_gallery(model, gallery, cache=tmp_path / "cache")
+
+
+def test_every_cache_lives_under_the_one_root(monkeypatch, tmp_path):
+    from simexplain.cache import cache_root
+    from simexplain.models import face
+    from simexplain.retrieval import default_cache_dir
+
+    monkeypatch.setenv("SIMEXPLAIN_CACHE", str(tmp_path / "own"))
+    assert default_cache_dir() == tmp_path / "own" / "embeddings" == cache_root() / "embeddings"
+    assert face.cache_dir() == tmp_path / "own" / "face-api"
+    monkeypatch.delenv("SIMEXPLAIN_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir().parent == face.cache_dir().parent == tmp_path / "xdg" / "simexplain"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -167,6 +168,7 @@ def check_explain(args: argparse.Namespace) -> ExplainInputs:
     if point is not None and "pair-interaction" not in (args.method or []):
         raise SimexplainError("--point needs --method pair-interaction")
     _check_model(args)
+    _check_inputs(args, point)
     methods = args.method or (DEMO_METHODS if args.demo else list(service.DEFAULT_METHODS))
     seed = 0 if args.seed is None and args.demo else args.seed  # the demo is the same figure every time
     request = service.prepare(methods, args.set or [], args.metrics, seed=seed, batch_size=args.batch_size)
@@ -199,6 +201,57 @@ def _face_boxes(args: argparse.Namespace) -> list | None:
     return boxes * 2 if len(boxes) == 1 else boxes
 
 
+def _check_inputs(args: argparse.Namespace, point: tuple[int, tuple[int, int]] | None) -> None:
+    """The image files (each present, a regular file, not empty) and ``--point`` inside the model's input
+    when the model states its input size before it is built; all before any model work."""
+    from .images import check_image_file
+
+    for path in args.images:
+        check_image_file(path)
+    if point is not None:
+        check_point(point, _declared_input_size(args.model))
+
+
+def _declared_input_size(name: str | None) -> tuple[int, int] | None:
+    """The input size ``(H, W)`` a registered model's builder takes by default (its ``input_size``
+    parameter), or ``None`` where only the built model knows it (a ``prefix:`` route, a builder without
+    a fixed default)."""
+    import inspect
+
+    from .models import DEFAULT_MODEL, available
+
+    entry = available().get(name or DEFAULT_MODEL)
+    parameter = inspect.signature(entry.builder).parameters.get("input_size") if entry else None
+    size = parameter.default if parameter is not None else None
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size, size
+    if isinstance(size, tuple) and len(size) == 2 and all(isinstance(n, int) for n in size):
+        return size
+    return None
+
+
+def check_point(point: tuple[int, tuple[int, int]] | None, size: Sequence[int] | None) -> None:
+    """Refuse, in one line, a ``--point`` outside the model's ``H×W`` input (nothing to check without
+    either).
+
+    Example:
+        >>> check_point((1, (40, 230)), (224, 224))
+        Traceback (most recent call last):
+        ...
+        simexplain.errors.SimexplainError: --point 1:40,230 lies outside the model's 224×224 input \
+(Y in 0-223, X in 0-223)
+    """
+    if point is None or size is None:
+        return
+    image, (y, x) = point
+    height, width = size
+    if not (y < height and x < width):
+        raise SimexplainError(
+            f"--point {image}:{y},{x} lies outside the model's {height}×{width} input "
+            f"(Y in 0-{height - 1}, X in 0-{width - 1})"
+        )
+
+
 def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
     """``--point IMAGE:Y,X`` (``1:40,100``) as ``(image, (y, x))``; pixel coordinates at the model's input."""
     if text is None:
@@ -222,6 +275,8 @@ def act_explain(args: argparse.Namespace, inputs: ExplainInputs) -> int:
     from .models import DEFAULT_MODEL
 
     model = _load_model(args)
+    with usage_errors():  # a route's input size is known once built: still before any method work
+        check_point(inputs.point, model.preprocessing.input_size)
     if model.name == DEFAULT_MODEL:
         print(
             f"model: {DEFAULT_MODEL} (embedded default, a SUPERVISED ImageNet classifier, "
@@ -315,6 +370,7 @@ def check_retrieve(args: argparse.Namespace) -> RetrieveInputs:
     if args.batch_size is not None:
         checks.positive_int("--batch-size", args.batch_size)
     _check_model(args)
+    _check_cache(args)
     return RetrieveInputs(
         files,
         top,
@@ -322,6 +378,14 @@ def check_retrieve(args: argparse.Namespace) -> RetrieveInputs:
         _output_path("--out", args.out, FIGURE_FORMATS),
         _output_path("--json", args.json, (".json",)),
     )
+
+
+def _check_cache(args: argparse.Namespace) -> None:
+    """The gallery cache (``--cache``, else the default) is a folder this process can write (made here)."""
+    from .cache import usable_folder
+    from .retrieval import default_cache_dir
+
+    usable_folder(args.cache or default_cache_dir(), "--cache" if args.cache else "retrieval cache")
 
 
 def act_retrieve(args: argparse.Namespace, inputs: RetrieveInputs) -> int:
@@ -646,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(command("serve", Command(check_serve, act_serve), SERVE_HELP, "models", "runtime"))
     command("models", Command(_no_check, act_models), "list the models")
     fetch = command("fetch-face-model", Command(_no_check, act_fetch_face_model), FETCH_HELP)
-    fetch.add_argument("--dest", metavar="DIR", help="folder (default ~/.cache/simexplain/face-api)")
+    fetch.add_argument("--dest", metavar="DIR", help="folder (default face-api/ under the cache root)")
     command("methods", Command(_no_check, act_methods), "list the methods and their parameters")
     return parser
 
@@ -753,7 +817,7 @@ def _add_retrieve(retrieve: argparse.ArgumentParser) -> None:
     retrieve.add_argument("--out", metavar="FIG.png", help="write the figure (PNG + SVG, or SVG)")
     retrieve.add_argument("--json", metavar="OUT.json", help="write ranks, scores and the config as JSON")
     retrieve.add_argument(
-        "--cache", metavar="DIR", help="gallery embedding cache (default ~/.cache/simexplain)"
+        "--cache", metavar="DIR", help="gallery embedding cache (default embeddings/ under the cache root)"
     )
     retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
     retrieve.add_argument("--seed", type=int, help="seed for a random method")
@@ -828,9 +892,33 @@ def _add_serve(web: argparse.ArgumentParser) -> None:
     web.add_argument("--queue", type=int, default=8, metavar="N", help="explanations queued or running (8)")
 
 
+# Options whose value is a box or a point: their value may start with a negative number.
+COORDINATE_OPTIONS = ("--face-box", "--point")
+
+
+def attach_coordinates(argv: Sequence[str]) -> list[str]:
+    """``--face-box -100,-100,150,150`` as ``--face-box=-100,-100,150,150``: argparse takes a value that
+    starts with ``-`` (and is not one plain number) for an unknown option, so a box or a point with a negative
+    first number would get a usage block instead of its own one-line check.
+
+    Example:
+        >>> attach_coordinates(["explain", "--face-box", "-100,-100,150,150", "--out", "f.png"])
+        ['explain', '--face-box=-100,-100,150,150', '--out', 'f.png']
+    """
+    argv, attached = list(argv), []
+    while argv:
+        word = argv.pop(0)
+        if word == "--":  # the rest is positional
+            return attached + [word] + argv
+        if word in COORDINATE_OPTIONS and argv and re.match(r"-[0-9.]", argv[0]):
+            word = f"{word}={argv.pop(0)}"
+        attached.append(word)
+    return attached
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_coordinates(sys.argv[1:] if argv is None else argv))
     try:
         with usage_errors():  # the one place where a checked argument's error becomes a usage error
             checked = args.handler.check(args)

@@ -102,14 +102,28 @@ def _open(file: str | io.BytesIO, name: str) -> Image.Image:
         return _decode(image, name)
 
 
-def _read_path(source: str | os.PathLike) -> Image.Image:
+def check_image_file(source: str | os.PathLike) -> str:
+    """The path of an image file to read, checked without reading it: one line naming it when it is
+    missing, not a regular file, or empty (the command line checks its inputs so, before any model work).
+
+    Example:
+        >>> check_image_file("no-such-photo.jpg")
+        Traceback (most recent call last):
+        ...
+        simexplain.errors.SimexplainError: no-such-photo.jpg: no such file
+    """
     path = os.fsdecode(os.fspath(source))
     name = _short(path, 200)
     if not os.path.isfile(path):
         raise SimexplainError(f"{name}: {'not a regular file' if os.path.exists(path) else 'no such file'}")
     if os.path.getsize(path) == 0:
         raise SimexplainError(f"{name}: empty file")
-    return _open(path, name)
+    return path
+
+
+def _read_path(source: str | os.PathLike) -> Image.Image:
+    path = check_image_file(source)
+    return _open(path, _short(path, 200))
 
 
 def _read_pil(image: Image.Image, name: str) -> Image.Image:

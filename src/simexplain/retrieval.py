@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .batching import chunk_slices, resolve_batch_size
+from .cache import cache_root, usable_folder, warn
 from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import ImageSource, load_image
@@ -44,9 +45,14 @@ Gallery = Tensor | Sequence[ImageSource] | str | os.PathLike
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/simexplain/embeddings`` (``~/.cache/...`` without the variable)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "simexplain" / "embeddings"
+    """The gallery embeddings' cache: ``cache_root() / "embeddings"`` (:func:`simexplain.cache.cache_root`:
+    ``$SIMEXPLAIN_CACHE``, else ``$XDG_CACHE_HOME/simexplain``, else ``~/.cache/simexplain``).
+
+    Example:
+        >>> default_cache_dir().name
+        'embeddings'
+    """
+    return cache_root() / "embeddings"
 
 
 def gallery_files(folder: str | os.PathLike) -> list[Path]:
@@ -90,35 +96,92 @@ def content_key(item: ImageSource) -> str:
 
 
 class EmbeddingCache:
-    """One file per (model, image content) under ``root/<model fingerprint>/``.
+    """One file per (model, image content) under ``root/<model fingerprint>/``, checked when read.
+
+    An entry holds its key, the model's whole fingerprint, the embedding's shape and the embedding; one whose
+    file is corrupt, whose key, model or shape is not its own, or whose values are not finite is not used:
+    :meth:`get` returns ``None`` and keeps the reason in :attr:`problems` (the caller embeds the image again
+    and overwrites the entry). A root that cannot be used (a file, not writable) is one line.
 
     Example:
         >>> import tempfile, torch
         >>> cache = EmbeddingCache(tempfile.mkdtemp(), "m" * 64)
         >>> cache.put("abc", torch.ones(3)); cache.get("abc").tolist(), cache.get("xyz")
         ([1.0, 1.0, 1.0], None)
+        >>> torch.save(torch.ones(3), cache.folder / "def.pt")  # a bare tensor: no key, no shape
+        >>> cache.get("def"), cache.problems
+        (None, ['def.pt: not a cache entry of this version'])
     """
 
     def __init__(self, root: str | os.PathLike, fingerprint: str) -> None:
-        self.folder = Path(root) / fingerprint[:32]
+        usable_folder(root, "retrieval cache")
+        self.fingerprint = fingerprint
+        self.folder = usable_folder(Path(root) / fingerprint[:32], "retrieval cache")
+        self.problems: list[str] = []
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.pt"
 
     def get(self, key: str) -> Tensor | None:
+        """The embedding stored for ``key``, or ``None`` (absent, or unusable: the reason in
+        :attr:`problems`)."""
         path = self._path(key)
         if not path.is_file():
             return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError):
-            return None  # a broken entry is embedded again and overwritten
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001  (torch.load fails in many ways on broken bytes)
+            # Our own words: torch's message would suggest weights_only=False, never right for a cache.
+            self.problems.append(f"{path.name}: unreadable ({type(error).__name__})")
+            return None
+        reason = self._refusal(entry, key)
+        if reason:
+            self.problems.append(f"{path.name}: {reason}")
+            return None
+        return entry["embedding"]
+
+    def _refusal(self, entry: object, key: str) -> str:
+        """Why ``entry`` cannot stand for ``key``'s embedding ("" when it can)."""
+        fields = ("key", "model", "shape", "embedding")
+        if not isinstance(entry, dict) or any(name not in entry for name in fields):
+            return "not a cache entry of this version"
+        embedding = entry["embedding"]
+        if entry["key"] != key or entry["model"] != self.fingerprint:
+            return "written for another image or model"
+        if not isinstance(embedding, Tensor) or list(embedding.shape) != entry["shape"]:
+            return f"an embedding whose shape is not its recorded {entry['shape']}"
+        if not torch.isfinite(embedding).all():
+            return "NaN or infinite values"
+        return ""
+
+    def warn_problems(self) -> None:
+        """ONE :class:`~simexplain.cache.CacheWarning` line naming the entries found bad (when any), which
+        the caller rebuilt; the list starts again."""
+        if not self.problems:
+            return
+        count = f"{len(self.problems)} {'entry' if len(self.problems) == 1 else 'entries'}"
+        first = "; ".join(self.problems[:2]) + ("; ..." if len(self.problems) > 2 else "")
+        warn(f"retrieval cache {self.folder}: {count} not usable ({first}); rebuilt")
+        self.problems = []
 
     def put(self, key: str, embedding: Tensor) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Store ``embedding`` under ``key`` (atomically); a non-finite one is not kept."""
+        embedding = embedding.detach().cpu().clone()
+        if not torch.isfinite(embedding).all():
+            return  # the model's own NaN: computed again next time rather than stored
+        entry = {
+            "key": key,
+            "model": self.fingerprint,
+            "shape": list(embedding.shape),
+            "embedding": embedding,
+        }
         partial = self._path(key).with_suffix(f".{os.getpid()}.tmp")
-        torch.save(embedding.detach().cpu().clone(), partial)
-        os.replace(partial, self._path(key))  # atomic: a reader never sees half a file
+        try:
+            torch.save(entry, partial)
+            os.replace(partial, self._path(key))  # atomic: a reader never sees half a file
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            self.problems.append(f"{self._path(key).name}: not written ({error.strerror})")
 
 
 def _items(gallery: Gallery) -> list[ImageSource]:
@@ -171,27 +234,53 @@ def embed_gallery(
 def _embed_gallery(
     model: PairModel, items: list[ImageSource], batch_size: int | None, cache: str | os.PathLike | None
 ) -> tuple[Tensor, int]:
-    """The gallery's embeddings and how many of them were computed (not read from the cache)."""
+    """The gallery's embeddings and how many of them were computed (not read from the cache).
+
+    Cached entries are checked (:class:`EmbeddingCache`), and one whose size differs from the embeddings
+    computed now (or, when all came from the cache, from most of them) is embedded again; every entry
+    found bad is named in ONE warning line.
+    """
     size = resolve_batch_size(batch_size, model.device)
     store = EmbeddingCache(cache, model_fingerprint(model)) if cache is not None else None
-    keys = [content_key(item) for item in items] if store is not None else None
+    keys = [content_key(item) for item in items] if store is not None else []
     found: dict[int, Tensor] = {}
+    for i, key in enumerate(keys):
+        hit = store.get(key)
+        if hit is not None:
+            found[i] = hit.to(model.device)
+    computed = _embed(model, items, [i for i in range(len(items)) if i not in found], size)
+    odd = _odd_sized(found, computed)
+    if odd:
+        store.problems += [f"{keys[i]}.pt: an embedding of {found.pop(i).numel()} values" for i in odd]
+        computed.update(_embed(model, items, odd, size))
     if store is not None:
-        for i, key in enumerate(keys):
-            hit = store.get(key)
-            if hit is not None:
-                found[i] = hit.to(model.device)
-    missing = [i for i in range(len(items)) if i not in found]
-    with model.explaining(), torch.inference_mode():
-        for part in chunk_slices(len(missing), size, desc="gallery"):
-            chunk = missing[part]
-            z = model.embed(_load(model, [items[i] for i in chunk]), "b").clone()
-            for i, row in zip(chunk, z):
-                found[i] = row
-                if store is not None:
-                    store.put(keys[i], row)
+        for i, row in computed.items():
+            store.put(keys[i], row)
+        store.warn_problems()
+    found.update(computed)
     with torch.inference_mode(False):
-        return torch.stack([found[i] for i in range(len(items))]).clone(), len(missing)
+        return torch.stack([found[i] for i in range(len(items))]).clone(), len(computed)
+
+
+def _embed(model: PairModel, items: list[ImageSource], indices: list[int], size: int) -> dict[int, Tensor]:
+    """The embeddings of ``items[i]`` for ``i`` in ``indices``, through image 2's encoder, in chunks."""
+    rows: dict[int, Tensor] = {}
+    with model.explaining(), torch.inference_mode():
+        for part in chunk_slices(len(indices), size, desc="gallery"):
+            chunk = indices[part]
+            z = model.embed(_load(model, [items[i] for i in chunk]), "b").clone()
+            rows.update(zip(chunk, z))
+    return rows
+
+
+def _odd_sized(found: dict[int, Tensor], computed: dict[int, Tensor]) -> list[int]:
+    """The cached embeddings whose shape is not the gallery's: the shape computed now, else the most
+    common cached one."""
+    shapes = [tuple(row.shape) for row in (computed or found).values()]
+    if not shapes:
+        return []
+    expected = max(sorted(set(shapes)), key=shapes.count)  # sorted first: a tie breaks the same way
+    return [i for i, row in found.items() if tuple(row.shape) != expected]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..cache import cache_root
+from ..cache import cache_root, file_sha256, sha256_matches
 from ..errors import SimexplainError
 
 CACHE_BYTES = 2 << 30  # graphs kept on disk, least recently used removed first
@@ -101,7 +101,7 @@ def cached_graph(encoder: nn.Module, example: Tensor, key: str, folder: Path | N
     recorded = _read_json(sidecar)
     if "failed" in recorded:
         raise ExportFailed(recorded["failed"])
-    if graph.is_file() and recorded.get("sha256") == file_sha256(graph):
+    if sha256_matches(graph, recorded.get("sha256")):
         os.utime(graph)  # recently used: pruned last
         return graph
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,14 +140,6 @@ def prune(folder: Path, limit: int = CACHE_BYTES, keep: Path | None = None) -> N
         if total > limit and graph != keep:
             graph.unlink(missing_ok=True)
             graph.with_suffix(".json").unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> dict:

@@ -51,6 +51,10 @@ class OnnxEncoder(nn.Module):
         if others:
             raise SimexplainError(f"{path.name} takes {1 + len(others)} inputs; an image encoder takes one")
         self.input_name = first.name
+        if not self.session.get_outputs()[0].shape:  # a scalar: no row per image, whatever the batch
+            raise SimexplainError(
+                f"{path.name}: its first output is a scalar; an image encoder outputs one row per image (N×D)"
+            )
         fixed = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else None
         self.fixed_batch = fixed
         self.batch_size = fixed or batch_size
@@ -65,8 +69,17 @@ class OnnxEncoder(nn.Module):
             if self.fixed_batch and count < self.fixed_batch:  # pad a fixed-batch file's last chunk
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - count, 0)])
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0]
-            parts.append(out[:count].reshape(count, -1))
+            parts.append(self._rows(out, len(chunk))[:count])
         return torch.from_numpy(np.concatenate(parts)).to(device=x.device, dtype=x.dtype)
+
+    def _rows(self, out: np.ndarray, images: int) -> np.ndarray:
+        """The output as one row per image (``N×D``); one line when it is not one row per image."""
+        if out.ndim < 1 or out.shape[0] != images or out.size == 0:
+            raise SimexplainError(
+                f"{Path(self.path).name}: its first output has shape {list(out.shape)} for {images} images; "
+                "an image encoder outputs one row per image (N×D)"
+            )
+        return out.reshape(images, -1)
 
 
 def onnx_model(

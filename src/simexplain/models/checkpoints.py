@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 import pickletools
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,9 @@ def load_checkpoint(path: str | os.PathLike, *, safe_globals: Iterable[type] = (
     if path.endswith(".safetensors"):
         return _load_safetensors(path)
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            # torch's notes on the file's pickle protocol: the refusal below says what matters, in one line
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]

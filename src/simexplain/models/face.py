@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cache import cache_root, sha256_matches
 from ..errors import SimexplainError
 from ..pair import PairModel
 from ..preprocessing import Preprocessing
@@ -54,10 +55,15 @@ SIMILARITIES = ("match", "cosine")
 
 
 def cache_dir() -> Path:
-    """Where ``make face-model`` keeps the weights: ``$SIMEXPLAIN_CACHE/face-api`` (default
-    ``~/.cache/simexplain/face-api``)."""
-    root = os.environ.get("SIMEXPLAIN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "simexplain")
-    return Path(root) / "face-api"
+    """Where ``make face-model`` keeps the weights: ``face-api`` under the one cache root
+    (:func:`simexplain.cache.cache_root`: ``$SIMEXPLAIN_CACHE``, else ``$XDG_CACHE_HOME/simexplain``, else
+    ``~/.cache/simexplain``).
+
+    Example:
+        >>> cache_dir().name
+        'face-api'
+    """
+    return cache_root() / "face-api"
 
 
 def face_preprocessing(input_size: int = 150) -> Preprocessing:
@@ -314,18 +320,38 @@ def load_face_weights(network: FaceResNet, tensors: dict[str, Tensor], *, source
 
 
 def find_manifest(weights: str | os.PathLike | None) -> Path:
-    """``weights`` (a manifest, or its folder) or the cached copy; else one line saying how to get it."""
+    """``weights`` (a manifest, or its folder) or the cached copy; else one line saying how to get it.
+
+    The cached copy is checked against the release's SHA-256 (:data:`KEPT`) every time it is found
+    (:func:`check_fetched`): bytes changed since the fetch are refused, not used.
+    """
     if weights is not None:
         path = Path(weights)
-        return path / MANIFEST if path.is_dir() else path
-    cached = cache_dir() / MANIFEST
-    if not cached.is_file():
-        raise SimexplainError(
-            "face-resnet128 needs the face-api weights: run `make face-model` "
-            f"(or `simexplain fetch-face-model`), which npm-packs {PACKAGE} into {cache_dir()}, "
-            f"or pass weights=PATH/{MANIFEST}"
-        )
-    return cached
+        manifest = path / MANIFEST if path.is_dir() else path
+    else:
+        manifest = cache_dir() / MANIFEST
+        if not manifest.is_file():
+            raise SimexplainError(
+                "face-resnet128 needs the face-api weights: run `make face-model` "
+                f"(or `simexplain fetch-face-model`), which npm-packs {PACKAGE} into {cache_dir()}, "
+                f"or pass weights=PATH/{MANIFEST}"
+            )
+    if manifest.parent.resolve() == cache_dir().resolve():
+        check_fetched(manifest.parent)
+    return manifest
+
+
+def check_fetched(folder: str | os.PathLike) -> None:
+    """Refuse, in one line that says how to fetch again, a fetched manifest or binary in ``folder`` whose
+    bytes are not the release's (:data:`KEPT`): changed, truncated or missing since the fetch."""
+    for member, digest in KEPT.items():
+        file = Path(folder) / Path(member).name
+        if file.name != LICENSE and not sha256_matches(file, digest):
+            change = "changed since the fetch (SHA-256 differs)" if file.is_file() else "missing"
+            raise SimexplainError(
+                f"face-api weights {file}: {change}; fetch them again: `make face-model` "
+                "(or `simexplain fetch-face-model`)"
+            )
 
 
 def fetch_face_model(destination: str | os.PathLike | None = None, *, npm: str = "npm") -> Path:

@@ -225,7 +225,26 @@ def python_model(target: str, weights: str | None = None, **options) -> PairMode
     function = getattr(module, function_name, None)
     if not callable(function):
         raise SimexplainError(f"python:{target}: {module_name} has no function {function_name}")
+    _check_builder(target, function, weights, options)
     model = function(weights=weights, **options)
     if not isinstance(model, PairModel):
         raise SimexplainError(f"python:{target} returned {type(model).__name__}, not a simexplain.PairModel")
     return model
+
+
+def _check_builder(target: str, function, weights: str | None, options: dict) -> None:
+    """Refuse, in one line, a callable that cannot be called as ``function(weights=..., **options)``: not a
+    model builder (a TypeError from inside a real builder is the builder's own and is left alone)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have no signature: the call itself will tell
+        return
+    try:
+        signature.bind(weights=weights, **options)
+    except TypeError as error:
+        raise SimexplainError(
+            f"python:{target}: not a model builder, which takes weights= (and the model options) and "
+            f"returns a simexplain.PairModel ({error})"
+        ) from None

@@ -2,8 +2,10 @@
 
 One step takes ``batch_size`` pairs (their images decoded ahead by a background thread), explains them with
 each variant not yet stored for them, scores the explanations, and writes everything in one transaction. A
-rerun skips what is stored. Under ``torchrun`` each rank takes every ``world``-th pair, works on its own shard
-file next to the store, and rank 0 merges the shards after a barrier.
+rerun skips what is stored for the same images: each image file is hashed once per run, and a pair whose
+images changed since its results were stored is computed again (and counted). Under ``torchrun`` each rank
+takes every ``world``-th pair, works on its own shard file next to the store, and rank 0 merges the shards
+after a barrier.
 
 Example:
     >>> import os, tempfile, torch, simexplain
@@ -38,10 +40,11 @@ from torch import Tensor
 
 from .. import checks
 from ..batching import default_batch_size
+from ..cache import file_sha256
 from ..engines import describe
 from ..errors import SimexplainError
 from ..pair import PairModel
-from .sources import PairSpec, pair_images
+from .sources import ImageDigests, PairSpec, pair_images, with_digests
 from .store import Item, Pair, Store, shard_path
 from .variants import Variant
 
@@ -72,7 +75,7 @@ class Evaluation:
         """What must be equal for two runs to share a store."""
         return {
             "model": self.model.name,
-            "weights_sha256": _sha256(self.weights)
+            "weights_sha256": file_sha256(self.weights)
             if self.weights
             else _provenance(self.model).get("weights_sha256"),
             "fingerprint": _fingerprint(self),
@@ -82,7 +85,9 @@ class Evaluation:
 @dataclass
 class Summary:
     """How a run went: pairs in the source share of this process, (pair, variant) items done now, skipped as
-    already stored, failed (with their one-line errors), and the wall time."""
+    already stored, failed (with their one-line errors), the wall time, the pairs recomputed because their
+    images changed since they were stored, and the pairs of a store written before pairs were keyed by
+    content that were adopted (their images now taken as theirs)."""
 
     pairs: int = 0
     done: int = 0
@@ -90,14 +95,27 @@ class Summary:
     failed: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    recomputed: int = 0
+    adopted: int = 0
 
     def line(self) -> str:
         rate = f", {3600 * self.done / self.seconds:.0f} items/h" if self.seconds > 0 and self.done else ""
         failed = f"; {self.failed} FAILED (first: {self.errors[0]})" if self.failed else ""
+        changed = f"; {_count(self.recomputed, 'pair')} recomputed: images changed" if self.recomputed else ""
+        adopted = (
+            f"; {_count(self.adopted, 'pair')} stored before pairs were keyed by content kept as results of "
+            "the images now at their paths (a new --db recomputes them)"
+            if self.adopted
+            else ""
+        )
         return (
             f"{self.pairs} pairs: {self.done} explanations scored, {self.skipped} already stored"
-            f"{failed} ({self.seconds:.1f} s{rate})"
+            f"{changed}{failed}{adopted} ({self.seconds:.1f} s{rate})"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def evaluate_pairs(
@@ -119,24 +137,54 @@ def evaluate_pairs(
     if db.is_file():
         with Store(db, readonly=True) as main:  # refuse a mismatch before any work, on every rank
             main.refuse_other_run(identity)
+    digests = ImageDigests()  # each image file hashed once in this run
+    summary = Summary(adopted=_adopt_legacy_pairs(db, rank, world, digests, specs))
+    mine = with_digests(list(specs)[rank::world], digests)
     facts = _facts(run, command)
     target = shard_path(db, rank, world) if world > 1 else db
-    summary = Summary()
     started = time.perf_counter()
     with Store(target) as store:
         store.check_run(identity, facts)
         store.set_variants([(v.label, v.method, v.params, v.title) for v in run.variants])
-        done = store.done()
-        if world > 1 and db.is_file():
-            with Store(db, readonly=True) as main:
-                done |= main.done()
-        mine = list(specs)[rank::world]
+        done = _resume(store, db if world > 1 else None, mine, summary)
         summary.pairs = len(mine)
         _run(run, mine, store, done, summary, progress and rank == 0)
     summary.seconds = time.perf_counter() - started
     if world > 1:
         _merge_shards(db, rank, world, identity, facts)
     return summary
+
+
+def _adopt_legacy_pairs(
+    db: Path, rank: int, world: int, digests: ImageDigests, specs: Sequence[PairSpec]
+) -> int:
+    """Rank 0 records the images of the run (``specs``) as the pairs' of a store written before pairs were
+    keyed by content (:meth:`Store.adopt_legacy_pairs`); the other ranks wait for it before they read it."""
+    adopted = 0
+    if rank == 0 and db.is_file():
+        with Store(db) as main:
+            adopted = main.adopt_legacy_pairs(digests, {s.id: (s.image1, s.image2) for s in specs})
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return adopted
+
+
+def _resume(store: Store, main: Path | None, specs: list[PairSpec], summary: Summary) -> set:
+    """The (pair, variant) items stored for the images as they are now, in this process's store and (for a
+    shard) the main store ``main``. The results of pairs whose images changed are dropped from this
+    process's store (the main store's are replaced when the shard is merged) and counted as recomputed."""
+    current = {spec.id: spec.digests for spec in specs}
+    changed, done = store.changed(current), set()
+    if main is not None and main.is_file():
+        with Store(main, readonly=True) as stored:
+            changed |= stored.changed(current)
+            done = stored.done(current)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    store.forget([Pair(s.id, s.image1, s.image2, s.seed, *s.digests, when) for s in specs if s.id in changed])
+    summary.recomputed = len(changed)
+    return done | store.done(current)
 
 
 # ---------------------------------------------------------------------------------------------- one process
@@ -206,7 +254,7 @@ def _step(run: Evaluation, loaded: list[Loaded], done: set, step: int) -> Iterat
     """Explain and score one step of pairs with every variant they still need: the rows of one transaction
     per variant, so an interruption loses at most one variant of one step."""
     device = str(run.model.device)
-    pairs = [Pair(s.id, s.image1, s.image2, s.seed) for s, *_ in loaded]
+    pairs = [Pair(s.id, s.image1, s.image2, s.seed, *s.digests) for s, *_ in loaded]
     unreadable = [
         Item(spec.id, v.label, None, {}, device, step, error)
         for spec, _, _, error in loaded
@@ -343,14 +391,6 @@ def _fingerprint(run: Evaluation) -> str:
         "seed": run.seed,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _provenance(model: PairModel) -> dict[str, Any]:

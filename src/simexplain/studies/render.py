@@ -58,6 +58,7 @@ def markdown(
             f"{'sha256 ' + weights[:16] if weights else 'built-in'}; settings fingerprint "
             f"{run.facts.get('fingerprint', '—')}; stores: {', '.join(str(p) for p in run.paths)}",
         ]
+        lines += _recomputed(run)
         for table in (t for t in tables if t.model == run.name):
             header = [table.row_name] + [c.name + _arrow(c) for c in table.columns]
             lines += ["", f"### {table.caption}", "", _md_row(header), _md_row(["---"] * len(header))]
@@ -66,6 +67,20 @@ def markdown(
             if table.notes:
                 lines += [""] + [f"- {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
+
+
+def _recomputed(run: ModelRun, shown: int = 20) -> list[str]:
+    """A line naming the pairs whose results were recomputed because their images changed (none: none)."""
+    if not run.recomputed:
+        return []
+    names = [f"{pair} ({when})" for pair, when in sorted(run.recomputed.items())]
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return [
+        "",
+        f"Pairs recomputed because their images changed after they were first stored ({len(names)}): "
+        + ", ".join(names[:shown])
+        + more,
+    ]
 
 
 def sanity_section(runs: list[ModelRun], out: Path) -> str:

@@ -37,6 +37,7 @@ class ModelRun:
         pairs: the ids of the pairs with a finished (pair, variant), sorted.
         values: ``(pair, label, metric)`` → value (``None`` when undefined).
         items: ``(pair, label)`` → the stored :class:`~simexplain.studies.store.Item`.
+        recomputed: pair id → when its results were last recomputed because its images changed.
     """
 
     name: str
@@ -48,6 +49,7 @@ class ModelRun:
     pairs: list[str] = field(default_factory=list)
     values: dict[tuple[str, str, str], float | None] = field(default_factory=dict)
     items: dict[tuple[str, str], Item] = field(default_factory=dict)
+    recomputed: dict[str, str] = field(default_factory=dict)
 
     def column(self, label: str, metric: str) -> np.ndarray:
         """The metric's values of one variant over :attr:`pairs` (NaN where missing or undefined)."""
@@ -71,7 +73,7 @@ def load_runs(stores: Sequence[str | os.PathLike]) -> list[ModelRun]:
         raise SimexplainError("report: no stores given")
     runs: dict[tuple[str, str], ModelRun] = {}
     for path in map(Path, stores):
-        facts, variants, rows, items = _read(path)
+        facts, variants, rows, items, recomputed = _read(path)
         if not facts.get("model") or not items:
             raise SimexplainError(f"{path}: empty store (no finished explanations)")
         key = (facts["model"], facts.get("study") or "evaluation")
@@ -85,6 +87,7 @@ def load_runs(stores: Sequence[str | os.PathLike]) -> list[ModelRun]:
         _add_variants(run, variants, items)
         run.values.update(((p, v, m), value) for p, v, m, value in rows)
         run.items.update(((i.pair, i.variant), i) for i in items)
+        run.recomputed.update(recomputed)
     for run in runs.values():
         run.pairs = sorted({pair for pair, _ in run.items})
         if not run.metrics:  # a store without settings: the known metrics it holds
@@ -94,10 +97,11 @@ def load_runs(stores: Sequence[str | os.PathLike]) -> list[ModelRun]:
     return list(runs.values())
 
 
-def _read(path: Path) -> tuple[dict, list[dict], list[tuple], list[Item]]:
+def _read(path: Path) -> tuple[dict, list[dict], list[tuple], list[Item], dict[str, str]]:
     with Store(path, readonly=True) as store:
         try:
-            return store.run_facts(), store.variants(), list(store.metric_rows()), store.items()
+            rows = list(store.metric_rows())
+            return store.run_facts(), store.variants(), rows, store.items(), store.recomputed()
         except (sqlite3.DatabaseError, ValueError) as error:
             raise SimexplainError(f"{path}: unreadable store ({str(error).splitlines()[0]})") from None
 

@@ -14,7 +14,9 @@ model-input tensors. SOURCE is one of:
 
 A path that exists is never split at a colon. Pairs come in the natural order of their ids (``row-2`` before
 ``row-10``), the same everywhere, so ``limit`` takes the same first pairs on every machine and shard; each
-pair's seed comes from the run's seed and its id alone (:func:`pair_seed`).
+pair's seed comes from the run's seed and its id alone (:func:`pair_seed`). A run identifies a pair by its id
+together with its images' content: :func:`with_digests` adds the SHA-256 of each image file's bytes, reading
+each file once per run (:class:`ImageDigests`).
 
 Example:
     >>> pairs = load_pairs("demo", seed=0)
@@ -25,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import re
@@ -35,6 +38,7 @@ from pathlib import Path
 from torch import Tensor
 
 from .. import checks
+from ..cache import file_sha256
 from ..errors import SimexplainError
 from ..images import load_image, sample_path, view_pair
 from ..pair import PairModel
@@ -52,12 +56,21 @@ class PairSpec:
         image1: path of image 1.
         image2: path of image 2, or ``None``: image 2 is one SimCLR view of image 1 drawn with ``seed``.
         seed: the pair's seed, from the run's seed and ``id`` (:func:`pair_seed`).
+        image1_sha256, image2_sha256: the SHA-256 of the image files' bytes, once :func:`with_digests`
+            added them (``None`` before, for a view, or for a file that could not be read).
     """
 
     id: str
     image1: str
     image2: str | None
     seed: int
+    image1_sha256: str | None = None
+    image2_sha256: str | None = None
+
+    @property
+    def digests(self) -> tuple[str | None, str | None]:
+        """``(image1_sha256, image2_sha256)``: the pair's content."""
+        return self.image1_sha256, self.image2_sha256
 
 
 class PairList(list):
@@ -213,6 +226,49 @@ def _matched_folders(source: str) -> tuple[dict[str, tuple[str, str]], tuple[str
     return {n: (images1[n], images2[n]) for n in names}, tuple(sorted(unmatched))
 
 
+class ImageDigests:
+    """The SHA-256 of image files, each file read once however many pairs share it (one per run).
+
+    Calling it with a path gives the hex digest, or ``None`` for no path (a view) or a file that cannot be
+    read now (the pair then fails on its own when its images are decoded).
+
+    Example:
+        >>> digests = ImageDigests()
+        >>> digests(str(sample_path("chelsea.jpg")))[:12], digests(None), digests("no-such.jpg")
+        ('4668d369e5b6', None, None)
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, str | None] = {}
+
+    def __call__(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        key = os.path.abspath(path)
+        if key not in self._known:
+            try:
+                self._known[key] = file_sha256(key)
+            except OSError:
+                self._known[key] = None
+        return self._known[key]
+
+
+def with_digests(specs: Iterable[PairSpec], digests: ImageDigests | None = None) -> list[PairSpec]:
+    """``specs`` with the SHA-256 of their image files (``digests`` reads each file once; a new one by
+    default).
+
+    Example:
+        >>> spec = with_digests(load_pairs("demo", limit=1))[0]
+        >>> len(spec.image1_sha256), spec.image2_sha256
+        (64, None)
+    """
+    digests = digests or ImageDigests()
+    return [
+        dataclasses.replace(spec, image1_sha256=digests(spec.image1), image2_sha256=digests(spec.image2))
+        for spec in specs
+    ]
+
+
 def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
     """The pair as two ``1×3×H×W`` model-input tensors on the model's device and dtype.
 
@@ -239,9 +295,11 @@ def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
 __all__ = [
     "DEMO_PHOTOS",
     "IMAGE_EXTENSIONS",
+    "ImageDigests",
     "PairList",
     "PairSpec",
     "load_pairs",
     "pair_images",
     "pair_seed",
+    "with_digests",
 ]

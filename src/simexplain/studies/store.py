@@ -5,7 +5,10 @@ Tables:
 - ``run``: ``key → value`` facts of the run (model, weights' SHA-256, the settings fingerprint, package
   versions, device, command line). A second run into the same store must have the same fingerprint.
 - ``variants``: the method variants in the run's order (label, method, params JSON, title).
-- ``pairs``: the pairs (id, image paths, seed).
+- ``pairs``: the pairs: id, image paths, seed, the SHA-256 of each image file's bytes when it was read, and
+  when its results were last recomputed because its images changed. A pair is its id together with its
+  images' content: a rerun whose images differ from the stored ones (:meth:`Store.changed`) drops the
+  pair's results (:meth:`Store.forget`) and computes them again, never reusing numbers of other images.
 - ``items``: one row per finished (pair, variant): seconds, resolved config JSON, device, batch size, the
   one-line error when it failed, and the engine that ran its gradient-free passes (like the batch size, a
   speed setting: a resumed run may use another). A row here means "done": a rerun skips it.
@@ -15,6 +18,10 @@ Tables:
 
 Every (step, variant) is written in one transaction, so a ``kill -9`` loses at most that work and the file
 stays readable. Shards (one per process of a distributed run) are merged with :meth:`Store.merge`.
+
+A store written before pairs were keyed by content opens as it is for reading; opened for writing it gains
+the content columns, and :meth:`Store.adopt_legacy_pairs` records the images now at its pairs' paths as
+theirs (their stored results are kept: nothing says which images produced them).
 
 Example:
     >>> import tempfile, os
@@ -33,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +54,10 @@ CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS variants (
     label TEXT PRIMARY KEY, method TEXT NOT NULL, params TEXT NOT NULL, title TEXT NOT NULL, position INTEGER
 );
-CREATE TABLE IF NOT EXISTS pairs (pair TEXT PRIMARY KEY, image1 TEXT NOT NULL, image2 TEXT, seed INTEGER);
+CREATE TABLE IF NOT EXISTS pairs (
+    pair TEXT PRIMARY KEY, image1 TEXT NOT NULL, image2 TEXT, seed INTEGER,
+    image1_sha256 TEXT, image2_sha256 TEXT, recomputed TEXT
+);
 CREATE TABLE IF NOT EXISTS items (
     pair TEXT NOT NULL, variant TEXT NOT NULL, seconds REAL, config TEXT, device TEXT, batch_size INTEGER,
     error TEXT, engine TEXT, PRIMARY KEY (pair, variant)
@@ -62,16 +72,32 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 """
 TABLES = ("variants", "pairs", "items", "metrics", "curves")
+RESULTS = ("items", "metrics", "curves")  # a pair's results: dropped together when its images change
+CONTENT = ("image1_sha256", "image2_sha256", "recomputed")  # the pairs' columns added by content keys
+LEGACY = "pairs_before_content_keys"  # run fact: pairs stored before content keys, not adopted yet
+# A pair row written again keeps what it knew: a digest of an image unreadable now, when it was recomputed.
+_PAIR_UPSERT = """ON CONFLICT(pair) DO UPDATE SET image1 = excluded.image1, image2 = excluded.image2,
+    seed = excluded.seed, image1_sha256 = COALESCE(excluded.image1_sha256, pairs.image1_sha256),
+    image2_sha256 = COALESCE(excluded.image2_sha256, pairs.image2_sha256),
+    recomputed = COALESCE(excluded.recomputed, pairs.recomputed)"""
+_PAIR_COLUMNS = "pair, image1, image2, seed, image1_sha256, image2_sha256, recomputed"
+
+Digests = tuple[str | None, str | None]  # the SHA-256 of image 1's and image 2's bytes (None: not known)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A stored pair: its id, image paths (``image2`` ``None``: a seeded SimCLR view of image 1) and seed."""
+    """A stored pair: its id, image paths (``image2`` ``None``: a seeded SimCLR view of image 1), seed, the
+    SHA-256 of its image files (``None``: a view, or a file unreadable when hashed) and, when its results
+    were recomputed because its images changed, when (ISO time)."""
 
     id: str
     image1: str
     image2: str | None
     seed: int
+    image1_sha256: str | None = None
+    image2_sha256: str | None = None
+    recomputed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +141,7 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
                 _add_engine_column(self.db)
+                _add_content_columns(self.db)
             names = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as error:
             raise SimexplainError(f"{self.path}: not an evaluation store ({error})") from None
@@ -171,10 +198,82 @@ class Store:
         with self._transaction():
             self.db.executemany("INSERT OR REPLACE INTO variants VALUES (?, ?, ?, ?, ?)", rows)
 
+    # ------------------------------------------------------------------ the pairs' content
+    def adopt_legacy_pairs(
+        self,
+        digest: Callable[[str | None], str | None],
+        paths: Mapping[str, tuple[str, str | None]] | None = None,
+    ) -> int:
+        """In a store written before pairs were keyed by content, record ``digest(path)`` of each stored
+        pair's images as its content, once (their results are kept): the images now at ``paths`` (pair id →
+        image paths of the run) or, for a pair the run does not name, at its recorded paths. Returns how many
+        pairs were adopted."""
+        if not self.run_facts().get(LEGACY):
+            return 0
+        paths = paths or {}
+        rows = [
+            (pair, *paths.get(pair, (image1, image2)))
+            for pair, image1, image2 in self.db.execute("SELECT pair, image1, image2 FROM pairs")
+        ]
+        with self._transaction():
+            self.db.executemany(
+                "UPDATE pairs SET image1_sha256 = ?, image2_sha256 = ? WHERE pair = ?",
+                [(digest(image1), digest(image2), pair) for pair, image1, image2 in rows],
+            )
+            self.db.execute("DELETE FROM run WHERE key = ?", (LEGACY,))
+        return len(rows)
+
+    def changed(self, current: Mapping[str, Digests]) -> set[str]:
+        """The pairs of ``current`` (id → the digests of its images now) with stored results computed for
+        other images. An image unreadable now (digest ``None``) is not taken for a change."""
+        if not _has_content_columns(self.db):  # a store written before content keys, read as it is
+            return set()
+        stored = {
+            pair: (first, second)
+            for pair, first, second in self.db.execute(
+                "SELECT pair, image1_sha256, image2_sha256 FROM pairs "
+                "WHERE pair IN (SELECT DISTINCT pair FROM items)"
+            )
+        }
+        return {
+            pair
+            for pair, now in current.items()
+            if pair in stored and any(n is not None and n != s for n, s in zip(now, stored[pair]))
+        }
+
+    def forget(self, pairs: Sequence[Pair]) -> None:
+        """Drop the results of ``pairs`` and record them (their new digests, ``recomputed``) in ONE
+        transaction: their images changed, their results are computed again."""
+        ids = [(p.id,) for p in pairs]
+        with self._transaction():
+            for table in RESULTS:
+                self.db.executemany(f"DELETE FROM {table} WHERE pair = ?", ids)
+            self._upsert_pairs(pairs)
+
+    def recomputed(self) -> dict[str, str]:
+        """Pair id → when its results were last recomputed because its images changed (ISO time)."""
+        if not _has_content_columns(self.db):
+            return {}
+        rows = self.db.execute(
+            "SELECT pair, recomputed FROM pairs WHERE recomputed IS NOT NULL ORDER BY pair"
+        )
+        return dict(rows)
+
     # ------------------------------------------------------------------ writing
-    def done(self) -> set[tuple[str, str]]:
-        """Every finished ``(pair, variant)`` (failed ones included: they are recorded with their error)."""
-        return set(self.db.execute("SELECT pair, variant FROM items"))
+    def done(self, current: Mapping[str, Digests] | None = None) -> set[tuple[str, str]]:
+        """Every finished ``(pair, variant)`` (failed ones included: they are recorded with their error);
+        given ``current`` (pair id → its images' digests now), not those of pairs whose images changed."""
+        changed = self.changed(current) if current else set()
+        return {(p, v) for p, v in self.db.execute("SELECT pair, variant FROM items") if p not in changed}
+
+    def _upsert_pairs(self, pairs: Iterable[Pair]) -> None:
+        self.db.executemany(
+            f"INSERT INTO pairs ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) {_PAIR_UPSERT}",
+            [
+                (p.id, p.image1, p.image2, p.seed, p.image1_sha256, p.image2_sha256, p.recomputed)
+                for p in pairs
+            ],
+        )
 
     def write(
         self,
@@ -185,10 +284,7 @@ class Store:
     ) -> None:
         """Write one batch in ONE transaction: all of it is stored, or (after a crash) none of it."""
         with self._transaction():
-            self.db.executemany(
-                "INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?)",
-                [(p.id, p.image1, p.image2, p.seed) for p in pairs],
-            )
+            self._upsert_pairs(pairs)
             self.db.executemany(
                 "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
                 [
@@ -220,7 +316,8 @@ class Store:
 
     def merge(self, others: Sequence[str | os.PathLike]) -> int:
         """Copy the rows of other stores (a distributed run's shards) into this one; returns the items added.
-        The shards must hold the same run (same identity)."""
+        The shards must hold the same run (same identity). A pair a shard computed for other images than
+        this store's loses its results here first (the shard recomputed them)."""
         before = self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         mine = self.run_facts()
         for other in others:
@@ -234,11 +331,26 @@ class Store:
             self.db.execute("ATTACH DATABASE ? AS shard", (str(other),))
             try:
                 with self._transaction():
-                    for table in TABLES:
-                        self.db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM shard.{table}")
+                    self._merge_shard()
             finally:
                 self.db.execute("DETACH DATABASE shard")
         return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0] - before
+
+    def _merge_shard(self) -> None:
+        """The attached ``shard``'s rows into this store: stale results of its changed pairs dropped, pairs
+        upserted, everything else copied."""
+        changed = """SELECT s.pair FROM shard.pairs s JOIN main.pairs m ON s.pair = m.pair
+            WHERE (s.image1_sha256 IS NOT NULL AND s.image1_sha256 IS NOT m.image1_sha256)
+               OR (s.image2_sha256 IS NOT NULL AND s.image2_sha256 IS NOT m.image2_sha256)"""
+        for table in RESULTS:
+            self.db.execute(f"DELETE FROM main.{table} WHERE pair IN ({changed})")
+        self.db.execute(
+            f"INSERT INTO main.pairs ({_PAIR_COLUMNS}) SELECT {_PAIR_COLUMNS} FROM shard.pairs WHERE true "
+            + _PAIR_UPSERT
+        )
+        for table in TABLES:
+            if table != "pairs":
+                self.db.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM shard.{table}")
 
     # ------------------------------------------------------------------ reading
     def variants(self) -> list[dict[str, Any]]:
@@ -349,6 +461,24 @@ def _add_engine_column(db: sqlite3.Connection) -> None:
     """A store written before the engines were recorded gets the column (empty for its earlier items)."""
     if not _has_engine_column(db):
         db.execute("ALTER TABLE items ADD COLUMN engine TEXT")
+
+
+def _has_content_columns(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "image1_sha256" for row in db.execute("PRAGMA table_info(pairs)"))
+
+
+def _add_content_columns(db: sqlite3.Connection) -> None:
+    """A store written before pairs were keyed by content gets the columns, and the run fact that its pairs
+    wait for :meth:`Store.adopt_legacy_pairs` (one transaction: a crash leaves the store as it was)."""
+    if _has_content_columns(db):
+        return
+    with _Transaction(db):
+        if _has_content_columns(db):  # another process added them while this one waited
+            return
+        for column in CONTENT:
+            db.execute(f"ALTER TABLE pairs ADD COLUMN {column} TEXT")
+        if db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]:
+            db.execute("INSERT OR REPLACE INTO run (key, value) VALUES (?, 'true')", (LEGACY,))
 
 
 def _short(value: Any) -> str:
