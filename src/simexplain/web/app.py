@@ -199,11 +199,11 @@ class Served:
                 self.results.close()
                 self._started = False
 
-    def stop_jobs(self, reason: str) -> None:
-        """Cancel every queued and running job; their waiting clients are answered 503 with ``reason``."""
+    def stop_jobs(self) -> None:
+        """Cancel every queued and running job; their waiting clients are answered 503."""
         with self._lock:
             if self._started:
-                self.jobs.cancel_all(reason)
+                self.jobs.cancel_all()
 
     def input_size(self, name: str) -> tuple[int, int]:
         """The ``H×W`` a served model is fed (what the work of a request is counted on)."""
@@ -533,7 +533,7 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         try:
-            self.parts.stop_jobs("the server is shutting down")
+            self.parts.stop_jobs()
             await super().shutdown(sockets)
         finally:
             self.parts.close()

@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import SimexplainError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+# What the clients waiting for the jobs of a stopping server are told.
+SHUTTING_DOWN = "the server is shutting down"
 
 
 class QueueFull(SimexplainError):
@@ -169,7 +171,7 @@ class JobQueue:
         self._finish(job, "cancelled", None)
         return job
 
-    def cancel_all(self, reason: str, status_code: int = 503) -> None:
+    def cancel_all(self, reason: str = SHUTTING_DOWN, status_code: int = 503) -> None:
         """Cancel every queued and running job (a server that stops)."""
         with self._lock:
             unfinished = [job.id for job in self._jobs.values() if job.state in ("queued", "running")]
@@ -230,7 +232,7 @@ class JobQueue:
 
     def close(self) -> None:
         """Cancel every job and stop the workers (a running job stops at its next chunk)."""
-        self.cancel_all("the server is shutting down")
+        self.cancel_all()
         with self._changed:
             self._closed = True
             self._changed.notify_all()
@@ -241,4 +243,4 @@ def _line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-__all__ = ["STATES", "Cancelled", "Job", "JobQueue", "QueueFull"]
+__all__ = ["SHUTTING_DOWN", "STATES", "Cancelled", "Job", "JobQueue", "QueueFull"]
