@@ -28,14 +28,23 @@ from webtools import TINY, TINY_B, image_bytes  # noqa: E402
 from simexplain import service  # noqa: E402
 from simexplain.cli import main  # noqa: E402
 from simexplain.web import WebSettings, create_app  # noqa: E402
+from simexplain.web.limits import DEFAULT_LIMITS  # noqa: E402
 
 LIMIT = 3_000_000
+CAPS = {"samples": 60, "windows": 100, "curve-points": 200}  # the other units keep their defaults
 
 
 @pytest.fixture(scope="module")
 def app():
     return create_app(
-        WebSettings(models=(TINY, TINY_B), upload_limit=LIMIT, max_pixels=600_000, queue_size=2, keep=4)
+        WebSettings(
+            models=(TINY, TINY_B),
+            upload_limit=LIMIT,
+            max_pixels=600_000,
+            queue_size=2,
+            keep=4,
+            work_limits=CAPS,
+        )
     )
 
 
@@ -333,6 +342,25 @@ def test_queue_full_is_429_with_retry_after_and_cancel_stops_jobs(client, app):
     assert explain(client).status_code == 200  # and the server goes on
 
 
+def test_cancelling_a_queued_job_frees_its_slot_at_once(client, app):
+    model = app.state.simexplain.models[TINY]
+    data = {"methods": "smooth-grad", "params": '{"samples": 40, "batch_size": 1, "seed": 0}'}
+    with model.locked():  # the first job holds the worker: the second one waits in the queue
+        running = client.post("/api/jobs", files=pair(), data=data).json()
+        queued = client.post("/api/jobs", files=pair(), data=data).json()
+        assert "busy" in error_of(client.post("/api/jobs", files=pair(), data=data), 429)
+        cancelled = client.delete(f"/api/jobs/{queued['id']}").json()
+        assert (cancelled["state"], cancelled["error"]) == ("cancelled", "cancelled")  # at once, not later
+        assert client.get("/api/health").json()["pending"] == 1
+        third = client.post("/api/jobs", files=pair(), data=data)
+        assert third.status_code == 202, third.text  # the freed slot takes a new job
+        assert app.state.simexplain.jobs.get(queued["id"]).work is None  # its upload is let go
+        for job in (running, third.json()):
+            client.delete(f"/api/jobs/{job['id']}")
+    assert {wait(client, job["id"])["state"] for job in (running, third.json())} == {"cancelled"}
+    assert client.get("/api/health").json()["pending"] == 0
+
+
 def test_one_explanation_at_a_time_per_model(client, app):
     model = app.state.simexplain.models[TINY]
     inside, most = [0], [0]
@@ -364,6 +392,68 @@ def test_one_explanation_at_a_time_per_model(client, app):
     assert most[0] == 1
 
 
+def test_a_field_sent_twice_is_422(client):
+    image = ("a.png", image_bytes(0), "image/png")
+    twice = [("image1", image), ("image1", ("b.png", image_bytes(5), "image/png")), ("image2", image)]
+    assert error_of(explain(client, files=twice), 422) == "field 'image1' is sent twice; send each field once"
+    response = explain(client, {"methods": ["smooth-grad", "interaction-cam"]})  # a text field twice
+    assert error_of(response, 422) == "field 'methods' is sent twice; send each field once"
+
+
+# ---------------------------------------------------------------------------------------------- work caps
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"methods": "smooth-grad", "params": '{"samples": 61}'},
+            "smooth-grad.samples=61 over this server's limit of 60 samples per request "
+            "(simexplain serve --max-samples)",
+        ),
+        (  # 29 × 29 windows of 4 pixels on the 32×32 input
+            {"methods": "conditional-occlusion", "params": '{"window": 4, "stride": 1}'},
+            "conditional-occlusion.stride=1 makes 841 windows, over this server's limit of 100 windows per "
+            "request (simexplain serve --max-windows)",
+        ),
+        (  # 32·32 steps of one pixel, and the untouched image
+            {"methods": "input-x-gradient", "metrics": "SI", "params": '{"metrics.step": 1}'},
+            "metrics.step=1 makes 1025 curve-points, over this server's limit of 200 curve-points "
+            "per request (simexplain serve --max-curve-points)",
+        ),
+        (
+            {"methods": "pair-interaction", "params": '{"projection": 5000}'},
+            "pair-interaction.projection=5000 over this server's limit of 4096 dimensions per request "
+            "(simexplain serve --max-dimensions)",
+        ),
+    ],
+    ids=["samples", "windows", "curve-points", "dimensions"],
+)
+def test_work_over_a_cap_is_422_naming_the_setting_and_the_cap(client, data, message):
+    assert error_of(explain(client, data), 422) == message
+    assert client.get("/api/health").json()["pending"] == 0  # refused before it was queued
+
+
+def test_work_at_the_caps_is_accepted(client):
+    at_caps = {"smooth-grad.samples": 60, "metrics.step": 6, "seed": 0}  # ⌈1024 / 6⌉ + 1 = 172 points
+    data = {"methods": "smooth-grad", "params": json.dumps(at_caps), "metrics": "SI"}
+    assert explain(client, data).status_code == 200
+
+
+def test_limits_and_the_work_of_each_method_are_reported(client):
+    from simexplain.checks import WORK_UNITS
+    from simexplain.methods import available, get
+
+    limits = client.get("/api/limits").json()
+    assert {unit: entry["max"] for unit, entry in limits["work"].items()} == {
+        unit: CAPS.get(unit, default) for unit, (_, default) in WORK_UNITS.items()
+    }
+    assert (limits["upload_limit"], limits["queue"], limits["body_timeout"]) == (LIMIT, 2, 30.0)
+    methods = {m["name"]: m["work"] for m in client.get("/api/methods").json()}
+    assert methods["smooth-grad"] == {"samples": "samples"}
+    assert methods["conditional-occlusion"] == {"stride": "windows"}
+    assert methods["interaction-cam"] == {}
+    assert methods == {name: {k: w.unit for k, w in get(name).work().items()} for name in available()}
+
+
 def test_unknown_routes_and_verbs_are_json(client):
     assert error_of(client.get("/api/nothing"), 404) == "Not Found"
     assert error_of(client.put("/api/health"), 405) == "Method Not Allowed"
@@ -381,6 +471,9 @@ def test_unknown_routes_and_verbs_are_json(client):
         (["--weights", "/no/such/file.pth"], "no such file"),
         (["--weights", __file__, "--weights", __file__], "2 --weights for 1 --model"),
         (["--model", TINY, "--model", TINY], "--model given twice"),
+        (["--max-samples", "0"], "--max-samples"),
+        (["--max-curve-points", "-3"], "--max-curve-points"),
+        (["--body-timeout", "0"], "--body-timeout"),
     ],
 )
 def test_serve_usage_errors_exit_2_before_loading(args, words, capsys):
@@ -401,6 +494,10 @@ def test_serve_binds_where_asked_and_says_so(host, warned, monkeypatch, capsys):
     (settings, bound, port), out = calls[0], capsys.readouterr().out
     assert (bound, port, settings.models, settings.queue_size) == (host, 8123, (TINY,), 3)
     assert settings.upload_limit == 20_000_000 and settings.max_pixels == 50_000_000
+    assert settings.work_limits == DEFAULT_LIMITS and settings.body_timeout == 30
+    assert main(["serve", "--model", TINY, "--max-windows", "9", "--body-timeout", "2.5"]) == 0
+    settings = calls[1][0]
+    assert settings.work_limits == {**DEFAULT_LIMITS, "windows": 9} and settings.body_timeout == 2.5
     assert ("anyone who can reach this machine" in out) == warned
 
 

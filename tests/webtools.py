@@ -48,12 +48,19 @@ def environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_server(*options: str, timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``simexplain serve`` in a child process on a free loopback port; stopped (by its pid) afterwards."""
+def running_server(
+    *options: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``simexplain serve`` in a child process on a free loopback port (``env``: more environment variables);
+    stopped (by its pid) afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "simexplain", "serve", "--port", str(port), "--model", TINY, *options]
     process = subprocess.Popen(
-        command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        env={**environment(), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -111,3 +118,68 @@ def server_in_thread(settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------------- raw clients
+def multipart(path: str, files: dict, data: dict | None = None) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 POST of a multipart form to ``path`` on loopback, as (head, body) bytes: a raw socket can
+    then send part of it, or all of it and hang up."""
+    import httpx
+
+    request = httpx.Request("POST", "http://127.0.0.1" + path, files=files, data=data or {})
+    body = request.read()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {request.headers['content-type']}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode(), body
+
+
+def connect(base: str, timeout: float = 10) -> socket.socket:
+    """A TCP connection to the server at ``base`` (loopback), with a timeout on every read."""
+    host, port = base.rsplit("//", 1)[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    return sock
+
+
+def status_of(sock: socket.socket) -> tuple[int, str]:
+    """The status and body of the answer on ``sock`` (read until the server closes or the body is whole)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head:
+        return 0, ""
+    lengths = [
+        line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    ]
+    length = int(lengths[0]) if lengths else None
+    while length is not None and len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ")[1]), body.decode(errors="replace")
+
+
+def health(base: str, timeout: float = 5) -> dict:
+    """``GET /api/health`` as a dict."""
+    import json
+
+    with urllib.request.urlopen(base + "/api/health", timeout=timeout) as response:
+        return json.load(response)
+
+
+def wait_for(condition, timeout: float, message: str, every: float = 0.05):
+    """Poll ``condition()`` until it returns something true (returned), or fail with ``message``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (within {timeout:g} s)")
+        time.sleep(every)

@@ -13,8 +13,11 @@ Example:
 from __future__ import annotations
 
 import ast
+import functools
 import math
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Annotated, Any
 
@@ -238,8 +241,88 @@ def finite_images(name: str, x: torch.Tensor) -> None:
         raise SimexplainError(f"{name} holds NaN or infinite values")
 
 
+# ---------------------------------------------------------------------------------------------- work
+# What a parameter can multiply a request's work by: unit → (what one unit is, a server's default maximum per
+# request; ``simexplain serve --max-UNIT`` changes it). Every method's own defaults lie well inside them.
+WORK_UNITS: dict[str, tuple[str, int]] = {
+    "samples": (
+        "noise samples, random rectangles or sampled coalitions: a forward (and backward) each",
+        1000,
+    ),
+    "steps": ("points on a path (transforms, integration): a forward and backward each", 1000),
+    "windows": ("occluded windows or patches per image: a forward each", 4096),
+    "curve-points": ("points on each insertion or deletion curve: a forward per image each", 4096),
+    "dimensions": ("projected embedding dimensions explained: a backward row each", 4096),
+}
+
+Size = tuple[int, int]
+WorkCount = Callable[[Mapping[str, Any], Size], int]  # (all settings, defaults included; input H×W) -> units
+
+
+@dataclass(frozen=True)
+class Work:
+    """In a parameter's annotation (``Annotated[int, positive_int, Work("samples")]``): the parameter
+    multiplies the work of its method (or of the metrics) in :data:`WORK_UNITS` ``unit``. ``count`` says how
+    many units the settings ask for at an input size; without it, the value itself is the count.
+
+    Example:
+        >>> Work("samples").units("samples", {"samples": 40}, (224, 224))
+        40
+        >>> Work("windows", sliding_windows).units("stride", {"window": 64, "stride": 8}, (224, 224))
+        441
+    """
+
+    unit: str
+    count: WorkCount | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in WORK_UNITS:
+            raise SimexplainError(f"unknown work unit {self.unit!r}; known: {', '.join(WORK_UNITS)}")
+
+    def units(self, name: str, settings: Mapping[str, Any], size: Size) -> int:
+        """How many units the ``settings`` (parameter ``name`` among them) ask for on ``size`` inputs."""
+        if self.count is not None:
+            return int(self.count(settings, size))
+        value = settings[name]
+        return 0 if value is None else int(value)
+
+
+def sliding_windows(settings: Mapping[str, Any], size: Size) -> int:
+    """Windows per image of a ``window``² square slid by ``stride`` (clipped to the image; one more window
+    at the far border when the stride does not reach it)."""
+    window, stride = settings["window"], settings["stride"]
+    return math.prod(math.ceil((side - min(window, side)) / stride) + 1 for side in size)
+
+
+def patch_grid(settings: Mapping[str, Any], size: Size) -> int:
+    """Patches per image of ``patch``² squares tiling it."""
+    return math.prod(math.ceil(side / settings["patch"]) for side in size)
+
+
+@functools.cache
+def declared_work(fn: Callable) -> dict[str, Work]:
+    """The parameters of ``fn`` that declare :class:`Work` in their annotation, each with its declaration.
+
+    Example:
+        >>> def method(model, x1, x2, *, samples: Samples = 50, guided: Flag = False): ...
+        >>> declared_work(method)
+        {'samples': Work(unit='samples', count=None)}
+    """
+    hints = typing.get_type_hints(fn, include_extras=True)
+    found = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is typing.Annotated:
+            found.update({name: meta for meta in hint.__metadata__ if isinstance(meta, Work)})
+    return found
+
+
 # Annotations for method signatures: ``samples: checks.Count = 50`` declares the type and its check at once.
 Count = Annotated[int, positive_int]
+# Counts that multiply the work (see Work): a server caps them per request.
+Samples = Annotated[int, positive_int, Work("samples")]
+Steps = Annotated[int, positive_int, Work("steps")]
+Stride = Annotated[int, positive_int, Work("windows", sliding_windows)]  # next to a ``window`` parameter
+Patch = Annotated[int, positive_int, Work("windows", patch_grid)]
 Flag = Annotated[bool, boolean]
 BatchSize = Annotated["int | None", optional(positive_int)]
 SeedSetting = Annotated["int | list[int] | None", seed_setting]

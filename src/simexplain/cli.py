@@ -620,7 +620,23 @@ def check_serve(args: argparse.Namespace):
         upload_limit=int(args.upload_limit * 1_000_000),
         max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
         queue_size=checks.positive_int("--queue", args.queue),
+        work_limits=_serve_work_limits(args),
+        body_timeout=checks.positive_number("--body-timeout", args.body_timeout),
     )
+
+
+def _serve_work_limits(args: argparse.Namespace) -> dict[str, int]:
+    """``--max-UNIT`` of ``serve``, one per unit of work (checks.WORK_UNITS), each checked."""
+    from . import checks
+
+    return {
+        unit: checks.positive_int(f"--max-{unit}", getattr(args, _max_dest(unit)))
+        for unit in checks.WORK_UNITS
+    }
+
+
+def _max_dest(unit: str) -> str:
+    return "max_" + unit.replace("-", "_")
 
 
 def act_serve(args: argparse.Namespace, settings) -> int:
@@ -890,6 +906,29 @@ def _add_serve(web: argparse.ArgumentParser) -> None:
         "--max-pixels", type=int, default=50_000_000, metavar="N", help="pixels per image (50 M)"
     )
     web.add_argument("--queue", type=int, default=8, metavar="N", help="explanations queued or running (8)")
+    web.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="seconds for a request body to arrive (30)",
+    )
+    _add_serve_work_limits(web)
+
+
+def _add_serve_work_limits(web: argparse.ArgumentParser) -> None:
+    """``--max-UNIT N`` for every unit of work that a method parameter or metric option can multiply."""
+    from .checks import WORK_UNITS
+
+    for unit, (counts, default) in WORK_UNITS.items():
+        web.add_argument(
+            f"--max-{unit}",
+            dest=_max_dest(unit),
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"most {unit.replace('-', ' ')} per request ({default}): {counts}",
+        )
 
 
 # Options whose value is a box or a point: their value may start with a negative number.

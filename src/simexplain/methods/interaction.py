@@ -203,7 +203,7 @@ def _projection_setting(name: str, value: object) -> int | None:
     return None if value is None else checks.positive_int(name, value)
 
 
-Projection = Annotated["int | None", _projection_setting]
+Projection = Annotated["int | None", _projection_setting, checks.Work("dimensions")]
 
 
 class _Projections:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import Validator
+from ..checks import Validator, Work, declared_work
 from ..errors import SimexplainError
 from ..explanation import PairExplanation
 
@@ -85,6 +85,17 @@ class Method:
     def validators(self) -> dict[str, Validator]:
         """Each parameter's validator, read from its ``Annotated`` annotation."""
         return _validators(self.fn)
+
+    def work(self) -> dict[str, Work]:
+        """The parameters that multiply the method's work, each with its :class:`~simexplain.checks.Work`
+        declaration (read from its annotation), so that a server can cap them without naming methods.
+
+        Example:
+            >>> from simexplain.methods import get
+            >>> get("smooth-grad").work(), get("interaction-cam").work()
+            ({'samples': Work(unit='samples', count=None)}, {})
+        """
+        return declared_work(self.fn)
 
     def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The settings with known names only, each checked and in its canonical type (``"false"`` →

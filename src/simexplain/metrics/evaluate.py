@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor
@@ -23,6 +23,7 @@ from .insertion_deletion import (
     BLUR_SIGMA,
     DEFAULT_STEP,
     curve_fractions,
+    curve_points,
     named_curves,
     pixel_ranks,
     sequence_source,
@@ -45,8 +46,16 @@ def _is_constant(maps: Tensor) -> Tensor:
     return flat.amax(1) == flat.amin(1)
 
 
+def _curve_points(settings: Mapping[str, Any], size: tuple[int, int]) -> int:
+    return curve_points(*size, settings["step"])
+
+
+# A smaller step means more curve points, each a forward per image: a server caps them (checks.Work).
+CurveStep = Annotated[int, checks.Work("curve-points", _curve_points)]
+
+
 def check_options(
-    step: int = DEFAULT_STEP, blur_kernel: int = BLUR_KERNEL, blur_sigma: float = BLUR_SIGMA
+    step: CurveStep = DEFAULT_STEP, blur_kernel: int = BLUR_KERNEL, blur_sigma: float = BLUR_SIGMA
 ) -> dict[str, int | float]:
     """``evaluate``'s curve settings, checked and in their canonical types (no model needed).
 

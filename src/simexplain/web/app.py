@@ -4,8 +4,11 @@ FastAPI's own shape: two ``APIRouter`` (the page, the API) whose routes ask for 
 dependencies (:func:`served`: the app's shared parts; :func:`submitted`: an upload admitted, checked and
 queued; :func:`known_job`). Models are loaded once at startup through :func:`simexplain.service.get_model` and
 shared; each has one worker (one explanation at a time) behind a bounded admission count
-(:class:`.jobs.JobQueue`); a job runs :func:`simexplain.service.run` with itself as the observer. Every error
-is ``{"error": "<one line>"}`` with a 4xx status (a 500 only for a bug, with the same shape).
+(:class:`.jobs.JobQueue`); a job runs :func:`simexplain.service.run` with itself as the observer. Work nobody
+waits for is shed: a waiting request whose client hangs up cancels its job, a body must arrive within the body
+timeout, each request's work is capped (:mod:`.limits`), and :class:`Server` cancels the jobs when it stops.
+Every error is ``{"error": "<one line>"}`` with a 4xx status (503 while stopping; a 500 only for a bug, with
+the same shape).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any
 
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -28,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import service
 from .jobs import Job, JobQueue, QueueFull
+from .limits import DEFAULT_LIMITS, check_work, describe, work_limits
 from .requests import RequestError, Upload, check_upload, read_upload
 from .results import ExplainAnswer, ResultStore, answer
 
@@ -56,6 +62,9 @@ class WebSettings:
         max_pixels: pixels per image, read from its header before decoding; more is refused with 413.
         queue_size: explanations queued or running at once; one more is refused with 429.
         keep: finished results (figures, JSON) kept for download; older ones are dropped.
+        work_limits: the most of each unit of work (:data:`simexplain.checks.WORK_UNITS`) one request may
+            ask for; more is refused with 422. Units left out keep their default.
+        body_timeout: seconds a request body may take to arrive once its reading begins; then 408.
     """
 
     models: tuple[str, ...] = ()
@@ -67,6 +76,8 @@ class WebSettings:
     max_pixels: int = 50_000_000
     queue_size: int = 8
     keep: int = 32
+    work_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    body_timeout: float = 30.0
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -99,6 +110,20 @@ class MethodInfo(BaseModel):
     library: str | None  # captum, grad-cam: an external library's method; None: simexplain's own
     description: str
     parameters: dict[str, Any]
+    work: dict[str, str]  # parameter → the unit of work it multiplies (capped per request: /api/limits)
+
+
+class WorkLimit(BaseModel):
+    max: int
+    counts: str
+
+
+class Limits(BaseModel):
+    upload_limit: int
+    max_pixels: int
+    queue: int
+    body_timeout: float
+    work: dict[str, WorkLimit]
 
 
 class Health(BaseModel):
@@ -149,6 +174,7 @@ class Served:
 
     def __init__(self, settings: WebSettings, names: list[str], device) -> None:
         self.settings, self.names, self.device = settings, names, device
+        self.limits = work_limits(settings.work_limits)
         self._lock = threading.Lock()
         self._started = False
 
@@ -174,11 +200,23 @@ class Served:
         return self
 
     def close(self) -> None:
+        """Cancel the jobs, stop the workers, remove the temporary folder (once; later calls do nothing)."""
         with self._lock:
             if self._started:
                 self.jobs.close()
                 self.results.close()
                 self._started = False
+
+    def stop_jobs(self) -> None:
+        """Cancel every queued and running job; their waiting clients are answered 503."""
+        with self._lock:
+            if self._started:
+                self.jobs.cancel_all()
+
+    def input_size(self, name: str) -> tuple[int, int]:
+        """The ``H×W`` a served model is fed (what the work of a request is counted on)."""
+        height, width = self.models[name].preprocessing.input_size
+        return int(height), int(width)
 
 
 def served(request: Request) -> Served:
@@ -190,15 +228,18 @@ ServedParts = Annotated[Served, Depends(served)]
 
 
 async def submitted(request: Request, parts: ServedParts) -> Job:
-    """Dependency: the upload admitted (before its body is read: memory stays bounded under a flood), read,
-    checked and queued as a job that runs :func:`simexplain.service.run` and keeps its answer."""
+    """Dependency: the upload admitted (before its body is read: memory stays bounded under a flood), read
+    within the body timeout, checked (its work within the caps) and queued as a job that runs
+    :func:`simexplain.service.run` and keeps its answer."""
     try:
         parts.jobs.admit()
     except QueueFull as error:
         raise RequestError(429, str(error), {"Retry-After": str(error.retry_after)}) from None
+    settings = parts.settings
     try:
-        fields, files = await read_upload(request, parts.settings.upload_limit)
-        upload = check_upload(fields, files, parts.names, max_pixels=parts.settings.max_pixels)
+        fields, files = await read_upload(request, settings.upload_limit, settings.body_timeout)
+        upload = check_upload(fields, files, parts.names, max_pixels=settings.max_pixels)
+        check_work(upload.request, parts.input_size(upload.model), parts.limits)
     except BaseException:
         parts.jobs.release()
         raise
@@ -276,6 +317,18 @@ def sample(name: str) -> Response:
     return Response(sample_path(name).read_bytes(), media_type="image/jpeg")
 
 
+@api.get("/limits", response_model=Limits, summary="What one request may ask for")
+def limits(parts: ServedParts) -> dict[str, Any]:
+    settings = parts.settings
+    return {
+        "upload_limit": settings.upload_limit,
+        "max_pixels": settings.max_pixels,
+        "queue": settings.queue_size,
+        "body_timeout": settings.body_timeout,
+        "work": describe(parts.limits),
+    }
+
+
 @api.get("/health", response_model=Health)
 def health(parts: ServedParts) -> dict[str, Any]:
     queue = parts.jobs
@@ -319,6 +372,7 @@ def methods() -> list[dict[str, Any]]:
                 "library": method.library,
                 "description": description,
                 "parameters": parameters,
+                "work": {key: work.unit for key, work in method.work().items()},
             }
         )
     return listed
@@ -331,11 +385,33 @@ def methods() -> list[dict[str, Any]]:
     openapi_extra=EXPLAIN_BODY,
     summary="Explain a pair of images (waits for the answer)",
 )
-async def explain(job: SubmittedJob) -> Response:
-    await asyncio.wrap_future(job.future)
+async def explain(job: SubmittedJob, request: Request, parts: ServedParts) -> Response:
+    if not await _answered_before_gone(job, request):
+        # Nobody waits for the answer: the job is cancelled as DELETE /api/jobs/{id} would (a queued one
+        # leaves the queue, a running one stops at its next chunk) and its slot is freed.
+        parts.jobs.cancel(job.id, "the client went away")
+        return Response(status_code=204)  # never read: the connection is closed
     if job.state != "done":
         return JSONResponse({"error": job.error or job.state}, status_code=job.status_code)
     return Response(job.result, media_type="application/json")
+
+
+async def _answered_before_gone(job: Job, request: Request) -> bool:
+    """Wait for the job's end or the client's disconnect, whichever comes first; True for the job's end."""
+    answered = asyncio.wrap_future(job.future)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answered, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    return answered.done()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client closes the connection. The body has been read, so the server's next message
+    can only be ``http.disconnect`` (sent when the connection is lost, or once the response is complete)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @api.post(
@@ -448,11 +524,46 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
 
+# Seconds uvicorn waits for open requests at shutdown (their jobs are cancelled first, so they end at their
+# next chunk; an upload still arriving would otherwise hold the shutdown until its body timeout).
+SHUTDOWN_GRACE = 3.0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server for the app of ``parts``, which stops in a few seconds on SIGTERM or SIGINT: the jobs
+    are cancelled before uvicorn waits for the open requests (a running job would otherwise hold the
+    shutdown for as long as it runs), the wait is bounded, and the served parts (workers, temporary folder)
+    are closed even when the shutdown is forced (a second SIGINT skips the app's own shutdown)."""
+
+    def __init__(self, config: uvicorn.Config, parts: Served) -> None:
+        super().__init__(config)
+        self.parts = parts
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        try:
+            self.parts.stop_jobs()
+            await super().shutdown(sockets)
+        finally:
+            self.parts.close()
+
+
 def serve(settings: WebSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the app under uvicorn until interrupted."""
-    import uvicorn
+    """Run the app under uvicorn until SIGTERM or SIGINT."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE
+    )
+    Server(config, app.state.simexplain).run()
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
-
-__all__ = ["ErrorBody", "ExplainAnswer", "Served", "WebSettings", "api", "create_app", "page", "serve"]
+__all__ = [
+    "ErrorBody",
+    "ExplainAnswer",
+    "Served",
+    "Server",
+    "WebSettings",
+    "api",
+    "create_app",
+    "page",
+    "serve",
+]

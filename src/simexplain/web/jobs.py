@@ -4,17 +4,17 @@ A job is admitted (or refused with :class:`QueueFull`) *before* its upload is re
 uploads is bounded by ``capacity × upload limit``. Each model's worker runs its jobs one at a time (the
 :class:`~simexplain.pair.PairModel` lock would serialise them anyway); a job is the observer of its
 :func:`simexplain.service.run` (:meth:`Job.report`), so it reports the progress and stops at the next chunk
-once it is cancelled.
+once it is cancelled. A cancelled job that has not started leaves its model's queue at once, and its slot
+with it.
 """
 
 from __future__ import annotations
 
 import math
-import queue
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import SimexplainError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+# What the clients waiting for the jobs of a stopping server are told.
+SHUTTING_DOWN = "the server is shutting down"
 
 
 class QueueFull(SimexplainError):
@@ -95,12 +97,15 @@ class JobQueue:
         self.keep = keep
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a job was queued, or the queue closed
+        self._closed = False
         self._pending = 0  # admitted and not yet finished (queued + running + being uploaded)
         self._seconds: list[float] = []  # how long recent jobs took, for Retry-After
-        self._queues: dict[str, queue.Queue] = {name: queue.Queue() for name in models}
+        # Each model's waiting jobs: a deque, so that a cancelled job leaves it at once (and frees its slot).
+        self._waiting: dict[str, deque[Job]] = {name: deque() for name in models}
         self._threads = [
-            threading.Thread(target=self._work, args=(q,), name=f"simexplain-{name}", daemon=True)
-            for name, q in self._queues.items()
+            threading.Thread(target=self._work, args=(name,), name=f"simexplain-{name}", daemon=True)
+            for name in self._waiting
         ]
         for thread in self._threads:
             thread.start()
@@ -123,7 +128,7 @@ class JobQueue:
     def _retry_after(self) -> int:
         recent = self._seconds[-8:]
         mean = sum(recent) / len(recent) if recent else 2.0
-        return max(1, math.ceil(mean * max(1, self._pending) / max(1, len(self._queues))))
+        return max(1, math.ceil(mean * max(1, self._pending) / max(1, len(self._waiting))))
 
     @property
     def pending(self) -> int:
@@ -132,7 +137,7 @@ class JobQueue:
     # ------------------------------------------------------------------------------------- jobs
     def submit(self, model: str, work: Callable[[Job], Any], *, admitted: bool = False) -> Job:
         """Queue ``work(job)`` on ``model``'s worker; admits the job first unless ``admitted``."""
-        if model not in self._queues:
+        if model not in self._waiting:
             raise SimexplainError(f"model {model!r} is not served here")
         if not admitted:
             self.admit()
@@ -140,62 +145,97 @@ class JobQueue:
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
-        self._queues[model].put(job)
+            self._waiting[model].append(job)
+            self._changed.notify_all()
         return job
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def cancel(self, job_id: str) -> Job | None:
-        """Ask a job to stop; a queued job never starts, a running one stops at its next chunk."""
+    def cancel(self, job_id: str, reason: str = "cancelled", status_code: int = 409) -> Job | None:
+        """Stop a job: a queued one leaves the queue now (its slot is free at once), a running one stops at
+        its next chunk. ``reason`` and ``status_code`` are what a client waiting for it is answered."""
         job = self.get(job_id)
-        if job is not None and job.state in ("queued", "running"):
+        if job is None:
+            return None
+        with self._lock:
+            if job.state not in ("queued", "running"):
+                return job
             job.cancel_event.set()
+            job.error, job.status_code = reason, status_code
+            if job.state != "queued":
+                return job
+            self._waiting[job.model].remove(job)
+            job.state = "cancelled"  # under the lock: a second cancel finds it finished
+        self._finish(job, "cancelled", None)
         return job
+
+    def cancel_all(self, reason: str = SHUTTING_DOWN, status_code: int = 503) -> None:
+        """Cancel every queued and running job (a server that stops)."""
+        with self._lock:
+            unfinished = [job.id for job in self._jobs.values() if job.state in ("queued", "running")]
+        for job_id in unfinished:
+            self.cancel(job_id, reason, status_code)
 
     def _forget_old(self) -> None:
         finished = [key for key, job in self._jobs.items() if job.finished is not None]
         for key in finished[: max(0, len(self._jobs) - self.keep)]:
             del self._jobs[key]
 
-    def _work(self, jobs: queue.Queue) -> None:
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
+    def _next(self, model: str) -> Job | None:
+        """The model's next job, marked running; ``None`` once the queue is closed."""
+        with self._changed:
+            while not self._waiting[model] and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return None
+            job = self._waiting[model].popleft()
+            job.state = "running"
+            return job
+
+    def _work(self, model: str) -> None:
+        while (job := self._next(model)) is not None:
             self._execute(job)
             del job  # not held while waiting for the next one
 
     def _execute(self, job: Job) -> None:
         started = time.monotonic()
+        result, state = None, "done"
         try:
             job.check()
-            job.state = "running"
-            job.result = job.work(job)
-            job.state, job.progress, job.stage = "done", 1.0, "done"
+            result = job.work(job)
         except Cancelled:
-            job.state, job.stage, job.error, job.status_code = "cancelled", "cancelled", "cancelled", 409
+            state = "cancelled"
         except SimexplainError as error:
-            job.state, job.stage, job.error, job.status_code = "failed", "failed", _line(error), 422
+            state, job.error, job.status_code = "failed", _line(error), 422
         except Exception as error:  # noqa: BLE001  (reported to the client as one line, never raised here)
-            job.state, job.stage, job.status_code = "failed", "failed", 500
+            state, job.status_code = "failed", 500
             job.error = f"internal error: {type(error).__name__}: {_line(error)}"
-        finally:
-            job.work = None  # drops the request (its uploaded bytes) as soon as the job ends
-            job.finished = time.monotonic()
-            with self._lock:
-                self._pending = max(0, self._pending - 1)
-                if job.state == "done":
-                    self._seconds = (self._seconds + [job.finished - started])[-32:]
-            job.future.set_result(job.result)
+        self._finish(job, state, result, seconds=time.monotonic() - started)
+
+    def _finish(self, job: Job, state: str, result: Any, seconds: float | None = None) -> None:
+        """The job's end: its state and result, its uploaded bytes let go, its slot free, its waiter told."""
+        job.work = None  # drops the request (its uploaded bytes) as soon as the job ends
+        job.result = result
+        if state == "done":
+            job.progress, job.error, job.status_code = 1.0, None, 200
+        elif state == "cancelled":
+            job.error = job.error or "cancelled"
+        job.state = job.stage = state
+        job.finished = time.monotonic()
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+            if state == "done" and seconds is not None:
+                self._seconds = (self._seconds + [seconds])[-32:]
+        job.future.set_result(result)
 
     def close(self) -> None:
-        """Stop the workers after their current job (queued jobs are cancelled)."""
-        for job in list(self._jobs.values()):
-            job.cancel_event.set()
-        for q in self._queues.values():
-            q.put(None)
+        """Cancel every job and stop the workers (a running job stops at its next chunk)."""
+        self.cancel_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
 
 def _line(error: BaseException) -> str:
@@ -203,4 +243,4 @@ def _line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-__all__ = ["STATES", "Cancelled", "Job", "JobQueue", "QueueFull"]
+__all__ = ["SHUTTING_DOWN", "STATES", "Cancelled", "Job", "JobQueue", "QueueFull"]

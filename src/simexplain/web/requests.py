@@ -42,13 +42,19 @@ class Upload:
     request: service.Request
 
 
-async def read_upload(request: Any, limit: int) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+async def read_upload(
+    request: Any, limit: int, timeout: float
+) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
     """The form fields and files of a multipart ``request`` (a Starlette request), held in memory.
 
     Raises :class:`RequestError` 413 past ``limit`` bytes (from ``Content-Length`` before reading, or while
-    reading a body that has none) and 400 for a body that is not multipart form data.
+    reading a body that has none), 408 when the whole body has not arrived ``timeout`` seconds after reading
+    began (an idle or trickling client gives its slot back), 400 for a body that is not multipart form data or
+    that stops because the client went away, and 422 for a field sent twice.
     """
+    import anyio
     from starlette.formparsers import MultiPartException, MultiPartParser
+    from starlette.requests import ClientDisconnect
 
     class InMemoryParser(MultiPartParser):
         spool_max_size = 0  # 0: a SpooledTemporaryFile that never rolls over to disk (the body is bounded)
@@ -69,19 +75,34 @@ async def read_upload(request: Any, limit: int) -> tuple[dict[str, str], dict[st
 
     parser = InMemoryParser(request.headers, bounded(), max_files=4, max_fields=16, max_part_size=64 * 1024)
     try:
-        form = await parser.parse()
+        # The app reads the body itself, so the deadline is the app's: uvicorn times out idle connections
+        # between requests, not a body that stops arriving.
+        with anyio.fail_after(timeout):
+            form = await parser.parse()
+    except TimeoutError:
+        raise RequestError(408, f"the upload did not arrive within {timeout:g} s; send it again") from None
+    except ClientDisconnect:
+        raise RequestError(400, "the upload stopped: the client went away") from None
     except MultiPartException as error:
         raise RequestError(400, f"malformed multipart body ({error.message})") from None
-    fields: dict[str, str] = {}
-    files: dict[str, tuple[str, bytes]] = {}
     try:
-        for key, value in form.multi_items():
-            if isinstance(value, str):
-                fields[key] = value
-            else:
-                files[key] = (value.filename or "", await value.read())
+        return await _form_items(form)
     finally:
         await form.close()
+
+
+async def _form_items(form: Any) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """The text fields and the files (name, bytes) of a parsed form; a field sent twice is refused (422)
+    rather than the last one silently winning."""
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    for key, value in form.multi_items():
+        if key in fields or key in files:
+            raise RequestError(422, f"field {_short(key)!r} is sent twice; send each field once")
+        if isinstance(value, str):
+            fields[key] = value
+        else:
+            files[key] = (value.filename or "", await value.read())
     return fields, files
 
 
