@@ -41,6 +41,7 @@ from .. import checks
 from ..errors import SimexplainError
 from ..figures.output import save_figure
 from ..figures.summary import correlation_figure, summary_heatmap
+from ..metrics.groups import group_definitions
 from . import render
 from .runs import ModelRun, load_runs
 from .tables import correlations, dissection_table, family_scores, group_scores, model_tables
@@ -151,7 +152,10 @@ def write_report(
         written.append(out / name)
     scores = {run.name: group_scores(run) for run in runs}
     if any(scores.values()):
-        written += map(Path, save_figure(summary_heatmap(scores), out / "summary.png"))
+        names = {group for by_title in scores.values() for groups in by_title.values() for group in groups}
+        definitions = [group.definition for group in group_definitions(names)]
+        figure = summary_heatmap(scores, definitions=definitions)
+        written += map(Path, save_figure(figure, out / "summary.png"))
     elif runs:
         log("note: summary.png not written: no summary group has all its metrics (G1 needs SI and CI, ...)")
     if accuracy is not None:
