@@ -4,6 +4,8 @@ model), then pairs.csv, the tables, the figures and the downstream correlation c
 import csv
 import math
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -329,3 +331,90 @@ def test_tex_escapes_special_characters_and_stays_a_valid_tabular(tmp_path):
             assert row.count("{") - row.count(r"\{") == row.count("}") - row.count(r"\}")
             assert not re.search(r"(?<!\\)[%#_]", row)
     assert math.isfinite(float(_cells(out, "I-IV")["odd", "SI"]["mean"]))
+
+
+def test_summary_groups_are_defined_under_their_table_and_in_the_figure(tmp_path):
+    _store(tmp_path / "a.sqlite", "m", _values(6, ["p1", "p2", "p3"]))
+    out, _, _ = _report(tmp_path, [tmp_path / "a.sqlite"], bootstrap=20)
+
+    definitions = [
+        "G1 = mean(SI, CI): SI = simultaneous insertion AUC; CI = conditional insertion AUC (mean of both "
+        "directions)",
+        "G2 = 1 − mean(SD, CD): SD = simultaneous deletion AUC; CD = conditional deletion AUC (mean of both "
+        "directions)",
+        "G3 = 1 − mean(SAD, CAD): SAD = simultaneous average drop; CAD = conditional average drop (mean of "
+        "both directions)",
+    ]
+    md = (out / "tables.md").read_text()
+    groups = md[md.index("### Summary groups") : md.index("### Table VI")]
+    last_row = [line for line in groups.splitlines() if line.startswith("| ")][-1]
+    assert groups.index(last_row) < groups.index("\n\n- G1")  # right under its rows
+    for definition in definitions:
+        assert f"\n- {definition}\n" in groups
+    tex = (out / "tables.tex").read_text()
+    assert "\nG2 = 1 $-$ mean(SD, CD): SD = simultaneous deletion AUC;" in tex  # printed, not a comment
+    svg = (out / "summary.svg").read_text()
+    texts = [text.strip() for text in re.findall(r"<!--(.*?)-->", svg, flags=re.S)]  # one per line of text
+    assert set(definitions) <= set(texts)
+    assert any(text.startswith("Each cell: a method's group score") for text in texts)
+
+
+def test_group_intervals_contain_the_means_and_resample_the_pairs_of_the_other_tables(tmp_path):
+    pairs = [f"p{i:02d}" for i in range(9)]
+    values = _values(7, pairs)
+    # undefined values: left out of each resample's mean
+    values["p02", OCC, "SAD"] = values["p05", OCC, "SAD"] = None
+    _store(tmp_path / "a.sqlite", "m", values)
+    resamples, seed = 200, 11
+    out, _, _ = _report(tmp_path, [tmp_path / "a.sqlite"], bootstrap=resamples, seed=seed)
+
+    index = np.random.default_rng(seed).integers(0, len(pairs), (resamples, len(pairs)))
+    groups = {"G1": (("SI", "CI"), 1), "G2": (("SD", "CD"), -1), "G3": (("SAD", "CAD"), -1)}
+    cells = _cells(out, "groups")
+    assert len(cells) == 9
+    for (label, group), row in cells.items():
+        members, sign = groups[group]
+        columns = [
+            np.array([np.nan if values[p, label, m] is None else values[p, label, m] for p in pairs])
+            for m in members
+        ]
+        resampled = np.mean([np.nanmean(column[index], axis=1) for column in columns], axis=0)
+        low, high = np.percentile(resampled if sign > 0 else 1 - resampled, [2.5, 97.5])
+        mean, row_low, row_high = (float(row[key]) for key in ("mean", "low", "high"))
+        assert row_low == pytest.approx(low, abs=1e-12) and row_high == pytest.approx(high, abs=1e-12)
+        assert row_low <= mean <= row_high
+    md = (out / "tables.md").read_text()
+    assert re.search(r"\| Conditional Occlusion \| (\*\*)?\d\.\d{3}(\*\*)? \[\d\.\d{3}, \d\.\d{3}\] \|", md)
+
+
+def test_tables_tex_compiles_with_the_latex_base_set(tmp_path):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip(
+            "pdflatex not found: install Debian's texlive-latex-base (.ci/run does) to compile tables.tex"
+        )
+    variants = [("odd", "input-x-gradient", {}, "[my]_method 100% & co #1 ≤ ~"), *VARIANTS]
+    labels = ["odd", *LABELS]
+    values = _values(8, ["p1", "p2", "p3"], labels=labels, metrics=ALL + ("MS",))
+    values["p1", OCC, "SAD"] = None
+    _store(
+        tmp_path / "a.sqlite",
+        "model_x",
+        values,
+        metrics=ALL + ("MS",),
+        variants=variants,
+        errors=[("p4", IXG)],
+    )
+    out, _, _ = _report(tmp_path, [tmp_path / "a.sqlite"], bootstrap=20)
+
+    (out / "document.tex").write_text(
+        "\\documentclass{article}\n\\begin{document}\n\\input{tables.tex}\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    command = [pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "document.tex"]
+    done = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=300)
+    log = (out / "document.log").read_text(encoding="utf-8", errors="replace")
+    assert done.returncode == 0, log[-3000:]
+    assert (out / "document.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "Missing character" not in log  # every symbol of the tables has a glyph
+    assert len(re.findall(r"\\begin\{table\}", (out / "tables.tex").read_text())) == 4  # I-IV, V, groups, VI

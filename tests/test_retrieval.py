@@ -6,11 +6,13 @@ import warnings
 
 import pytest
 import torch
-from tiny import CountingEncoder, SmallCNN
+from PIL import Image
+from tiny import CountingEncoder, SmallCNN, evaluation_model
+from torch import nn
 
 import simexplain
 from simexplain import SimexplainError
-from simexplain.retrieval import embed_gallery, explain_top_k
+from simexplain.retrieval import embed_gallery, explain_top_k, query_copies
 
 OCCLUSION = {"window": 8, "stride": 8}  # 16×16 images: 2×2 = 4 windows per image
 
@@ -94,18 +96,21 @@ def test_other_methods_explain_the_k_pairs_in_one_call():
         explain_top_k(model, query, gallery, 2, "pair-grad-cam", window=3)
 
 
-def test_cli_retrieve_writes_figure_json_and_reuses_its_cache(tmp_path, capsys):
-    from PIL import Image
-
-    from simexplain.cli import main
-
-    folder = tmp_path / "gallery"
+def _gallery_folder(folder, count=4):
     folder.mkdir()
     generator = torch.Generator().manual_seed(0)
-    for i in range(4):
+    for i in range(count):
         pixels = (torch.rand(40, 40, 3, generator=generator) * 255).byte().numpy()
         Image.fromarray(pixels).save(folder / f"g{i}.png")
-    query = folder / "g2.png"
+    return folder
+
+
+def test_cli_retrieve_writes_figure_json_and_reuses_its_cache(tmp_path, capsys):
+    from simexplain.cli import main
+
+    folder = _gallery_folder(tmp_path / "gallery")
+    query = tmp_path / "query.png"
+    query.write_bytes((folder / "g2.png").read_bytes()[:-1] + b"\0")  # not the same bytes: ranked
     out, report, cache = tmp_path / "top.png", tmp_path / "top.json", tmp_path / "cache"
     args = ["retrieve", str(query), str(folder), "--top", "2", "--model", "python:tiny:evaluation_model"]
     args += [
@@ -121,13 +126,91 @@ def test_cli_retrieve_writes_figure_json_and_reuses_its_cache(tmp_path, capsys):
     assert main([*args, "--out", str(out), "--json", str(report)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
     document = json.loads(report.read_text())
-    assert document["matches"][0]["label"] == str(query) and document["matches"][0]["rank"] == 1
-    assert document["gallery"] == {"images": 4, "embedded": 4}
+    assert document["matches"][0]["rank"] == 1 and document["matches"][0]["label"].startswith(str(folder))
+    assert document["gallery"] == {"images": 4, "embedded": 4, "keep_query": False, "left_out": []}
     assert main([*args, "--out", str(out), "--json", str(report)]) == 0
-    assert json.loads(report.read_text())["gallery"] == {"images": 4, "embedded": 0}
+    assert json.loads(report.read_text())["gallery"]["embedded"] == 0
+    assert "left out" not in capsys.readouterr().out
     assert main([*args[:-2], "--top", "0", "--out", str(out)]) == 2
     assert main(["retrieve", str(query), str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_cli_retrieve_leaves_out_a_query_inside_the_gallery_unless_keep_query(tmp_path, capsys):
+    from simexplain.cli import main
+
+    folder = _gallery_folder(tmp_path / "gallery", 5)
+    (folder / "g4.png").write_bytes((folder / "g1.png").read_bytes())  # a copy of the query, another name
+    query, report = folder / "g1.png", tmp_path / "top.json"
+    args = ["retrieve", str(query), str(folder), "--model", "python:tiny:evaluation_model"]
+    args += ["--method", "input-x-gradient", "--cache", str(tmp_path / "cache"), "--json", str(report)]
+
+    assert main([*args, "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "left out" in line] == [
+        "left out, the query's own content (same SHA-256): g1.png, g4.png (--keep-query ranks it)"
+    ]
+    document = json.loads(report.read_text())
+    assert {m["label"] for m in document["matches"]} == {str(folder / f"g{i}.png") for i in (0, 2, 3)}
+    assert document["gallery"]["left_out"] == [
+        {"index": 1, "label": str(folder / "g1.png")},
+        {"index": 4, "label": str(folder / "g4.png")},
+    ]
+    assert document["gallery"]["embedded"] == 3  # the copies are not embedded either
+
+    assert main([*args, "--top", "4"]) == 2  # refused before the model is loaded
+    assert (
+        "--top=4 exceeds the gallery's 5 images less 2 with the query's content (--keep-query keeps them)"
+        in (capsys.readouterr().err)
+    )
+    assert main([*args, "--top", "5", "--keep-query"]) == 0
+    document = json.loads(report.read_text())
+    copies = [m["score"] for m in document["matches"] if m["index"] in (1, 4)]
+    assert copies == pytest.approx([1.0, 1.0], abs=1e-6)  # ranked with the query's own score
+    assert document["gallery"]["keep_query"] and document["gallery"]["left_out"] == []
+
+
+def test_a_query_tensor_inside_the_gallery_is_not_ranked_unless_kept():
+    model = simexplain.PairModel(nn.Flatten())  # the pixels as embedding: random images are far apart
+    gallery = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    query = gallery[4:5].clone()
+    result = explain_top_k(model, query, gallery, 5, "input-x-gradient")
+    assert result.left_out == [4] and 4 not in result.indices.tolist()
+    assert sorted(result.indices.tolist()) == [0, 1, 2, 3, 5]
+    assert result.to_json()["gallery"]["left_out"] == [{"index": 4, "label": "gallery[4]"}]
+    ranked = embed_gallery(model, gallery[[0, 1, 2, 3, 5]])
+    expected = model.similarity(model.embed(query, "a").expand(5, -1), ranked).topk(5)
+    torch.testing.assert_close(result.scores, expected.values)
+    assert torch.equal(result.matches, gallery[result.indices])  # positions mapped back to gallery indices
+    with pytest.raises(SimexplainError, match=r"k=6 exceeds the gallery's 6 images less 1 .*keep_query=True"):
+        explain_top_k(model, query, gallery, 6, "input-x-gradient")
+
+    kept = explain_top_k(model, query, gallery, 6, "input-x-gradient", keep_query=True)
+    assert kept.indices[0].item() == 4 and kept.left_out == [] and kept.keep_query
+    assert kept.scores[0].item() == pytest.approx(1.0, abs=1e-6)
+    near = gallery.clone()
+    near[4] += 1e-3  # another content: ranked
+    assert explain_top_k(model, query, near, 1, "input-x-gradient").left_out == []
+
+
+def test_same_size_files_are_hashed_and_only_equal_bytes_left_out(tmp_path):
+    a, b, c = tmp_path / "a.bin", tmp_path / "b.bin", tmp_path / "c.bin"
+    a.write_bytes(b"0123456789")
+    b.write_bytes(b"0123456780")  # same size, other bytes
+    c.write_bytes(b"0123456789")
+    assert query_copies(a, [a, b, c, tmp_path / "missing.png", torch.rand(3, 2, 2)]) == [0, 2]
+    assert query_copies(str(a), [str(b)]) == [] and query_copies(b"0123456789", [a]) == []
+
+
+def test_the_figure_titles_each_match_by_its_file_name(tmp_path):
+    from simexplain.figures.retrieval import retrieval_figure
+
+    folder = _gallery_folder(tmp_path / "a_folder_with_a_rather_long_name_that_would_be_cut", 3)
+    model = evaluation_model()
+    result = explain_top_k(model, folder / "g0.png", folder, 3, "input-x-gradient", keep_query=True)
+    titles = [ax.get_title() for ax in retrieval_figure(result, model.preprocessing).axes]
+    assert sorted(titles[3::2]) == ["g0.png", "g1.png", "g2.png"]
+    assert all(str(folder) in m["label"] for m in result.to_json()["matches"])  # the JSON keeps the path
 
 
 @pytest.mark.parametrize(

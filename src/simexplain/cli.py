@@ -358,14 +358,13 @@ class RetrieveInputs:
 def check_retrieve(args: argparse.Namespace) -> RetrieveInputs:
     """``retrieve``'s arguments checked without a model: query, gallery, K, method, settings, outputs."""
     from . import checks, service
-    from .retrieval import gallery_files
+    from .retrieval import gallery_files, select_gallery
 
     if not os.path.isfile(args.query):
         raise SimexplainError(f"query {args.query}: no such file")
     files = gallery_files(args.gallery)
     top = checks.positive_int("--top", args.top)
-    if top > len(files):
-        raise SimexplainError(f"--top {top} exceeds the gallery's {len(files)} images")
+    select_gallery(args.query, files, top, keep_query=args.keep_query, names=("--top", "--keep-query"))
     (call,) = service.prepare([args.method], args.set or [], seed=args.seed).methods
     if args.batch_size is not None:
         checks.positive_int("--batch-size", args.batch_size)
@@ -396,12 +395,15 @@ def act_retrieve(args: argparse.Namespace, inputs: RetrieveInputs) -> int:
 
     model = _load_model(args)
     cache = args.cache or default_cache_dir()
-    options = {"cache": cache, "gallery_batch_size": args.batch_size}
+    options = {"cache": cache, "gallery_batch_size": args.batch_size, "keep_query": args.keep_query}
     with progress_bars():
         result = explain_top_k(
             model, args.query, inputs.files, inputs.top, args.method, **options, **inputs.params
         )
     print(f"gallery: {len(inputs.files)} images, {result.embedded} embedded now (cache {cache})")
+    if result.left_out:
+        names = ", ".join(inputs.files[i].name for i in result.left_out)
+        print(f"left out, the query's own content (same SHA-256): {names} (--keep-query ranks it)")
     for rank, (index, score) in enumerate(zip(result.indices.tolist(), result.scores.tolist()), 1):
         print(f"  #{rank:<3d} {score:.4f}  {inputs.files[index]}")
     document = {
@@ -837,6 +839,11 @@ def _add_retrieve(retrieve: argparse.ArgumentParser) -> None:
     )
     retrieve.add_argument("--batch-size", type=int, metavar="N", help="images per forward for the gallery")
     retrieve.add_argument("--seed", type=int, help="seed for a random method")
+    retrieve.add_argument(
+        "--keep-query",
+        action="store_true",
+        help="rank gallery images with the query's content too (the same SHA-256; left out by default)",
+    )
 
 
 def _add_study(parser: argparse.ArgumentParser, name: str) -> None:

@@ -10,14 +10,21 @@ query's occluded copies once, the CAMs tap the query once, Input×Gradient and S
 each noisy copy of it, once). Other methods explain the ``K`` pairs in one batched call. Margins
 (:func:`explain_margin`) likewise use the hook a method registered for them.
 
+A gallery image whose content equals the query's (the same :func:`content_key`: SHA-256 of the file's bytes,
+or of a tensor's values) is left out of the ranking, since it would rank first with ``s = 1``; the result
+lists it in ``left_out``, and ``keep_query=True`` ranks it like any other image.
+
 Example:
     >>> import torch, simexplain
     >>> from torch import nn
     >>> model = simexplain.PairModel(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     >>> gallery = torch.rand(6, 3, 16, 16)
     >>> result = explain_top_k(model, gallery[2:3], gallery, 2, "conditional-occlusion", window=8, stride=4)
-    >>> result.indices[0].item(), len(result.explanation), result.shared_query
-    (2, 2, True)
+    >>> result.left_out, 2 in result.indices.tolist(), len(result.explanation), result.shared_query
+    ([2], False, 2, True)
+    >>> kept = explain_top_k(model, gallery[2:3], gallery, 2, "conditional-occlusion", keep_query=True)
+    >>> kept.indices[0].item(), kept.left_out
+    (2, [])
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -211,6 +218,81 @@ def _load(model: PairModel, items: Sequence[ImageSource]) -> Tensor:
     return torch.stack(images)
 
 
+class GallerySelection(NamedTuple):
+    """Which gallery images a query is ranked against: ``kept`` (gallery indices, in order) and ``left_out``
+    (those whose content equals the query's)."""
+
+    kept: list[int]
+    left_out: list[int]
+
+
+def query_copies(query: ImageSource, items: Sequence[ImageSource]) -> list[int]:
+    """The indices of the gallery ``items`` whose content equals the query's: the same :func:`content_key`
+    (SHA-256 of a file's bytes; of a tensor's shape, dtype and values). Only the items that can match are
+    hashed (files of the query file's size, tensors of the query's shape and dtype); a query given as bytes,
+    a PIL image or an array matches nothing.
+
+    Example:
+        >>> import torch
+        >>> gallery = list(torch.rand(4, 3, 8, 8))
+        >>> query_copies(gallery[1].clone()[None], gallery), query_copies(torch.rand(3, 8, 8), gallery)
+        ([1], [])
+    """
+    if isinstance(query, Tensor):
+        query = query[0] if query.dim() == 4 and query.shape[0] == 1 else query
+        candidates = [
+            i
+            for i, item in enumerate(items)
+            if isinstance(item, Tensor) and item.shape == query.shape and item.dtype == query.dtype
+        ]
+    elif isinstance(query, str | os.PathLike) and _file_size(query) is not None:
+        size = _file_size(query)
+        candidates = [i for i, item in enumerate(items) if isinstance(item, str | os.PathLike)]
+        candidates = [i for i in candidates if _file_size(items[i]) == size]
+    else:
+        return []
+    if not candidates:
+        return []
+    key = content_key(query)
+    return [i for i in candidates if content_key(items[i]) == key]
+
+
+def _file_size(path: str | os.PathLike) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # a missing file matches nothing here; loading it says why
+        return None
+
+
+def select_gallery(
+    query: ImageSource,
+    items: Sequence[ImageSource],
+    k: int,
+    *,
+    keep_query: bool = False,
+    names: tuple[str, str] = ("k", "keep_query=True"),
+) -> GallerySelection:
+    """The gallery images ranked for ``query``: all of them with ``keep_query``, else all but
+    :func:`query_copies`; one line when fewer than ``k`` are left (``names``: how the caller calls ``k`` and
+    ``keep_query`` in that line).
+
+    Example:
+        >>> import torch
+        >>> gallery = list(torch.rand(3, 3, 8, 8))
+        >>> select_gallery(gallery[0], gallery, 2), select_gallery(gallery[0], gallery, 3, keep_query=True)
+        (GallerySelection(kept=[1, 2], left_out=[0]), GallerySelection(kept=[0, 1, 2], left_out=[]))
+    """
+    left_out = [] if keep_query else query_copies(query, items)
+    kept = [i for i in range(len(items)) if i not in set(left_out)]
+    if k > len(kept):
+        less = ""
+        if left_out:
+            them = "it" if len(left_out) == 1 else "them"
+            less = f" less {len(left_out)} with the query's content ({names[1]} keeps {them})"
+        raise SimexplainError(f"{names[0]}={k} exceeds the gallery's {len(items)} images{less}")
+    return GallerySelection(kept, left_out)
+
+
 def embed_gallery(
     model: PairModel,
     gallery: Gallery,
@@ -295,6 +377,9 @@ class RetrievalResult:
         labels: the gallery items' names (paths, or ``"gallery[i]"``), in gallery order.
         shared_query: whether the query's side was computed once for all ``K`` matches.
         embedded: how many gallery images were embedded (the others came from the cache).
+        left_out: the gallery indices not ranked because their content equals the query's
+            (:func:`query_copies`; empty with ``keep_query``).
+        keep_query: whether images with the query's content were ranked too.
     """
 
     indices: Tensor
@@ -305,14 +390,23 @@ class RetrievalResult:
     labels: list[str]
     shared_query: bool
     embedded: int = 0
+    left_out: list[int] = field(default_factory=list)
+    keep_query: bool = False
 
     def to_json(self) -> dict:
-        """Ranks, gallery indices, labels, scores and the method's config as plain JSON data."""
+        """Ranks, gallery indices, labels, scores, the method's config and the images left out as plain JSON
+        data."""
+        left_out = [{"index": i, "label": self.labels[i]} for i in self.left_out]
         return {
             "method": self.explanation.method,
             "config": self.explanation.config,
             "shared_query": self.shared_query,
-            "gallery": {"images": len(self.labels), "embedded": self.embedded},
+            "gallery": {
+                "images": len(self.labels),
+                "embedded": self.embedded,
+                "keep_query": self.keep_query,
+                "left_out": left_out,
+            },
             "matches": [
                 {"rank": r + 1, "index": int(i), "label": self.labels[int(i)], "score": float(s)}
                 for r, (i, s) in enumerate(zip(self.indices.tolist(), self.scores.double().tolist()))
@@ -329,42 +423,47 @@ def explain_top_k(
     *,
     cache: str | os.PathLike | None = None,
     gallery_batch_size: int | None = None,
+    keep_query: bool = False,
     **params,
 ) -> RetrievalResult:
     """Rank ``gallery`` by similarity to ``query`` and explain the ``k`` best pairs with ``method``.
 
-    ``params`` are the method's own settings (as for :func:`simexplain.explain`); ``cache`` (a folder) and
-    ``gallery_batch_size`` (images per forward while embedding the gallery) belong to the ranking step. The
-    query is image 1 and each match image 2. A method with a one-to-many hook does the query's work once for
-    all ``k`` matches; the result equals the method on the ``k`` pairs one by one.
+    ``params`` are the method's own settings (as for :func:`simexplain.explain`); ``cache`` (a folder),
+    ``gallery_batch_size`` (images per forward while embedding the gallery) and ``keep_query`` (rank gallery
+    images whose content equals the query's too; by default they are left out and listed in ``left_out``)
+    belong to the ranking step. The query is image 1 and each match image 2. A method with a one-to-many hook
+    does the query's work once for all ``k`` matches; the result equals the method on the ``k`` pairs one by
+    one.
     """
     from . import checks
     from .methods import get
     from .methods.common import check_pair
 
     k = checks.positive_int("k", k)
+    keep_query = checks.boolean("keep_query", keep_query)
     entry = get(method)
     params = entry.check(params)
     entry.check_model(model)
     items = _items(gallery)
-    if k > len(items):
-        raise SimexplainError(f"k={k} exceeds the gallery's {len(items)} images")
+    selection = select_gallery(query, items, k, keep_query=keep_query)
     labels = [str(item) if not isinstance(item, Tensor) else f"gallery[{i}]" for i, item in enumerate(items)]
     query_image = (
         query if isinstance(query, Tensor) and query.dim() == 4 else load_image(query, model, "query")
     )
     with model.explaining():
-        gallery_z, embedded = _embed_gallery(model, items, gallery_batch_size, cache)
+        ranked = [items[i] for i in selection.kept]
+        gallery_z, embedded = _embed_gallery(model, ranked, gallery_batch_size, cache)
         query_image, _ = check_pair(model, query_image, query_image)
         if query_image.shape[0] != 1:
             raise SimexplainError(f"give one query image, got {query_image.shape[0]}")
         with torch.inference_mode():
             query_z = model.embed(query_image, "a")
-            ranking = model.similarity(query_z.expand(len(items), -1), gallery_z)
-        scores, indices = ranking.topk(k)
+            ranking = model.similarity(query_z.expand(len(ranked), -1), gallery_z)
+        scores, positions = ranking.topk(k)
+        indices = torch.tensor(selection.kept, device=positions.device)[positions]  # gallery indices
         matches = _load(model, [items[i] for i in indices.tolist()])
         explanation = _explain_matches(
-            model, query_image, matches, entry, params, (query_z, gallery_z[indices])
+            model, query_image, matches, entry, params, (query_z, gallery_z[positions])
         )
     with torch.inference_mode(False):
         return RetrievalResult(
@@ -376,6 +475,8 @@ def explain_top_k(
             labels,
             explanation.shared_query,
             embedded,
+            selection.left_out,
+            keep_query,
         )
 
 
@@ -483,6 +584,7 @@ def explain_margin(
 
 __all__ = [
     "EmbeddingCache",
+    "GallerySelection",
     "MarginExplanation",
     "RetrievalResult",
     "default_cache_dir",
@@ -491,4 +593,6 @@ __all__ = [
     "explain_top_k",
     "gallery_files",
     "margin_methods",
+    "query_copies",
+    "select_gallery",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -19,8 +21,25 @@ def _show(ax, image, title: str, heat=None) -> None:
     ax.set_yticks([])
 
 
+def image_name(label: str, width: int = 30) -> str:
+    """A gallery image's title: its file name (the full path is in the JSON), shortened in the middle when
+    it is longer than ``width`` characters, so that the start and the suffix stay.
+
+    Example:
+        >>> image_name("/data/gallery/cat.jpg"), image_name("gallery[3]")
+        ('cat.jpg', 'gallery[3]')
+        >>> image_name("a_very_long_file_name_from_some_camera_0001.jpg")
+        'a_very_long_fi…camera_0001.jpg'
+    """
+    name = PurePath(label).name or label
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[-(width - 1 - head) :]
+
+
 def retrieval_figure(result, preprocessing: Preprocessing, *, title: str | None = None) -> Figure:
-    """Top row: the query as it is; then per match (rank, gallery label, score): the
+    """Top row: the query as it is; then per match (rank, score, the gallery image's file name): the
     query with its map for that match, and the match with its own map. Maps are scaled per image for display.
 
     Example:
@@ -37,8 +56,7 @@ def retrieval_figure(result, preprocessing: Preprocessing, *, title: str | None 
     for rank in range(k):
         e = result.explanation[rank].cpu()
         heat1, heat2 = _display_heat(e)
-        label = result.labels[int(result.indices[rank])]
-        label = label if len(label) <= 28 else "…" + label[-27:]
+        label = image_name(result.labels[int(result.indices[rank])])
         score = float(result.scores[rank])
         _show(axes[rank + 1, 0], query, f"#{rank + 1}  s = {score:.3f}: query map", heat1)
         _show(axes[rank + 1, 1], to_display(result.matches[rank], preprocessing), label, heat2)
@@ -71,4 +89,4 @@ def margin_figure(query, better, worse, margin, preprocessing: Preprocessing, *,
     return fig
 
 
-__all__ = ["margin_figure", "retrieval_figure"]
+__all__ = ["image_name", "margin_figure", "retrieval_figure"]

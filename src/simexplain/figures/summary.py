@@ -15,16 +15,26 @@ from matplotlib.figure import Figure  # a bare Figure renders with Agg and touch
 
 Scores = Mapping[str, Mapping[str, Mapping[str, float]]]
 
+# How to read the heatmap, the caption's first line (the group definitions follow it).
+CAPTION = (
+    "Each cell: a method's group score in one model, from its metric means over pairs; higher is better, "
+    "bold: the model's best method."
+)
+
 
 def _union(keys: Sequence[Sequence[str]]) -> list[str]:
     """Every key once, in order of first appearance."""
     return list(dict.fromkeys(key for group in keys for key in group))
 
 
-def summary_heatmap(scores: Scores, *, cmap: str = "viridis", digits: int = 3) -> Figure:
+def summary_heatmap(
+    scores: Scores, *, definitions: Sequence[str] = (), cmap: str = "viridis", digits: int = 3
+) -> Figure:
     """The summary groups as a heatmap: one panel per group (G1, G2, G3), rows = methods, columns = models,
     each cell annotated with its value, the best method of each model's column in bold, one colour bar per
-    panel (the groups have different ranges). Missing cells are grey.
+    panel (the groups have different ranges). Missing cells are grey. With ``definitions`` (one line per
+    group, e.g. :attr:`simexplain.metrics.groups.SummaryGroup.definition`), a caption under the panels says
+    how to read the cells and defines the groups.
 
     ``scores`` maps model → method (row name) → group → score; rows, models and groups keep the order in which
     they first appear.
@@ -33,9 +43,9 @@ def summary_heatmap(scores: Scores, *, cmap: str = "viridis", digits: int = 3) -
         >>> fig = summary_heatmap({
         ...     "simclr": {"Pair Grad-CAM": {"G1": 0.4, "G2": 0.7}, "Int-CAM max": {"G1": 0.5}},
         ...     "dino": {"Pair Grad-CAM": {"G1": 0.3, "G2": 0.6}},
-        ... })
-        >>> [ax.get_title() for ax in fig.axes[:2]]
-        ['G1', 'G2']
+        ... }, definitions=["G1 = mean(SI, CI)", "G2 = 1 − mean(SD, CD)"])
+        >>> [ax.get_title() for ax in fig.axes[:2]], fig.get_supxlabel().splitlines()[-1]
+        (['G1', 'G2'], 'G2 = 1 − mean(SD, CD)')
     """
     models = list(scores)
     rows = _union([list(methods) for methods in scores.values()])
@@ -52,6 +62,9 @@ def summary_heatmap(scores: Scores, *, cmap: str = "viridis", digits: int = 3) -
     for g, (ax, group) in enumerate(zip(axes, groups)):
         _panel(fig, ax, values[g], models, group, cmap, digits)
     axes[0].set_yticks(range(len(rows)), rows)
+    if definitions:
+        caption = [CAPTION, *definitions]
+        fig.supxlabel("\n".join(caption), x=0.01, ha="left", multialignment="left", fontsize=8)
     return fig
 
 

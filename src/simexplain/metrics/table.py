@@ -5,15 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .registry import METRIC_INFO, summary_group_members
+from .groups import group_definitions
+from .registry import METRIC_INFO
 from .results import MetricResults
-
-
-def _group_formulas(names: list[str]) -> str:
-    members = summary_group_members()
-    return ", ".join(
-        f"{g} = {'' if members[g][1] else '1 − '}mean({', '.join(members[g][0])})" for g in names
-    )
 
 
 def format_table(results: MetricResults | Mapping[str, MetricResults], digits: int = 4) -> str:
@@ -30,7 +24,8 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
     """
     rows = {results.method: results} if isinstance(results, MetricResults) else dict(results)
     present = [name for name in METRIC_INFO if any(name in r for r in rows.values())]
-    group_names = [g for g in summary_group_members() if any(g in r.groups() for r in rows.values())]
+    shown = [g for g in group_definitions() if any(g.name in r.groups() for r in rows.values())]
+    group_names = [g.name for g in shown]
     header = ["method", "pairs"] + [f"{n} {'↑' if METRIC_INFO[n][0] else '↓'}" for n in present]
     header += [f"{g} ↑" for g in group_names]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
@@ -63,5 +58,5 @@ def format_table(results: MetricResults | Mapping[str, MetricResults], digits: i
                 f"{name}: {result.counts['constant_maps']} constant map(s) (pixel order = raster order)"
             )
     if group_names:
-        notes.append(_group_formulas(group_names))
+        notes.append(", ".join(group.formula for group in shown))
     return "\n".join(lines + ([""] + notes if notes else []))

@@ -64,8 +64,8 @@ def markdown(
             lines += ["", f"### {table.caption}", "", _md_row(header), _md_row(["---"] * len(header))]
             for _, title, cells in table.rows:
                 lines.append(_md_row([title] + [_md_cell(c, col) for c, col in zip(cells, table.columns)]))
-            if table.notes:
-                lines += [""] + [f"- {note}" for note in table.notes]
+            if table.definitions or table.notes:
+                lines += [""] + [f"- {line}" for line in table.definitions + table.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +169,7 @@ _TEX = {
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
     "≤": r"$\leq$",
+    "−": r"$-$",
     "—": "---",
     "–": "--",
 }
@@ -185,7 +186,8 @@ def tex_escape(text: str) -> str:
 
 
 def tables_latex(tables: list[Table]) -> str:
-    """One LaTeX ``table`` per table (best per column in bold, the notes as comments)."""
+    """One LaTeX ``table`` per table (best per column in bold, the definitions of the columns under it, the
+    notes as comments); it compiles with the LaTeX kernel alone (no package)."""
     blocks = [
         "% simexplain evaluation report: mean [95% bootstrap interval] over pairs, best per column in bold.",
         "% Needs no package beyond LaTeX itself (UTF-8 input).",
@@ -208,6 +210,10 @@ def tables_latex(tables: list[Table]) -> str:
             cells_text = [_tex_cell(c, col) for c, col in zip(cells, table.columns)]
             lines.append(("{}" if text.startswith("[") else "") + " & ".join([text] + cells_text) + r" \\")
         lines += [r"\hline", r"\end{tabular}"]
+        if table.definitions:  # one line each, under the table: a column's meaning, not a comment
+            lines += [r"\par\smallskip\footnotesize"] + [
+                tex_escape(line) + r"\par" for line in table.definitions
+            ]
         lines += [f"% {tex_escape(note)}" for note in table.notes]
         lines.append(r"\end{table}")
         blocks.append("\n".join(lines))

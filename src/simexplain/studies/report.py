@@ -9,7 +9,9 @@ Numbers: each table cell is the mean over the pairs that have a value (an undefi
 drop whose clean similarity is ≤ 0, is left out and counted in the notes) and its 95% percentile bootstrap
 interval. The bootstrap resamples the model's pairs (sorted by id) with replacement, ``bootstrap`` times, with
 indices ``numpy.random.default_rng(seed).integers(0, n, (bootstrap, n))`` drawn once per model and shared by
-every cell, so all the model's methods are compared on the same resampled pairs.
+every cell, so all the model's methods are compared on the same resampled pairs. A summary group's interval
+combines each resample's metric means as the group combines the means; each group is defined in one line
+under its table and in the caption of ``summary.png`` (:class:`~simexplain.metrics.groups.SummaryGroup`).
 
 Example:
     >>> import tempfile, pathlib
@@ -41,6 +43,7 @@ from .. import checks
 from ..errors import SimexplainError
 from ..figures.output import save_figure
 from ..figures.summary import correlation_figure, summary_heatmap
+from ..metrics.groups import group_definitions
 from . import render
 from .runs import ModelRun, load_runs
 from .tables import correlations, dissection_table, family_scores, group_scores, model_tables
@@ -125,8 +128,9 @@ def write_report(
     explanations have no rows and are counted in the tables' notes), ``tables.md``/``.csv``/``.tex``
     (per model: Tables I–IV, V, the summary groups and VI; see the module's notes on the numbers),
     ``dissection.md``/``.csv``/``.tex`` (Table VII, for the stores of ``simexplain dissect``: see
-    :func:`~simexplain.studies.tables.dissection_table`), ``summary.png``/``.svg`` (the heatmap, when a
-    summary group can be computed; ``tables.md`` also links the sanity figures recorded in a store by
+    :func:`~simexplain.studies.tables.dissection_table`), ``summary.png``/``.svg`` (the heatmap with a caption
+    that defines the groups, when a summary group can be computed; ``tables.md`` also links the sanity figures
+    recorded in a store by
     ``simexplain sanity --db``), and with ``downstream`` (model → accuracy, a fraction or a percentage as in
     :func:`parse_downstream`) ``correlation.png``/``.svg``/``.csv``.
 
@@ -151,7 +155,10 @@ def write_report(
         written.append(out / name)
     scores = {run.name: group_scores(run) for run in runs}
     if any(scores.values()):
-        written += map(Path, save_figure(summary_heatmap(scores), out / "summary.png"))
+        names = {group for by_title in scores.values() for groups in by_title.values() for group in groups}
+        definitions = [group.definition for group in group_definitions(names)]
+        figure = summary_heatmap(scores, definitions=definitions)
+        written += map(Path, save_figure(figure, out / "summary.png"))
     elif runs:
         log("note: summary.png not written: no summary group has all its metrics (G1 needs SI and CI, ...)")
     if accuracy is not None:

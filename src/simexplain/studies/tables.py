@@ -18,11 +18,11 @@ import numpy as np
 
 from ..errors import SimexplainError
 from ..methods.registry import FAMILY_ORDER, get
-from ..metrics.groups import summary_groups
+from ..metrics.groups import SummaryGroup, group_definitions, summary_groups
 from ..metrics.registry import METRIC_INFO
 from .dissection import TransformRow, transform_rows
 from .runs import ModelRun
-from .statistics import bootstrap_means, finite_mean, pearson_r
+from .statistics import bootstrap_means, finite_mean, pearson_r, percentile_interval, resampled_means
 
 SENSITIVITY = ("MS",)  # Table V; every other requested metric is a column of Tables I–IV
 
@@ -59,7 +59,8 @@ class Row(NamedTuple):
 @dataclass
 class Table:
     """One table of one model: ``number`` (``I-IV``, ``V``, ``groups``, ``VI``, ``VII``: the ``table`` column
-    of the CSV), its caption, columns, rows and notes."""
+    of the CSV), its caption, columns, rows, notes (about the values) and definitions (what the columns are,
+    one line each: printed under the table wherever it is read, the compiled LaTeX included)."""
 
     number: str
     model: str
@@ -68,6 +69,7 @@ class Table:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     row_name: str = "method"
+    definitions: list[str] = field(default_factory=list)
 
 
 class Correlation(NamedTuple):
@@ -153,17 +155,46 @@ def group_scores(run: ModelRun) -> dict[str, dict[str, float]]:
     return scores
 
 
-def _groups_table(run: ModelRun, scores: dict[str, dict[str, float]]) -> Table | None:
+def _groups_table(
+    run: ModelRun, scores: dict[str, dict[str, float]], bootstrap: int, seed: int
+) -> Table | None:
+    """The summary groups of each variant (``scores``, from the metric means) with the 95% bootstrap interval
+    of the same resampled pairs as Tables I–IV, and one line per group that defines it."""
     names = list(dict.fromkeys(g for groups in scores.values() for g in groups))
     if not names:
         return None
-    caption = "Summary groups (Fig. 14; higher is better)"
-    table = Table("groups", run.name, caption, [Column(g, True) for g in names])
+    groups = group_definitions(names)
+    caption = "Summary groups (Fig. 14; higher is better), from the metric means [95% bootstrap interval]"
+    table = Table("groups", run.name, caption, [Column(g.name, True) for g in groups])
+    intervals = _group_intervals(run, groups, bootstrap, seed)
     for variant in run.variants:
-        groups = scores.get(variant["title"], {})
-        cells = [Cell(groups.get(g, math.nan), n=len(run.pairs)) for g in names]
+        values = scores.get(variant["title"], {})  # a missing group has NaN resamples too: no interval
+        cells = [
+            Cell(values.get(g.name, math.nan), *intervals[variant["label"], g.name], n=len(run.pairs))
+            for g in groups
+        ]
         table.rows.append(Row(variant["label"], variant["title"], cells))
+    table.definitions = [group.definition for group in groups]
     return _mark_best(table)
+
+
+def _group_intervals(
+    run: ModelRun, groups: list[SummaryGroup], bootstrap: int, seed: int
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """(variant label, group) → the 95% percentile interval of the group combined from each resample's
+    metric means (:func:`~simexplain.studies.statistics.resampled_means`, the indices of Tables I–IV)."""
+    metrics = list(dict.fromkeys(m for group in groups for m in group.members))
+    labels = [variant["label"] for variant in run.variants]
+    values = np.stack([run.column(label, m) for label in labels for m in metrics], axis=1)
+    means = resampled_means(values, bootstrap, seed)
+    column = {key: j for j, key in enumerate((label, m) for label in labels for m in metrics)}
+    combined = {
+        (label, group.name): group.combine([means[:, column[label, m]] for m in group.members])
+        for label in labels
+        for group in groups
+    }
+    low, high = percentile_interval(np.stack(list(combined.values()), axis=1))
+    return {key: (float(lo), float(hi)) for key, lo, hi in zip(combined, low, high)}
 
 
 def _seconds_table(run: ModelRun) -> Table:
@@ -200,7 +231,7 @@ def model_tables(run: ModelRun, bootstrap: int = 1000, seed: int = 0) -> list[Ta
     if rows:
         caption = "Table V: maximum sensitivity, mean [95% bootstrap interval] over pairs"
         tables.append(_score_table(run, "V", caption, sensitivity, rows, bootstrap, seed))
-    groups = _groups_table(run, group_scores(run))
+    groups = _groups_table(run, group_scores(run), bootstrap, seed)
     if groups is not None:
         tables.append(groups)
     tables.append(_seconds_table(run))
