@@ -147,12 +147,15 @@ class ExplainInputs:
     steps_figure: str | None
     point: tuple[int, tuple[int, int]] | None
     face_boxes: list | None
+    text: str | None = None
 
 
 def check_explain(args: argparse.Namespace) -> ExplainInputs:
     """Every argument of ``explain`` checked without a model: images, model, request, outputs, device."""
     from . import checks, service
 
+    if args.text is not None:
+        return check_explain_text(args)
     if args.demo == bool(args.images):
         raise SimexplainError("give two images, or --demo for the bundled pair")
     if not args.demo and len(args.images) != 2:
@@ -214,11 +217,91 @@ def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
     return int(image), (y, x)
 
 
+def check_explain_text(args: argparse.Namespace) -> ExplainInputs:
+    """``explain IMAGE --text TEXT --model NAME``: one image, a text, a model with a text tower (by its
+    route: ``hf:`` CLIP/SigLIP, ``open_clip:``, ``python:``), methods with an image–text form."""
+    from . import checks, service
+    from .text import check_texts
+
+    check_texts([args.text])
+    if args.demo or len(args.images) != 1:
+        raise SimexplainError("--text explains one image against the text: give exactly one image")
+    for option in ("point", "steps_figure", "face_box"):
+        if getattr(args, option):
+            raise SimexplainError(f"--{option.replace('_', '-')} is for two images, not --text")
+    if args.model is None:
+        raise SimexplainError(
+            "--text needs an image–text model: --model hf:ORG/CLIP-OR-SIGLIP or open_clip:ARCH/TAG"
+        )
+    _check_model(args)
+    _check_text_model(args.model)
+    if args.seed is not None:
+        checks.non_negative_int("--seed", args.seed)
+    methods = args.method or list(service.DEFAULT_METHODS)
+    request = service.prepare(
+        methods, args.set or [], args.metrics, seed=args.seed, batch_size=args.batch_size, text=True
+    )
+    out = _output_path("--out", args.out, FIGURE_FORMATS)
+    return ExplainInputs(
+        request, out, _output_path("--json", args.json, (".json",)), None, None, None, args.text
+    )
+
+
+def _check_text_model(name: str) -> None:
+    """A model whose builder can add a text tower (it takes ``pair=``, or builds anything: ``python:``)."""
+    from .models.registry import available, builder_options
+
+    routes = available()
+    route = name.split(":", 1)[0] + ":" if ":" in name else None
+    entry = routes[route] if route in routes else routes[name]
+    options = builder_options(entry.builder, route=route in routes)
+    if options is not None and "pair" not in options and entry.name != "python:":
+        raise SimexplainError(
+            f"model {name!r} has no text tower; image–text models: hf: CLIP and SigLIP, open_clip:, python:"
+        )
+
+
+def act_explain_text(args: argparse.Namespace, inputs: ExplainInputs) -> int:
+    """``explain IMAGE --text TEXT``: the image map, each word's score, the figure and the JSON."""
+    from . import service
+    from .batching import progress_bars
+
+    if args.model.startswith("python:"):
+        model = _load_model(args)
+    else:
+        model = service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+    with progress_bars():
+        report = service.run(
+            model, args.images[0], None, inputs.request, text=inputs.text, model_label=args.model
+        )
+    print(f"score {float(report.score[0]):.4f}  ({args.images[0]} vs {inputs.text!r})")
+    for outcome in report.outcomes:
+        e = outcome.explanation
+        words = (
+            ""
+            if e.word_scores is None
+            else "  " + " ".join(f"{w}:{s:+.3g}" for w, s in zip(e.words[0], e.word_scores[0].tolist()))
+        )
+        print(f"  {outcome.method:24s} {outcome.seconds:8.2f} s{words}")
+        if outcome.metrics is not None:
+            means = outcome.metrics.means()
+            print("  " + " " * 24 + "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "base"))
+    document: dict[str, Any] = dict(report.to_json())
+    if inputs.out:
+        document["files"] = _save_figures(report, inputs.out, None)
+        print("wrote " + ", ".join(document["files"]))
+    if inputs.json:
+        _write_json(inputs.json, document)
+    return 0
+
+
 def act_explain(args: argparse.Namespace, inputs: ExplainInputs) -> int:
     from . import service
     from .batching import progress_bars
     from .models import DEFAULT_MODEL
 
+    if inputs.text is not None:
+        return act_explain_text(args, inputs)
     model = _load_model(args)
     if model.name == DEFAULT_MODEL:
         print(
@@ -693,7 +776,14 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
 
 
 def _add_explain(explain: argparse.ArgumentParser) -> None:
-    explain.add_argument("images", nargs="*", metavar="IMG", help="the two images (paths)")
+    explain.add_argument(
+        "images", nargs="*", metavar="IMG", help="the two images (paths), or one with --text"
+    )
+    explain.add_argument(
+        "--text",
+        metavar="TEXT",
+        help="explain ONE image against this text (an image–text model: CLIP, SigLIP)",
+    )
     explain.add_argument(
         "--demo", action="store_true", help="the bundled photo and a SimCLR augmentation of it"
     )

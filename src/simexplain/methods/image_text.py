@@ -62,13 +62,19 @@ def check_image_text(model: PairModel, method: str) -> Method:
             f"model {model.name!r} has no text tower: load an image–text model (load_model(NAME, "
             "pair='image-text') or PairModel.image_text(...)) to explain an image and a text"
         )
+    entry = check_text_form(method)
+    entry.check_model(model)
+    return entry
+
+
+def check_text_form(method: str) -> Method:
+    """The method, if it registered a text form (needs no model); one line otherwise."""
     entry = get(method)
     if entry.text is None:
         raise SimexplainError(
             f"method {method!r} has no image–text form; on image–text pairs: "
             f"{', '.join(image_text_methods())}"
         )
-    entry.check_model(model)
     return entry
 
 
@@ -320,6 +326,7 @@ register_text("pair-interaction", image_side=False, words=patch_token_interactio
 
 __all__ = [
     "check_image_text",
+    "check_text_form",
     "clean_embeddings",
     "explain_image_text",
     "groups_by_text",

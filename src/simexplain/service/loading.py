@@ -27,9 +27,14 @@ def check_model_name(name: str) -> str:
 
 
 def get_model(
-    name: str | None = None, *, weights: str | None = None, device: str | torch.device = "cpu"
+    name: str | None = None,
+    *,
+    weights: str | None = None,
+    device: str | torch.device = "cpu",
+    pair: str = "image",
 ) -> PairModel:
-    """A registered model on ``device``, loaded once per (name, weights, device) and shared by every caller.
+    """A registered model on ``device``, loaded once per (name, weights, device, pair) and shared by every
+    caller; ``pair="image-text"`` loads it with its text tower (docs/image_text.md).
 
     Sharing is safe: a :class:`PairModel` serialises its callers (one explanation at a time per model).
     """
@@ -37,10 +42,11 @@ def get_model(
 
     name = check_model_name(name or DEFAULT_MODEL)
     device = torch.device(device)
-    key = (name, None if weights is None else str(weights), str(device))
+    key = (name, None if weights is None else str(weights), str(device), pair)
+    options = {} if pair == "image" else {"pair": pair}
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, weights=weights).to(device)
+            _MODELS[key] = load_model(name, weights=weights, **options).to(device)
         return _MODELS[key]
 
 
