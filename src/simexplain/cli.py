@@ -442,6 +442,7 @@ class EvaluateInputs:
     variants: list
     metrics: list[str]
     metric_options: dict[str, Any]
+    text: bool = False
 
 
 def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
@@ -450,8 +451,11 @@ def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
     from . import checks, service
     from .metrics import resolve_metrics
     from .studies import load_pairs
+    from .studies.sources import holds_texts
     from .studies.variants import methods_of, parse_variants, with_settings
 
+    if args.command == "evaluate" and holds_texts(args.pairs):
+        return check_evaluate_text(args)
     metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
     if args.command == "dissect":
         from .studies.dissection import METHOD, dissection_variants
@@ -473,6 +477,52 @@ def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
     return EvaluateInputs(specs, variants, metrics, settings.metrics)
 
 
+def check_evaluate_text(args: argparse.Namespace) -> EvaluateInputs:
+    """``evaluate --pairs PAIRS.csv`` with the columns ``image,text``: methods with an image–text form
+    (``all``: every one), the metrics ``CI CD CAD WI WD`` (``all``, or a list), a model with a text tower."""
+    from . import checks, service
+    from .methods import image_text_methods
+    from .methods.image_text import check_text_form
+    from .metrics import IMAGE_TEXT_METRICS
+    from .studies import load_pairs
+    from .studies.variants import methods_of, parse_variants, with_settings
+
+    variants = parse_variants(",".join(image_text_methods()) if args.methods == "all" else args.methods)
+    for method in methods_of(variants):
+        check_text_form(method)
+    wanted = args.metrics.lower()
+    metrics = (
+        [] if wanted == "none" else list(IMAGE_TEXT_METRICS) if wanted == "all" else args.metrics.split(",")
+    )
+    unknown = [m for m in metrics if m not in IMAGE_TEXT_METRICS]
+    if unknown:
+        raise SimexplainError(
+            f"unknown metric {unknown[0]!r} for image–text pairs; known: {', '.join(IMAGE_TEXT_METRICS)}"
+        )
+    settings = service.route_settings(args.set or [], methods_of(variants), metrics=bool(metrics))
+    if args.batch_size is not None:
+        checks.positive_int("--batch-size", args.batch_size)
+    if args.model is None:
+        raise SimexplainError(
+            "image–text pairs need an image–text model: --model hf:ORG/NAME or open_clip:ARCH/TAG"
+        )
+    _check_model(args)
+    _check_text_model(args.model)
+    args.device = _local(args.device)
+    _check_folder("--db", args.db)
+    specs = load_pairs(args.pairs, seed=args.seed, limit=args.limit)
+    return EvaluateInputs(specs, with_settings(variants, settings), metrics, settings.metrics, True)
+
+
+def _study_model(args: argparse.Namespace, inputs: EvaluateInputs):
+    """The model of ``evaluate``: with its text tower for image–text pairs (a ``python:`` model as built)."""
+    from . import service
+
+    if not inputs.text or args.model.startswith("python:"):
+        return _load_model(args)
+    return service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+
+
 def _local(device: str) -> str:
     """Under ``torchrun``, ``cuda`` means this rank's GPU."""
     from .studies import local_device
@@ -485,7 +535,7 @@ def act_evaluate(args: argparse.Namespace, inputs: EvaluateInputs) -> int:
     from .studies import Evaluation, evaluate_pairs
 
     evaluation = Evaluation(
-        _load_model(args),
+        _study_model(args, inputs),
         inputs.variants,
         inputs.metrics,
         inputs.metric_options,

@@ -27,7 +27,7 @@ from .builtin import EXTRA_METRICS, METRICS
 from .evaluate import check_options
 from .evaluate import evaluate as evaluate_pairs
 from .groups import summary_groups
-from .image_text import IMAGE_TEXT_METRICS, WORD_METRICS, evaluate_image_text, word_curves
+from .image_text import IMAGE_TEXT_METRICS, WORD_METRICS, evaluate_image_text, usable_metrics, word_curves
 from .insertion_deletion import DEFAULT_STEP, auc, curve_fractions, curve_points, pixel_ranks
 from .registry import METRIC_INFO, Metric, MetricInputs, register, registered, resolve_metrics, unregister
 from .results import MetricResults
@@ -83,5 +83,6 @@ __all__ = [
     "spearman",
     "summary_groups",
     "unregister",
+    "usable_metrics",
     "word_curves",
 ]

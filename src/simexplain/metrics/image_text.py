@@ -63,6 +63,20 @@ def resolve_image_text_metrics(metrics: str | Sequence[str], explanation: ImageT
     return names
 
 
+def usable_metrics(metrics: Sequence[str], explanation: object) -> list[str]:
+    """The metrics of ``metrics`` that ``explanation`` can have: all of them for two images; for an
+    image–text explanation those it has maps or word scores for (``"all"`` among them: every such one).
+
+    Example:
+        >>> usable_metrics(["SD"], object())
+        ['SD']
+    """
+    if not isinstance(explanation, ImageTextExplanation):
+        return list(metrics)
+    usable = resolve_image_text_metrics("all", explanation)
+    return usable if "all" in metrics else [m for m in metrics if m in usable]
+
+
 def evaluate_image_text(
     model: PairModel,
     images: Tensor,
@@ -211,5 +225,6 @@ __all__ = [
     "auc_of",
     "evaluate_image_text",
     "resolve_image_text_metrics",
+    "usable_metrics",
     "word_curves",
 ]

@@ -132,14 +132,11 @@ def _method(
     return outcome
 
 
-def _metrics_of(request: Request, explanation: object) -> list[str] | str:
+def _metrics_of(request: Request, explanation: object) -> list[str]:
     """The request's metrics for this explanation; for an image and a text, those its method can have."""
-    if not request.text or not request.metrics:
-        return list(request.metrics)
-    from ..metrics.image_text import resolve_image_text_metrics
+    from ..metrics import usable_metrics
 
-    usable = resolve_image_text_metrics("all", explanation)
-    return usable if request.metrics == ("all",) else [m for m in request.metrics if m in usable]
+    return usable_metrics(request.metrics, explanation)
 
 
 def _unobserved(progress: float, stage: str | None) -> None:
