@@ -266,10 +266,7 @@ def act_explain_text(args: argparse.Namespace, inputs: ExplainInputs) -> int:
     from . import service
     from .batching import progress_bars
 
-    if args.model.startswith("python:"):
-        model = _load_model(args)
-    else:
-        model = service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+    model = service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
     with progress_bars():
         report = service.run(
             model, args.images[0], None, inputs.request, text=inputs.text, model_label=args.model
@@ -515,10 +512,10 @@ def check_evaluate_text(args: argparse.Namespace) -> EvaluateInputs:
 
 
 def _study_model(args: argparse.Namespace, inputs: EvaluateInputs):
-    """The model of ``evaluate``: with its text tower for image–text pairs (a ``python:`` model as built)."""
+    """The model of ``evaluate``: with its text tower for image–text pairs."""
     from . import service
 
-    if not inputs.text or args.model.startswith("python:"):
+    if not inputs.text:
         return _load_model(args)
     return service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
 
@@ -679,20 +676,34 @@ def check_serve(args: argparse.Namespace):
     if not args.upload_limit > 0:
         raise SimexplainError(f"--upload-limit {args.upload_limit:g}: must be positive (megabytes)")
     return WebSettings(
-        models=tuple(name for name, _ in models),
+        models=tuple(name for name, _ in models) if args.model or not args.text_model else (),
         weights=tuple(path for _, path in models),
         device=args.device,
         upload_limit=int(args.upload_limit * 1_000_000),
         max_pixels=checks.positive_int("--max-pixels", args.max_pixels),
         queue_size=checks.positive_int("--queue", args.queue),
+        text_models=_text_models(args),
     )
 
 
+def _text_models(args: argparse.Namespace) -> tuple[str, ...]:
+    """``serve --text-model NAME`` (repeatable): models served with their text tower, each checked."""
+    from . import service
+
+    names = tuple(dict.fromkeys(args.text_model or ()))
+    for name in names:
+        service.check_model_name(name)
+        _check_text_model(name)
+    return names
+
+
 def act_serve(args: argparse.Namespace, settings) -> int:
+    from . import service
     from .web import serve
 
     where = f"http://{'localhost' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
-    print(f"simexplain serve: loading {', '.join(settings.models)} on {settings.device}", flush=True)
+    loading = ", ".join((*settings.models, *settings.text_models))
+    print(f"simexplain serve: loading {loading} on {settings.device}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"simexplain serve: listening on {args.host} as asked (--host): anyone who can reach this "
@@ -703,6 +714,8 @@ def act_serve(args: argparse.Namespace, settings) -> int:
         settings.models, settings.weights
     ):  # a wrong weights file: one line, not a trace
         _load_model(args, name, weights)
+    for name in settings.text_models:
+        service.get_model(name, device=settings.device, pair="image-text")
     print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port)
     return 0
@@ -947,6 +960,12 @@ def _add_serve(web: argparse.ArgumentParser) -> None:
         "--max-pixels", type=int, default=50_000_000, metavar="N", help="pixels per image (50 M)"
     )
     web.add_argument("--queue", type=int, default=8, metavar="N", help="explanations queued or running (8)")
+    web.add_argument(
+        "--text-model",
+        action="append",
+        metavar="NAME",
+        help="serve NAME with its text tower (CLIP, SigLIP): an image and a text; repeatable",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- main

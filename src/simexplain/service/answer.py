@@ -35,7 +35,8 @@ class ExplanationJSON(TypedDict):
     the first pair's maps on the method's native grid (at most 224×224) and, for a second-order method, its
     ``I[y1][x1][y2][x2]`` (at most 65,536 values). For an image and a text: the text's ``words`` and their
     ``word_scores`` (``None`` for a method that maps the image only) and, with ``maps=True``, ``map1`` and
-    the patches × tokens ``interaction_words`` ``I[y][x][token]`` of ``pair-interaction``."""
+    the patches × tokens ``interaction_words`` ``I[y][x][token]`` of ``pair-interaction`` with the word of
+    each token (``token_words``, ``None`` for special and padding tokens)."""
 
     method: str
     config: dict[str, Any]
@@ -48,6 +49,7 @@ class ExplanationJSON(TypedDict):
     words: NotRequired[list[str]]
     word_scores: NotRequired[list[float] | None]
     interaction_words: NotRequired[list[Grid]]
+    token_words: NotRequired[list[int | None]]
 
 
 class AnswerJSON(TypedDict):
@@ -180,6 +182,7 @@ def _text_part(e: ImageTextExplanation, maps: bool) -> dict[str, Any]:
         part["interaction_words"] = [
             [[float(f"{v:.4g}") for v in cell] for cell in row] for row in values.tolist()
         ]
+        part["token_words"] = list(e.tokens.word_ids[0])
     return part
 
 

@@ -34,7 +34,8 @@ def get_model(
     pair: str = "image",
 ) -> PairModel:
     """A registered model on ``device``, loaded once per (name, weights, device, pair) and shared by every
-    caller; ``pair="image-text"`` loads it with its text tower (docs/image_text.md).
+    caller; ``pair="image-text"`` loads it with its text tower (docs/image_text.md; a ``python:`` model is
+    built as its function builds it, and must have one).
 
     Sharing is safe: a :class:`PairModel` serialises its callers (one explanation at a time per model).
     """
@@ -43,10 +44,13 @@ def get_model(
     name = check_model_name(name or DEFAULT_MODEL)
     device = torch.device(device)
     key = (name, None if weights is None else str(weights), str(device), pair)
-    options = {} if pair == "image" else {"pair": pair}
+    options = {} if pair == "image" or name.startswith("python:") else {"pair": pair}
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name, weights=weights, **options).to(device)
+            model = load_model(name, weights=weights, **options).to(device)
+            if pair == "image-text" and model.text_tower is None:
+                raise SimexplainError(f"model {name!r} has no text tower (PairModel.image_text)")
+            _MODELS[key] = model
         return _MODELS[key]
 
 

@@ -56,6 +56,8 @@ class WebSettings:
         max_pixels: pixels per image, read from its header before decoding; more is refused with 413.
         queue_size: explanations queued or running at once; one more is refused with 429.
         keep: finished results (figures, JSON) kept for download; older ones are dropped.
+        text_models: models served with their text tower (``pair="image-text"``): the page shows a text box
+            in place of image 2 for them (docs/image_text.md).
     """
 
     models: tuple[str, ...] = ()
@@ -65,6 +67,7 @@ class WebSettings:
     max_pixels: int = 50_000_000
     queue_size: int = 8
     keep: int = 32
+    text_models: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -89,6 +92,7 @@ class ModelInfo(BaseModel):
     input_size: list[int]
     layer: str | None
     description: str
+    text: bool = False  # an image–text model: an image and a text, not two images
 
 
 class MethodInfo(BaseModel):
@@ -97,6 +101,7 @@ class MethodInfo(BaseModel):
     library: str | None  # captum, grad-cam: an external library's method; None: simexplain's own
     description: str
     parameters: dict[str, Any]
+    text: bool = False  # it runs on image–text pairs
 
 
 class Health(BaseModel):
@@ -118,10 +123,18 @@ EXPLAIN_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image1", "image2"],
+                    "required": ["image1"],
                     "properties": {
                         "image1": {"type": "string", "format": "binary", "description": "first image"},
-                        "image2": {"type": "string", "format": "binary", "description": "second image"},
+                        "image2": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "second image (required unless text is given)",
+                        },
+                        "text": {
+                            "type": "string",
+                            "description": "instead of image2, for a model served with its text tower",
+                        },
                         "model": {"type": "string", "description": "a served model (default: the first)"},
                         "methods": {
                             "type": "string",
@@ -157,7 +170,9 @@ class Served:
                 self.models = {
                     name: service.get_model(name, weights=weights.get(name), device=self.device)
                     for name in self.names
+                    if name not in self.settings.text_models
                 }
+                self.models.update(_text_models(self.settings, self.device))
                 self.jobs = JobQueue(
                     self.names, capacity=self.settings.queue_size, keep=self.settings.keep * 2
                 )
@@ -171,6 +186,11 @@ class Served:
                 self.jobs.close()
                 self.results.close()
                 self._started = False
+
+
+def _text_models(settings: WebSettings, device) -> dict:
+    """The models served with their text tower."""
+    return {name: service.get_model(name, device=device, pair="image-text") for name in settings.text_models}
 
 
 def served(request: Request) -> Served:
@@ -190,7 +210,13 @@ async def submitted(request: Request, parts: ServedParts) -> Job:
         raise RequestError(429, str(error), {"Retry-After": str(error.retry_after)}) from None
     try:
         fields, files = await read_upload(request, parts.settings.upload_limit)
-        upload = check_upload(fields, files, parts.names, max_pixels=parts.settings.max_pixels)
+        upload = check_upload(
+            fields,
+            files,
+            parts.names,
+            max_pixels=parts.settings.max_pixels,
+            text_models=parts.settings.text_models,
+        )
     except BaseException:
         parts.jobs.release()
         raise
@@ -202,7 +228,7 @@ def _explain(parts: Served, upload: Upload, job: Job) -> bytes:
     Python floats would take ~4× the memory) with the report for the downloads."""
     model = parts.models[upload.model]
     options = {"labels": upload.labels, "model_label": upload.model, "observer": job.report}
-    report = service.run(model, upload.image1, upload.image2, upload.request, **options)
+    report = service.run(model, upload.image1, upload.image2, upload.request, text=upload.text, **options)
     document = json.dumps(answer(job.id, report), separators=(",", ":")).encode()
     parts.results.put(job.id, report, document)
     return document
@@ -290,6 +316,7 @@ def models(parts: ServedParts) -> list[dict[str, Any]]:
                 "input_size": list(model.preprocessing.input_size),
                 "layer": model.layer,
                 "description": entry.description if entry else f"{model.name} (loaded by the server)",
+                "text": model.text_tower is not None,
             }
         )
     return listed
@@ -311,6 +338,7 @@ def methods() -> list[dict[str, Any]]:
                 "library": method.library,
                 "description": description,
                 "parameters": parameters,
+                "text": method.text is not None,
             }
         )
     return listed
@@ -382,7 +410,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     from ..models import DEFAULT_MODEL
 
     settings = settings or WebSettings()
-    names = list(dict.fromkeys(settings.models or (DEFAULT_MODEL,)))
+    names = list(dict.fromkeys(settings.models + settings.text_models or (DEFAULT_MODEL,)))
     for name in names:
         service.check_model_name(name)
     parts = Served(settings, names, service.check_device(settings.device))
