@@ -141,6 +141,13 @@ def _batched_vjp(outputs: list[Tensor], leaves: list[Tensor], seeds: list[Tensor
         return tuple(torch.stack(parts) for parts in zip(*rows))
 
 
+def relevance_rows(output: Tensor, leaf: Tensor, seeds: Tensor) -> Tensor:
+    """Gradient × activation at ``leaf`` of ``seed · output`` for every row of ``seeds`` (``M×B×E``), the
+    backward vectorised over the rows: ``M×B×…`` (summed over the leaf's feature axis)."""
+    (grad,) = _batched_vjp([output], [leaf], [seeds])
+    return _relevance(leaf.detach(), grad)
+
+
 def relevance_products(
     projected: list[Tensor],
     leaves: list[Tensor],

@@ -9,6 +9,11 @@ tokens, ``R_m(text)[t]`` (gradient × activation of one output), and
 so ``Σ_{p,t} I`` is the scaled cosine whenever both heads after the layers are positively homogeneous. A
 SigLIP bias, the class token and the special and padding tokens (their columns are zero) land in
 ``extras["residual"]`` (explained score − Σ I).
+
+The gradient is linear in its seed, so ``Σ_m R_m(x)[p] · c_m`` is the gradient × activation of ``⟨f(x), c⟩``:
+the text side takes one backward row per embedding dimension, the image side one per word token (``c`` =
+that token's relevances), each vectorised ``batch_size`` rows at a time; the image tower, the costlier one, is
+differentiated once per word token instead of once per dimension (benchmarks/results/text.md).
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from torch import Tensor
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
-from ..pair import PairModel, dot
+from ..pair import PairModel, TokenLayout, dot
 from ..text import ScaledCosine, TokenBatch
-from .interaction import NORM_EPS, Projections, on_grid, relevance_products, tapped_embed
+from .interaction import NORM_EPS, Projections, on_grid, relevance_rows, tapped_embed
 from .text_explanation import WordPart
 
 
@@ -88,31 +93,62 @@ def _chunk(
     layer: str | None,
     projections: Projections | None,
     part: slice,
-    dims_per_pass: int,
+    rows_per_pass: int,
 ) -> tuple[Tensor, Tensor]:
-    """One chunk of pairs: ``(I B×h×w×T, explained score [B])``."""
-    hw = tuple(images.shape[-2:])
+    """One chunk of pairs: ``(I B×h×w×T, explained score [B])``. The text side's relevances take one backward
+    row per embedding dimension (the text tower is the cheaper one); the image side's column of token ``t`` is
+    then ONE backward row, of ``⟨f(x), R(text)[t]⟩`` (the gradient is linear in the seed), so the image tower
+    is differentiated once per word token instead of once per dimension."""
     kind, scale = explained_form(model)
-    grid: list[tuple[int, int]] = []
     words = tokens.word_mask()
-
-    def arrange(r: list[Tensor]) -> tuple[Tensor, Tensor]:
-        patches = on_grid(r[0], model.token_layout, hw)
-        grid[:] = [tuple(patches.shape[-2:])]
-        return patches.flatten(2), r[1] * words.to(r[1].dtype)  # special and padding tokens: zero columns
-
     with torch.enable_grad():
         leaf1, z1 = tapped_embed(model, images, "a", layer)
         leaf2, z2 = tapped_embed(model, tokens, "b", None)
-        projected = [z1, z2] if projections is None else _projected([z1, z2], projections.of(part))
-        sums = relevance_products(projected, [leaf1, leaf2], arrange, dims_per_pass)
-    f1, f2 = (p.detach() for p in projected)
+        f1, f2 = [z1, z2] if projections is None else _projected([z1, z2], projections.of(part))
+        text = _text_relevances(f2, leaf2, rows_per_pass) * words.to(f2.dtype)  # E×B×T, specials zero
+        sums = _image_columns(model, images, f1, leaf1, text, words, rows_per_pass)
+    f1, f2 = f1.detach(), f2.detach()
     explained = (f1 * f2).sum(1)
     if kind == "cosine":
         norm = (f1.norm(dim=1) * f2.norm(dim=1)).clamp_min(NORM_EPS)
         explained = scale * explained / norm
-        sums = scale * sums / norm[:, None, None]
-    return sums.detach().view(len(images), *grid[0], -1), explained
+        sums = scale * sums / norm[:, None, None, None]
+    return sums.detach(), explained
+
+
+def _text_relevances(f: Tensor, leaf: Tensor, rows_per_pass: int) -> Tensor:
+    """``R_m(text)[t]`` for every dimension ``m``: ``E×B×T``."""
+    dim, parts = f.shape[1], []
+    for part in chunk_slices(dim, rows_per_pass, desc="embedding dimensions"):
+        eye = torch.eye(dim, dtype=f.dtype, device=f.device)[part]
+        parts.append(relevance_rows(f, leaf, eye[:, None, :].expand(-1, f.shape[0], -1)))
+    return torch.cat(parts)
+
+
+def _image_columns(
+    model: PairModel,
+    images: Tensor,
+    f: Tensor,
+    leaf: Tensor,
+    text: Tensor,
+    words: Tensor,
+    rows_per_pass: int,
+) -> Tensor:
+    """``Σ_m R_m(x)[p] · R_m(text)[t]`` as ``B×h×w×T``: one vectorised backward row per word token."""
+    columns = words.any(0).nonzero()[:, 0].tolist()  # a token that is a word in some text of the chunk
+    out = None
+    for part in chunk_slices(len(columns), rows_per_pass, desc="tokens"):
+        index = columns[part]
+        seeds = text[:, :, index].permute(2, 1, 0)  # one row per token: its relevances over the dimensions
+        grid = on_grid(relevance_rows(f, leaf, seeds), model.token_layout, tuple(images.shape[-2:]))
+        if out is None:
+            out = grid.new_zeros(len(images), *grid.shape[-2:], text.shape[2])
+        out[..., index] = grid.permute(1, 2, 3, 0)
+    if out is None:  # no word at all: only special tokens
+        layout = model.token_layout or TokenLayout()
+        hw = layout.grid(tuple(images.shape[-2:])) if leaf.dim() == 3 else leaf.shape[-2:]
+        out = f.new_zeros(len(images), *hw, text.shape[2])
+    return out
 
 
 def _projected(embeddings: list[Tensor], build: Callable[[int], Tensor]) -> list[Tensor]:
