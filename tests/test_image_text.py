@@ -14,21 +14,15 @@ from simexplain import PairModel, SimexplainError
 from simexplain.methods import image_text_methods
 from simexplain.methods.cam import reduce_activation
 from simexplain.pair import dot
+from simexplain.text import BagOfWords
 
 VOCAB = {w: i + 3 for i, w in enumerate("a cat on the sofa dog red car photo of".split())}
 
 
-class BagOfWords(nn.Module):
+def bag_of_words() -> BagOfWords:
     """``g = P · Σ_t mask_t · E[ids_t]``: linear in the token embeddings, bias-free."""
-
-    def __init__(self, dim: int = 5, width: int = 6, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.embedding = nn.Embedding(16, width)
-        self.projection = nn.Linear(width, dim, bias=False)
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.projection((self.embedding(ids) * mask[..., None]).sum(1))
+    torch.manual_seed(0)
+    return BagOfWords(vocab_size=16, width=6, dim=5)
 
 
 def tokenizer(specials: bool):
@@ -59,7 +53,7 @@ def patch_encoder(dim: int = 5) -> nn.Module:
 def model_with(similarity="dot", specials: bool = False, **options) -> PairModel:
     options = {"similarity": similarity} if similarity == "dot" else options
     return PairModel.image_text(
-        patch_encoder(), BagOfWords(), tokenizer(specials), layer="0", text_layer="embedding", **options
+        patch_encoder(), bag_of_words(), tokenizer(specials), layer="0", text_layer="embedding", **options
     )
 
 
@@ -239,7 +233,7 @@ def test_bad_input_is_one_line_each():
     model = model_with("scaled", specials=True)
     x = pictures(1)
     assert one_line(lambda: simexplain.explain(model, x, [""])) == "text 1 is empty"
-    short = PairModel.image_text(patch_encoder(), BagOfWords(), tokenizer(True), context_length=4)
+    short = PairModel.image_text(patch_encoder(), bag_of_words(), tokenizer(True), context_length=4)
     assert "text 1 has 7 tokens; the tokenizer's context holds 4" in one_line(
         lambda: simexplain.explain(short, x, ["a cat on the sofa"])
     )

@@ -10,12 +10,11 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 
-from test_web_browser import CHROMEDRIVER, CHROMIUM, keep, open_page  # noqa: E402
+from test_web_browser import CHROMEDRIVER, CHROMIUM, browser, keep, open_page  # noqa: E402, F401
 
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     pytest.skip("browser test skipped: no Chromium here", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from webtools import image_bytes, server_in_thread  # noqa: E402
 
@@ -35,21 +34,7 @@ def painted(driver) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def test_an_image_and_a_text_with_the_words_coloured_and_matched(browser, tmp_path):
+def test_an_image_and_a_text_with_the_words_coloured_and_matched(browser, tmp_path):  # noqa: F811 (fixture)
     from simexplain.web import WebSettings
 
     with server_in_thread(WebSettings(text_models=("python:test_image_text_doors:tiny_clip",))) as base:

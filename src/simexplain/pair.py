@@ -316,15 +316,10 @@ class PairModel(nn.Module):
         Example:
             >>> import torch
             >>> from torch import nn
-            >>> class Words(nn.Module):
-            ...     def __init__(self):
-            ...         super().__init__()
-            ...         self.embedding = nn.Embedding(8, 4)
-            ...     def forward(self, ids, mask):
-            ...         return (self.embedding(ids) * mask[..., None]).sum(1)
+            >>> from simexplain.text import BagOfWords
             >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
             >>> image = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))
-            >>> model = PairModel.image_text(image, Words(), tokenizer)
+            >>> model = PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
             >>> tokens = model.text_tower.tokenize(["a cat"])
             >>> model(torch.rand(1, 3, 4, 4), tokens).shape, sorted(model.capabilities)
             (torch.Size([1]), ['embeddings', 'gradients', 'text'])

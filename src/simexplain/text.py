@@ -290,14 +290,8 @@ class TextTower(nn.Module):
     """A text encoder and its tokenizer as side 2 of a pair: ``tokens → B×D`` embeddings.
 
     Example:
-        >>> class BagOfWords(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.embedding = nn.Embedding(10, 4)
-        ...     def forward(self, input_ids, attention_mask):
-        ...         return (self.embedding(input_ids) * attention_mask[..., None]).sum(1)
         >>> tokenizer = lambda texts: {"input_ids": [[1, 2]] * len(texts)}
-        >>> tower = TextTower(BagOfWords(), tokenizer, layer="embedding")
+        >>> tower = TextTower(BagOfWords(10, 4, 4), tokenizer, layer="embedding")
         >>> tower(tower.tokenize(["a b", "c d"])).shape, tower.token_embedding_name
         (torch.Size([2, 4]), 'encoder.embedding')
 
@@ -370,6 +364,26 @@ def _first_embedding(encoder: nn.Module) -> str:
     raise SimexplainError("the text encoder has no nn.Embedding: name its token embedding (token_embedding=)")
 
 
+class BagOfWords(nn.Module):
+    """``g = P · Σ_t mask_t · E[ids_t]``: the smallest text tower, linear in its token embeddings
+    (``embedding``) and bias-free, so its word scores have closed forms (the examples and the analytic tests
+    use it).
+
+    Example:
+        >>> tower = BagOfWords(vocab_size=8, width=4, dim=3)
+        >>> tower(torch.tensor([[1, 2, 0]]), torch.tensor([[1, 1, 0]])).shape
+        torch.Size([1, 3])
+    """
+
+    def __init__(self, vocab_size: int, width: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, width)
+        self.projection = nn.Linear(width, dim, bias=False)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.projection((self.embedding(input_ids) * attention_mask[..., None]).sum(1))
+
+
 # ---------------------------------------------------------------------------------------------- similarities
 class ScaledCosine(nn.Module):
     """``scale · cos(z1, z2) + bias``: CLIP's logit (``bias`` ``None``) and SigLIP's sigmoid logit.
@@ -435,6 +449,7 @@ class FixedEmbedding(nn.Module):
 
 
 __all__ = [
+    "BagOfWords",
     "FixedEmbedding",
     "ScaledCosine",
     "TextTower",

@@ -89,15 +89,10 @@ def explain_image_text(
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
-        >>> class Words(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.embedding = nn.Embedding(8, 4)
-        ...     def forward(self, ids, mask):
-        ...         return (self.embedding(ids) * mask[..., None]).sum(1)
+        >>> from simexplain.text import BagOfWords
         >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
         >>> image = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))
-        >>> model = simexplain.PairModel.image_text(image, Words(), tokenizer)
+        >>> model = simexplain.PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
         >>> e = simexplain.explain(model, torch.rand(1, 3, 4, 4), ["a dog"], "input-x-gradient")
         >>> e.map1.shape, e.words, len(e.word_scores[0])
         (torch.Size([1, 4, 4]), [['#0', '#1']], 2)

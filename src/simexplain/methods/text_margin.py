@@ -64,15 +64,10 @@ def explain_text_margin(
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
-        >>> class Words(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.embedding = nn.Embedding(8, 4)
-        ...     def forward(self, ids, mask):
-        ...         return (self.embedding(ids) * mask[..., None]).sum(1)
+        >>> from simexplain.text import BagOfWords
         >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
         >>> image = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))
-        >>> model = simexplain.PairModel.image_text(image, Words(), tokenizer)
+        >>> model = simexplain.PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
         >>> m = simexplain.explain_margin(model, torch.rand(1, 3, 4, 4), "a cat", "a red dog")
         >>> m.map.shape, [len(s) for s in m.word_scores_worse], m.better.texts
         (torch.Size([1, 4, 4]), [3], ['a cat'])
@@ -164,15 +159,10 @@ def explain_zero_shot(
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
-        >>> class Words(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.embedding = nn.Embedding(12, 4)
-        ...     def forward(self, ids, mask):
-        ...         return (self.embedding(ids) * mask[..., None]).sum(1)
+        >>> from simexplain.text import BagOfWords
         >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
         >>> image = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))
-        >>> model = simexplain.PairModel.image_text(image, Words(), tokenizer)
+        >>> model = simexplain.PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
         >>> z = simexplain.explain_zero_shot(model, torch.rand(1, 3, 4, 4), ["a cat", "a dog", "a bird"])
         >>> z.scores.shape, z.winner != z.runner_up, z.margin.better.texts[0] == z.prompts[z.winner]
         (torch.Size([3]), True, True)

@@ -95,15 +95,10 @@ def evaluate_image_text(
     Example:
         >>> import torch, simexplain
         >>> from torch import nn
-        >>> class Text(nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.embedding = nn.Embedding(8, 4)
-        ...     def forward(self, ids, mask):
-        ...         return (self.embedding(ids) * mask[..., None]).sum(1)
+        >>> from simexplain.text import BagOfWords
         >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
         >>> image = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
-        >>> model = simexplain.PairModel.image_text(image, Text(), tokenizer)
+        >>> model = simexplain.PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
         >>> x = torch.rand(1, 3, 16, 16)
         >>> e = simexplain.explain(model, x, ["a big dog"], "input-x-gradient")
         >>> r = simexplain.metrics.evaluate(model, x, ["a big dog"], e, step=64)
