@@ -17,6 +17,7 @@ from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import load_image, load_images, sample_path
 from .methods import explain
+from .methods.text_margin import explain_zero_shot
 from .models import DEFAULT_MODEL, load_model
 from .pair import PairModel, TokenLayout
 from .preprocessing import IDENTITY, IMAGENET, Preprocessing
@@ -37,6 +38,7 @@ __all__ = [
     "explain",
     "explain_margin",
     "explain_top_k",
+    "explain_zero_shot",
     "interop",
     "load_image",
     "load_images",

@@ -150,12 +150,15 @@ class ExplainInputs:
     steps_figure: str | None
     point: tuple[int, tuple[int, int]] | None
     face_boxes: list | None
+    text: str | None = None
 
 
 def check_explain(args: argparse.Namespace) -> ExplainInputs:
     """Every argument of ``explain`` checked without a model: images, model, request, outputs, device."""
     from . import checks, service
 
+    if args.text is not None:
+        return check_explain_text(args)
     if args.demo == bool(args.images):
         raise SimexplainError("give two images, or --demo for the bundled pair")
     if not args.demo and len(args.images) != 2:
@@ -269,11 +272,88 @@ def parse_point(text: str | None) -> tuple[int, tuple[int, int]] | None:
     return int(image), (y, x)
 
 
+def check_explain_text(args: argparse.Namespace) -> ExplainInputs:
+    """``explain IMAGE --text TEXT --model NAME``: one image, a text, a model with a text tower (by its
+    route: ``hf:`` CLIP/SigLIP, ``open_clip:``, ``python:``), methods with an image–text form."""
+    from . import checks, service
+    from .text import check_texts
+
+    check_texts([args.text])
+    if args.demo or len(args.images) != 1:
+        raise SimexplainError("--text explains one image against the text: give exactly one image")
+    for option in ("point", "steps_figure", "face_box"):
+        if getattr(args, option):
+            raise SimexplainError(f"--{option.replace('_', '-')} is for two images, not --text")
+    if args.model is None:
+        raise SimexplainError(
+            "--text needs an image–text model: --model hf:ORG/CLIP-OR-SIGLIP or open_clip:ARCH/TAG"
+        )
+    _check_model(args)
+    _check_text_model(args.model)
+    if args.seed is not None:
+        checks.non_negative_int("--seed", args.seed)
+    methods = args.method or list(service.DEFAULT_METHODS)
+    request = service.prepare(
+        methods, args.set or [], args.metrics, seed=args.seed, batch_size=args.batch_size, text=True
+    )
+    out = _output_path("--out", args.out, FIGURE_FORMATS)
+    return ExplainInputs(
+        request, out, _output_path("--json", args.json, (".json",)), None, None, None, args.text
+    )
+
+
+def _check_text_model(name: str) -> None:
+    """A model whose builder can add a text tower (it takes ``pair=``, or builds anything: ``python:``)."""
+    from .models.registry import available, builder_options
+
+    routes = available()
+    route = name.split(":", 1)[0] + ":" if ":" in name else None
+    entry = routes[route] if route in routes else routes[name]
+    options = builder_options(entry.builder, route=route in routes)
+    if options is not None and "pair" not in options and entry.name != "python:":
+        raise SimexplainError(
+            f"model {name!r} has no text tower; image–text models: hf: CLIP and SigLIP, open_clip:, python:"
+        )
+
+
+def act_explain_text(args: argparse.Namespace, inputs: ExplainInputs) -> int:
+    """``explain IMAGE --text TEXT``: the image map, each word's score, the figure and the JSON."""
+    from . import service
+    from .batching import progress_bars
+
+    model = service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+    with progress_bars():
+        report = service.run(
+            model, args.images[0], None, inputs.request, text=inputs.text, model_label=args.model
+        )
+    print(f"score {float(report.score[0]):.4f}  ({args.images[0]} vs {inputs.text!r})")
+    for outcome in report.outcomes:
+        e = outcome.explanation
+        words = (
+            ""
+            if e.word_scores is None
+            else "  " + " ".join(f"{w}:{s:+.3g}" for w, s in zip(e.words[0], e.word_scores[0].tolist()))
+        )
+        print(f"  {outcome.method:24s} {outcome.seconds:8.2f} s{words}")
+        if outcome.metrics is not None:
+            means = outcome.metrics.means()
+            print("  " + " " * 24 + "  ".join(f"{k} {v:.4f}" for k, v in means.items() if k != "base"))
+    document: dict[str, Any] = dict(report.to_json())
+    if inputs.out:
+        document["files"] = _save_figures(report, inputs.out, None)
+        print("wrote " + ", ".join(document["files"]))
+    if inputs.json:
+        _write_json(inputs.json, document)
+    return 0
+
+
 def act_explain(args: argparse.Namespace, inputs: ExplainInputs) -> int:
     from . import service
     from .batching import progress_bars
     from .models import DEFAULT_MODEL
 
+    if inputs.text is not None:
+        return act_explain_text(args, inputs)
     model = _load_model(args)
     with usage_errors():  # a route's input size is known once built: still before any method work
         check_point(inputs.point, model.preprocessing.input_size)
@@ -427,6 +507,7 @@ class EvaluateInputs:
     variants: list
     metrics: list[str]
     metric_options: dict[str, Any]
+    text: bool = False
 
 
 def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
@@ -435,8 +516,11 @@ def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
     from . import checks, service
     from .metrics import resolve_metrics
     from .studies import load_pairs
+    from .studies.sources import holds_texts
     from .studies.variants import methods_of, parse_variants, with_settings
 
+    if args.command == "evaluate" and holds_texts(args.pairs):
+        return check_evaluate_text(args)
     metrics = resolve_metrics(args.metrics) if args.metrics.lower() != "none" else []
     if args.command == "dissect":
         from .studies.dissection import METHOD, dissection_variants
@@ -458,6 +542,52 @@ def check_evaluate(args: argparse.Namespace) -> EvaluateInputs:
     return EvaluateInputs(specs, variants, metrics, settings.metrics)
 
 
+def check_evaluate_text(args: argparse.Namespace) -> EvaluateInputs:
+    """``evaluate --pairs PAIRS.csv`` with the columns ``image,text``: methods with an image–text form
+    (``all``: every one), the metrics ``CI CD CAD WI WD`` (``all``, or a list), a model with a text tower."""
+    from . import checks, service
+    from .methods import image_text_methods
+    from .methods.image_text import check_text_form
+    from .metrics import IMAGE_TEXT_METRICS
+    from .studies import load_pairs
+    from .studies.variants import methods_of, parse_variants, with_settings
+
+    variants = parse_variants(",".join(image_text_methods()) if args.methods == "all" else args.methods)
+    for method in methods_of(variants):
+        check_text_form(method)
+    wanted = args.metrics.lower()
+    metrics = (
+        [] if wanted == "none" else list(IMAGE_TEXT_METRICS) if wanted == "all" else args.metrics.split(",")
+    )
+    unknown = [m for m in metrics if m not in IMAGE_TEXT_METRICS]
+    if unknown:
+        raise SimexplainError(
+            f"unknown metric {unknown[0]!r} for image–text pairs; known: {', '.join(IMAGE_TEXT_METRICS)}"
+        )
+    settings = service.route_settings(args.set or [], methods_of(variants), metrics=bool(metrics))
+    if args.batch_size is not None:
+        checks.positive_int("--batch-size", args.batch_size)
+    if args.model is None:
+        raise SimexplainError(
+            "image–text pairs need an image–text model: --model hf:ORG/NAME or open_clip:ARCH/TAG"
+        )
+    _check_model(args)
+    _check_text_model(args.model)
+    args.device = _local(args.device)
+    _check_folder("--db", args.db)
+    specs = load_pairs(args.pairs, seed=args.seed, limit=args.limit)
+    return EvaluateInputs(specs, with_settings(variants, settings), metrics, settings.metrics, True)
+
+
+def _study_model(args: argparse.Namespace, inputs: EvaluateInputs):
+    """The model of ``evaluate``: with its text tower for image–text pairs."""
+    from . import service
+
+    if not inputs.text:
+        return _load_model(args)
+    return service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+
+
 def _local(device: str) -> str:
     """Under ``torchrun``, ``cuda`` means this rank's GPU."""
     from .studies import local_device
@@ -470,7 +600,7 @@ def act_evaluate(args: argparse.Namespace, inputs: EvaluateInputs) -> int:
     from .studies import Evaluation, evaluate_pairs
 
     evaluation = Evaluation(
-        _load_model(args),
+        _study_model(args, inputs),
         inputs.variants,
         inputs.metrics,
         inputs.metric_options,
@@ -614,7 +744,7 @@ def check_serve(args: argparse.Namespace):
     if not args.upload_limit > 0:
         raise SimexplainError(f"--upload-limit {args.upload_limit:g}: must be positive (megabytes)")
     return WebSettings(
-        models=tuple(name for name, _ in models),
+        models=tuple(name for name, _ in models) if args.model or not args.text_model else (),
         weights=tuple(path for _, path in models),
         device=args.device,
         engine=args.engine,
@@ -624,6 +754,7 @@ def check_serve(args: argparse.Namespace):
         queue_size=checks.positive_int("--queue", args.queue),
         work_limits=_serve_work_limits(args),
         body_timeout=checks.positive_number("--body-timeout", args.body_timeout),
+        text_models=_text_models(args),
     )
 
 
@@ -641,11 +772,24 @@ def _max_dest(unit: str) -> str:
     return "max_" + unit.replace("-", "_")
 
 
+def _text_models(args: argparse.Namespace) -> tuple[str, ...]:
+    """``serve --text-model NAME`` (repeatable): models served with their text tower, each checked."""
+    from . import service
+
+    names = tuple(dict.fromkeys(args.text_model or ()))
+    for name in names:
+        service.check_model_name(name)
+        _check_text_model(name)
+    return names
+
+
 def act_serve(args: argparse.Namespace, settings) -> int:
+    from . import service
     from .web import serve
 
     where = f"http://{'localhost' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
-    print(f"simexplain serve: loading {', '.join(settings.models)} on {settings.device}", flush=True)
+    loading = ", ".join((*settings.models, *settings.text_models))
+    print(f"simexplain serve: loading {loading} on {settings.device}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"simexplain serve: listening on {args.host} as asked (--host): anyone who can reach this "
@@ -656,6 +800,8 @@ def act_serve(args: argparse.Namespace, settings) -> int:
         settings.models, settings.weights
     ):  # a wrong weights file: one line, not a trace
         _load_model(args, name, weights)
+    for name in settings.text_models:
+        service.get_model(name, device=settings.device, pair="image-text")
     print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port)
     return 0
@@ -794,7 +940,14 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
 
 
 def _add_explain(explain: argparse.ArgumentParser) -> None:
-    explain.add_argument("images", nargs="*", metavar="IMG", help="the two images (paths)")
+    explain.add_argument(
+        "images", nargs="*", metavar="IMG", help="the two images (paths), or one with --text"
+    )
+    explain.add_argument(
+        "--text",
+        metavar="TEXT",
+        help="explain ONE image against this text (an image–text model: CLIP, SigLIP)",
+    )
     explain.add_argument(
         "--demo", action="store_true", help="the bundled photo and a SimCLR augmentation of it"
     )
@@ -919,6 +1072,12 @@ def _add_serve(web: argparse.ArgumentParser) -> None:
         default=30,
         metavar="S",
         help="seconds for a request body to arrive (30)",
+    )
+    web.add_argument(
+        "--text-model",
+        action="append",
+        metavar="NAME",
+        help="serve NAME with its text tower (CLIP, SigLIP): an image and a text; repeatable",
     )
     _add_serve_work_limits(web)
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .engines import EngineState
 from .errors import SimexplainError
 from .preprocessing import IDENTITY, Preprocessing
+from .text import ScaledCosine, TextTower
 
 Similarity = Callable[[Tensor, Tensor], Tensor]
 
@@ -287,13 +288,72 @@ class PairModel(nn.Module):
             differentiable=False,
         )
 
+    @classmethod
+    def image_text(
+        cls,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        tokenizer: Callable,
+        *,
+        logit_scale: float | Tensor = 1.0,
+        logit_bias: float | Tensor | None = None,
+        context_length: int | None = None,
+        token_embedding: str | None = None,
+        text_layer: str | None = None,
+        pass_mask: bool = True,
+        **options,
+    ) -> PairModel:
+        """An image–text pair model: the image tower on side 1, the text tower on side 2, the score
+        ``logit_scale · cos + logit_bias`` (CLIP: no bias; SigLIP: the sigmoid's logit) unless
+        ``similarity=`` says otherwise (docs/image_text.md).
+
+        ``tokenizer(list_of_str)`` returns a mapping with ``input_ids`` and ``attention_mask`` (``B×T``) and
+        optionally ``word_ids``; ``text_encoder(input_ids, attention_mask)`` returns ``B×D``. Its first
+        ``nn.Embedding`` is the token embedding unless ``token_embedding=`` names another; ``text_layer``
+        names the module (``B×T×D`` output) that the word Interaction-CAM and pair-interaction tap.
+        ``options`` are the constructor's (``layer``, ``preprocessing``, ``name``, ...).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> from simexplain.text import BagOfWords
+            >>> tokenizer = lambda texts: {"input_ids": [[len(w) for w in t.split()] for t in texts]}
+            >>> image = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))
+            >>> model = PairModel.image_text(image, BagOfWords(12, 4, 4), tokenizer)
+            >>> tokens = model.text_tower.tokenize(["a cat"])
+            >>> model(torch.rand(1, 3, 4, 4), tokens).shape, sorted(model.capabilities)
+            (torch.Size([1]), ['embeddings', 'gradients', 'text'])
+        """
+        tower = TextTower(
+            text_encoder,
+            tokenizer,
+            context_length=context_length,
+            token_embedding=token_embedding,
+            layer=text_layer,
+            pass_mask=pass_mask,
+        )
+        options.setdefault("similarity", ScaledCosine(logit_scale, logit_bias))
+        model = cls(image_encoder, encoder_b=tower, **options)
+        model.layer_b = tower.layer  # what pair-interaction taps on the text side
+        return model
+
+    @property
+    def text_tower(self) -> TextTower | None:
+        """Side 2's text tower of an image–text model (:meth:`image_text`), else ``None``."""
+        return self.encoder_b if isinstance(self.encoder_b, TextTower) else None
+
     @property
     def capabilities(self) -> frozenset[str]:
         """What methods may need from this model (``simexplain.methods.registry.NEEDS``): ``"gradients"``
-        unless it is a black box, ``"embeddings"`` unless it is a score function."""
+        unless it is a black box, ``"embeddings"`` unless it is a score function, ``"text"`` for an
+        image–text model."""
         return frozenset(
             name
-            for name, has in (("gradients", self.differentiable), ("embeddings", self.has_embeddings))
+            for name, has in (
+                ("gradients", self.differentiable),
+                ("embeddings", self.has_embeddings),
+                ("text", self.text_tower is not None),
+            )
             if has
         )
 
@@ -332,7 +392,9 @@ class PairModel(nn.Module):
         """
         encoder = self.encoder_for(side)
         z = None
-        if self.differentiable and not self._taps and torch.is_inference_mode_enabled():
+        # A text tower or a fixed partner embedding says engine_routed = False: engines only ever see images.
+        routed = getattr(encoder, "engine_routed", True)
+        if self.differentiable and routed and not self._taps and torch.is_inference_mode_enabled():
             z = self._engines.embed(self.name, "a" if self.shared else side, encoder, x, self._lock)
         return self._checked(encoder(x) if z is None else z, len(x), side)
 

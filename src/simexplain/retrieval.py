@@ -44,6 +44,7 @@ from .cache import cache_root, usable_folder, warn
 from .errors import SimexplainError
 from .explanation import PairExplanation
 from .images import ImageSource, load_image
+from .methods.text_margin import TextMarginExplanation, explain_text_margin
 from .pair import PairModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -537,7 +538,7 @@ class MarginExplanation:
 
 def explain_margin(
     model: PairModel, query: Tensor, better: Tensor, worse: Tensor, method: str = "input-x-gradient", **params
-) -> MarginExplanation:
+) -> MarginExplanation | TextMarginExplanation:
     """Explain why ``better`` beats ``worse`` for ``query``: the margin ``s(q, b) − s(q, w)`` with a map on
     each image, for the methods whose definition carries over to a difference of two scores
     (:func:`margin_methods`, docs/second_order.md):
@@ -547,6 +548,10 @@ def explain_margin(
       worse: minus its drop); the query's occluded copies are embedded once for both pairs;
     - ``pair-grad-cam``: ``Σ_d A ⊙ relu(∂margin/∂A)`` at the layer.
 
+    With texts as ``better`` and ``worse`` (an image–text model), the image's map of ``s(image, better) −
+    s(image, worse)`` and each word's share of it, for every method with an image–text form
+    (:func:`simexplain.methods.text_margin.explain_text_margin`).
+
     Example:
         >>> import torch, simexplain
         >>> model = simexplain.PairModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3)))
@@ -555,9 +560,11 @@ def explain_margin(
         >>> m.map_worse.shape, bool(torch.allclose(m.margin, m.score_better - m.score_worse))
         (torch.Size([1, 4, 4]), True)
     """
-    from .methods import get
+    from .methods import get, is_text
     from .methods.common import check_pair
 
+    if is_text(better) or is_text(worse) or getattr(model, "text_tower", None) is not None:
+        return explain_text_margin(model, query, better, worse, method, **params)
     entry = get(method)
     if entry.margin is None:
         raise SimexplainError(f"explain_margin supports {', '.join(margin_methods())}, not {method!r}")

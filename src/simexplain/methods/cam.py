@@ -48,8 +48,10 @@ def weighted_activation(a: Tensor, g: Tensor, channel_weights: Tensor | None = N
         0.0
 
     ``channel_weights`` (``B×D`` or ``B×D×h×w``) defaults to ones. Element-wise (HiResCAM-like), no final
-    ReLU.
+    ReLU. A side without channels (a fixed embedding: an image–text pair's partner) maps to zeros.
     """
+    if a.shape[1] == 0:
+        return a.new_zeros(a.shape[0], *a.shape[2:])
     g = g.clamp_min(0)
     if channel_weights is not None:
         g = g * (channel_weights if channel_weights.dim() == 4 else channel_weights[:, :, None, None])
@@ -83,13 +85,19 @@ def reduce_activation(a: Tensor, reduction: str) -> Tensor:
 def joint_activation(a1: Tensor, a2: Tensor, reduction: str) -> Tensor:
     """``J = r(A1) ⊙ r(A2)`` (``B×D``), the channel weights Interaction-CAM shares between both images.
 
-    Interaction-CAM looks this function up at call time, so a test can replace it (e.g. by ones).
+    Interaction-CAM looks this function up at call time, so a test can replace it (e.g. by ones). A side
+    without channels (a fixed embedding, the partner of one side of an image–text pair, has no activation at
+    the layer) contributes no factor: ``J = r(A)`` of the other side.
 
     Example:
         >>> import torch
         >>> joint_activation(torch.ones(1, 3, 2, 2), 2 * torch.ones(1, 3, 2, 2), "mean").tolist()
         [[2.0, 2.0, 2.0]]
+        >>> joint_activation(torch.ones(1, 0, 1, 1), 2 * torch.ones(1, 3, 2, 2), "mean").tolist()
+        [[2.0, 2.0, 2.0]]
     """
+    if a1.shape[1] == 0 or a2.shape[1] == 0:
+        return reduce_activation(a2 if a1.shape[1] == 0 else a1, reduction)
     if a1.shape[1] != a2.shape[1]:
         raise SimexplainError(
             "Interaction-CAM needs the same number of channels on both sides, "
@@ -109,6 +117,11 @@ def gradient_interaction_weights(g1: Tensor, g2: Tensor) -> tuple[Tensor, Tensor
         >>> g1.tolist(), g2.tolist()
         ([[1.0, 1.0]], [[1.0, 1.0]])
     """
+    if g1.shape[1] == 0 or g2.shape[1] == 0:
+        raise SimexplainError(
+            "gradient interaction pairs both sides' gradients at one layer, and a fixed embedding (the text "
+            "of an image–text pair) has none there; use gradient_interaction=False"
+        )
     if g1.shape[2:] != g2.shape[2:]:
         raise SimexplainError(
             f"gradient interaction pairs the same positions of both feature grids, which differ here "

@@ -141,6 +141,37 @@ def _batched_vjp(outputs: list[Tensor], leaves: list[Tensor], seeds: list[Tensor
         return tuple(torch.stack(parts) for parts in zip(*rows))
 
 
+def relevance_rows(output: Tensor, leaf: Tensor, seeds: Tensor) -> Tensor:
+    """Gradient × activation at ``leaf`` of ``seed · output`` for every row of ``seeds`` (``M×B×E``), the
+    backward vectorised over the rows: ``M×B×…`` (summed over the leaf's feature axis)."""
+    (grad,) = _batched_vjp([output], [leaf], [seeds])
+    return _relevance(leaf.detach(), grad)
+
+
+def relevance_products(
+    projected: list[Tensor],
+    leaves: list[Tensor],
+    arrange: Callable[[list[Tensor]], tuple[Tensor, Tensor]],
+    dims_per_pass: int,
+) -> Tensor:
+    """``Σ_m R_m(side 1)[p] · R_m(side 2)[q]`` (``B×P1×P2``, no normalisation) over the dimensions ``m`` of
+    the (projected) embeddings ``projected``, each ``R_m`` the gradient × activation of ``f_m`` at the tapped
+    ``leaves``; the backward rows are vectorised ``dims_per_pass`` at a time. ``arrange`` turns the relevances
+    of the leaves (``M×B×…`` each) into the two sides' ``M×B×P`` rows."""
+    dim = projected[0].shape[1]
+    sums = None
+    for part in chunk_slices(dim, dims_per_pass, desc="embedding dimensions"):
+        count = part.stop - part.start
+        eye = torch.zeros(count, dim, dtype=projected[0].dtype, device=projected[0].device)
+        eye[torch.arange(count), torch.arange(part.start, part.stop)] = 1
+        seeds = [eye[:, None, :].expand(count, p.shape[0], dim) for p in projected]
+        grads = _batched_vjp(projected, leaves, seeds)
+        r1, r2 = arrange([_relevance(a.detach(), g) for a, g in zip(leaves, grads)])
+        part_sum = interaction_from_relevances(r1, r2)
+        sums = part_sum if sums is None else sums + part_sum
+    return sums
+
+
 def _chunk_interaction(
     model: PairModel,
     x1: Tensor,
@@ -175,21 +206,17 @@ def _chunk_interaction(
             projected = embeddings
         f = torch.cat([p.detach() for p in projected])
         f1, f2 = f[:batch], f[batch:]
-        dim = f.shape[1]
-        sums = None
         hw1, hw2 = tuple(x1.shape[-2:]), tuple(x2.shape[-2:])
-        for part in chunk_slices(dim, dims_per_pass, desc="embedding dimensions"):
-            count = part.stop - part.start
-            eye = torch.zeros(count, dim, dtype=f.dtype, device=f.device)
-            eye[torch.arange(count), torch.arange(part.start, part.stop)] = 1
-            seeds = [eye[:, None, :].expand(count, p.shape[0], dim) for p in projected]
-            grads = _batched_vjp(projected, leaves, seeds)
-            r = [_relevance(a.detach(), g) for a, g in zip(leaves, grads)]
+        grids: list[tuple[int, int]] = []
+
+        def arrange(r: list[Tensor]) -> tuple[Tensor, Tensor]:
             r1, r2 = (r[0][:, :batch], r[0][:, batch:]) if len(r) == 1 else r
             r1, r2 = on_grid(r1, model.token_layout, hw1), on_grid(r2, model.token_layout, hw2)
-            grid1, grid2 = tuple(r1.shape[-2:]), tuple(r2.shape[-2:])
-            part_sum = interaction_from_relevances(r1.flatten(2), r2.flatten(2))
-            sums = part_sum if sums is None else sums + part_sum
+            grids[:] = [tuple(r1.shape[-2:]), tuple(r2.shape[-2:])]
+            return r1.flatten(2), r2.flatten(2)
+
+        sums = relevance_products(projected, leaves, arrange, dims_per_pass)
+        grid1, grid2 = grids
     explained = (f1 * f2).sum(1)
     if kind == "cosine":
         norm = (f1.norm(dim=1) * f2.norm(dim=1)).clamp_min(NORM_EPS)
@@ -206,7 +233,7 @@ def _projection_setting(name: str, value: object) -> int | None:
 Projection = Annotated["int | None", _projection_setting, checks.Work("dimensions")]
 
 
-class _Projections:
+class Projections:
     """The pairs' seeded projections to ``size`` dimensions: one matrix per distinct seed, built once the
     embedding size is known."""
 
@@ -280,7 +307,7 @@ def pair_interaction(
     projections = None
     if projection is not None:
         seed, pair_seeds = checks.seeds(seed, x1.shape[0])
-        projections = _Projections(projection, pair_seeds)
+        projections = Projections(projection, pair_seeds)
     one_forward = model.shared and x1.shape[1:] == x2.shape[1:]
     pairs_per_chunk = max(1, batch_size // 2) if one_forward else batch_size
     scores, explained, interactions = [], [], []

@@ -2,8 +2,9 @@
 
 A method may also register hooks for retrieval: how it explains ``K`` pairs that share one image 1 (a query
 and its ``K`` matches) doing the shared image's work once (:func:`register_one_to_many`), and how it explains
-the margin of two scores (:func:`register_margin`). Callers ask the method for them
-(:attr:`Method.one_to_many`, :attr:`Method.margin`) instead of keeping lists of method names.
+the margin of two scores (:func:`register_margin`), and its form on image–text pairs (:func:`register_text`).
+Callers ask the method for them (:attr:`Method.one_to_many`, :attr:`Method.margin`, :attr:`Method.text`)
+instead of keeping lists of method names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ MethodFn = Callable[..., PairExplanation]
 OneToManyFn = Callable[..., "PairExplanation | None"]
 # fn(model, query, better, worse, **settings) -> ((map_query, map_better, map_worse), 2B scores: better first)
 MarginFn = Callable[..., tuple]
+# fn(model, images, tokens, *, partner, **settings) -> the word part of an image–text explanation
+WordsFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class TextForm:
+    """How a method runs on image–text pairs (docs/image_text.md): ``image_side`` — its own definition runs on
+    the image with the text's embedding as the partner; ``words`` — what it computes on the text side (or the
+    whole explanation, for a method of its own such as ``pair-interaction``'s patches × tokens)."""
+
+    image_side: bool
+    words: WordsFn | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,11 @@ class Method:
         :func:`register_margin`)."""
         return _HOOKS.get(("margin", self.name))
 
+    @property
+    def text(self) -> TextForm | None:
+        """The method's form on image–text pairs, or ``None`` (see :func:`register_text`)."""
+        return _HOOKS.get(("text", self.name))
+
     def check_model(self, model: Any) -> None:
         """Refuse, in one line and before any model work, a model that lacks what the method needs
         (:data:`NEEDS`; a model says what it provides in ``model.capabilities``)."""
@@ -69,7 +87,7 @@ class Method:
             usable = [m.name for m in _METHODS.values() if set(m.needs) <= provides]
             name = getattr(model, "name", "?")
             raise SimexplainError(
-                f"method {self.name!r} needs {NEEDS[missing[0]]}, and model {name!r} is a black box; "
+                f"method {self.name!r} needs {NEEDS[missing[0]]}, and model {name!r} {LACKS[missing[0]]}; "
                 f"methods that run on it: {', '.join(usable) or 'none'}"
             )
 
@@ -132,7 +150,10 @@ _MISSING: dict[str, str] = {}
 NEEDS = {
     "gradients": "a differentiable model (gradients or activations)",
     "embeddings": "a model with embeddings (a score function has none)",
+    "text": "an image–text model (a text tower on side 2)",
 }
+# ... and what a model without it is.
+LACKS = {"gradients": "is a black box", "embeddings": "is a black box", "text": "has no text tower"}
 # Families whose methods only run forwards; the others differentiate or tap the model.
 FORWARD_ONLY_FAMILIES = ("perturbation",)
 
@@ -209,6 +230,20 @@ def register_margin(name: str) -> Callable[[MarginFn], MarginFn]:
     ``((map_query, map_better, map_worse), scores)`` with ``scores`` the ``2B`` scores, better pairs first.
     """
     return _hook("margin", name)
+
+
+def register_text(name: str, *, image_side: bool, words: WordsFn | None = None) -> None:
+    """Register method ``name``'s form on image–text pairs (docs/image_text.md): with ``image_side``, the
+    method's own definition runs on the image against the text's embedding; ``words(model, images, tokens, *,
+    partner, **settings)`` computes its text side (``partner``: the images' clean embeddings). A method
+    without a text form is refused on an image–text model in one line.
+
+    Example:
+        >>> from simexplain.methods import get
+        >>> get("smooth-grad").text.image_side, get("pairwise-occlusion").text
+        (True, None)
+    """
+    _hook("text", name)(TextForm(image_side, words))
 
 
 def _hook(kind: str, name: str) -> Callable[[Callable], Callable]:

@@ -16,10 +16,18 @@ Example:
     >>> table = metrics.format_table(results)
 """
 
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from ..methods.text_explanation import ImageTextExplanation
+from ..pair import PairModel
 from .average_drop import drops, masked_images
 from .builtin import EXTRA_METRICS, METRICS
-from .evaluate import check_options, evaluate
+from .evaluate import check_options
+from .evaluate import evaluate as evaluate_pairs
 from .groups import summary_groups
+from .image_text import IMAGE_TEXT_METRICS, WORD_METRICS, evaluate_image_text, usable_metrics, word_curves
 from .insertion_deletion import DEFAULT_STEP, auc, curve_fractions, curve_points, pixel_ranks
 from .registry import METRIC_INFO, Metric, MetricInputs, register, registered, resolve_metrics, unregister
 from .results import MetricResults
@@ -27,8 +35,27 @@ from .sanity import SanityResult, randomizable_layers, sanity_check, spearman
 from .sensitivity import max_sensitivity
 from .table import format_table
 
+
+def evaluate(
+    model: PairModel,
+    x1: Tensor,
+    x2: Tensor | Sequence[str],
+    explanation: object,
+    metrics: str | Sequence[str] = "all",
+    **options,
+) -> MetricResults:
+    """Per-pair metrics of an explanation: :func:`simexplain.metrics.evaluate.evaluate` for two images (its
+    arguments and options), :func:`simexplain.metrics.image_text.evaluate_image_text` for an image–text
+    explanation (``x2``: the texts)."""
+    if isinstance(explanation, ImageTextExplanation):
+        return evaluate_image_text(model, x1, x2, explanation, metrics, **options)
+    return evaluate_pairs(model, x1, x2, explanation, metrics, **options)
+
+
 __all__ = [
     "DEFAULT_STEP",
+    "IMAGE_TEXT_METRICS",
+    "WORD_METRICS",
     "EXTRA_METRICS",
     "METRICS",
     "METRIC_INFO",
@@ -42,6 +69,8 @@ __all__ = [
     "curve_points",
     "drops",
     "evaluate",
+    "evaluate_image_text",
+    "evaluate_pairs",
     "format_table",
     "masked_images",
     "max_sensitivity",
@@ -54,4 +83,6 @@ __all__ = [
     "spearman",
     "summary_groups",
     "unregister",
+    "usable_metrics",
+    "word_curves",
 ]

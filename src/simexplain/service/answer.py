@@ -20,6 +20,7 @@ from typing_extensions import NotRequired, TypedDict  # pydantic reads these on 
 
 from ..engines import describe
 from ..explanation import PairExplanation
+from ..methods.text_explanation import ImageTextExplanation
 from ..pair import PairModel
 from .request import Request
 
@@ -33,7 +34,10 @@ Grid = list[list[float]]
 class ExplanationJSON(TypedDict):
     """One method's answer: its resolved config (reruns it), score, seconds and metrics; with ``maps=True``
     the first pair's maps on the method's native grid (at most 224×224) and, for a second-order method, its
-    ``I[y1][x1][y2][x2]`` (at most 65,536 values)."""
+    ``I[y1][x1][y2][x2]`` (at most 65,536 values). For an image and a text: the text's ``words`` and their
+    ``word_scores`` (``None`` for a method that maps the image only) and, with ``maps=True``, ``map1`` and
+    the patches × tokens ``interaction_words`` ``I[y][x][token]`` of ``pair-interaction`` with the word of
+    each token (``token_words``, ``None`` for special and padding tokens)."""
 
     method: str
     config: dict[str, Any]
@@ -43,12 +47,16 @@ class ExplanationJSON(TypedDict):
     map1: NotRequired[Grid]
     map2: NotRequired[Grid]
     interaction: NotRequired[list[list[Grid]]]
+    words: NotRequired[list[str]]
+    word_scores: NotRequired[list[float] | None]
+    interaction_words: NotRequired[list[Grid]]
+    token_words: NotRequired[list[int | None]]
 
 
 class AnswerJSON(TypedDict):
-    """A request's answer: the model as asked for (``model``) and its own name, the images' labels, the clean
-    score, the device, the batch size, what ran the gradient-free forwards (``engine``:
-    :func:`simexplain.engines.describe`) and every method's answer."""
+    """A request's answer: the model as asked for (``model``) and its own name, the images' labels (one for
+    an image and a ``text``), the clean score, the device, the batch size, what ran the gradient-free forwards
+    (``engine``: :func:`simexplain.engines.describe`) and every method's answer."""
 
     model: str
     model_name: str
@@ -58,6 +66,7 @@ class AnswerJSON(TypedDict):
     batch_size: int | None
     engine: dict[str, Any]
     explanations: list[ExplanationJSON]
+    text: NotRequired[str]
 
 
 @dataclass
@@ -65,7 +74,7 @@ class MethodOutcome:
     """One method's result on the pair: the explanation, its resolved config, seconds and metrics."""
 
     method: str
-    explanation: PairExplanation
+    explanation: PairExplanation | ImageTextExplanation
     seconds: float
     metrics: Any = None  # simexplain.metrics.MetricResults when metrics were asked for
 
@@ -82,7 +91,9 @@ class MethodOutcome:
             "seconds": self.seconds,
             "metrics": None if self.metrics is None else json_safe(self.metrics.to_dict(curves=False)),
         }
-        if maps:
+        if isinstance(self.explanation, ImageTextExplanation):
+            answer.update(_text_part(self.explanation, maps))
+        elif maps:
             answer["map1"] = native_grid(self.explanation, 1)
             answer["map2"] = native_grid(self.explanation, 2)
             interaction = interaction_grid(self.explanation)
@@ -99,29 +110,34 @@ class PairReport:
         model: the model that ran; ``model_label`` the name it was asked for (a registered name or route).
         x1, x2: the model-input images; ``labels`` their names (paths, upload names).
         score: the clean score of each pair; ``outcomes`` every method's result; ``request`` what was asked.
+        texts: for an image and a text, the text of each pair (``x2`` is then ``None``).
     """
 
     model: PairModel
     model_label: str
     x1: Tensor
-    x2: Tensor
+    x2: Tensor | None
     labels: tuple[str, str]
     score: Tensor
     outcomes: list[MethodOutcome]
     request: Request
+    texts: list[str] | None = None
 
     def to_json(self, *, maps: bool = False) -> AnswerJSON:
         """The answer as plain JSON data (see :class:`AnswerJSON`); ``maps`` adds each method's maps."""
-        return {
+        answer: AnswerJSON = {
             "model": self.model_label,
             "model_name": self.model.name,
-            "images": list(self.labels),
+            "images": list(self.labels) if self.texts is None else [self.labels[0]],
             "score": _score(self.score),
             "device": str(self.x1.device),
             "batch_size": self.request.batch_size,
             "engine": describe(self.model),
             "explanations": [outcome.to_json(maps=maps) for outcome in self.outcomes],
         }
+        if self.texts is not None:
+            answer["text"] = self.texts[0]
+        return answer
 
     def figure(self, *, index: int = 0, title: str | None = None):
         """The pair figure (a matplotlib ``Figure``; render it with ``figures.output.render_figure``)."""
@@ -130,6 +146,12 @@ class PairReport:
         explanations = [outcome.explanation for outcome in self.outcomes]
         if title is None:
             title = f"{self.model.name}: similarity {float(self.score[index]):.3f}"
+        if self.texts is not None:
+            from ..figures.text import image_text_figure
+
+            return image_text_figure(
+                self.x1, explanations, self.model.preprocessing, index=index, title=title
+            )
         return pair_figure(self.x1, self.x2, explanations, self.model.preprocessing, index=index, title=title)
 
     def figures(self, *, point: tuple[int, tuple[int, int]] | None = None) -> dict[str, Any]:
@@ -139,12 +161,33 @@ class PairReport:
         from ..figures.interaction import interaction_figure
 
         found = {"pair": self.figure()}
+        if self.texts is not None:  # the pair figure draws the regions' links to their words
+            return found
         for outcome in self.outcomes:
             if outcome.explanation.interaction is not None:
                 found[outcome.method] = interaction_figure(
                     self.x1, self.x2, outcome.explanation, self.model.preprocessing, point=point
                 )
         return found
+
+
+def _text_part(e: ImageTextExplanation, maps: bool) -> dict[str, Any]:
+    """The first pair's words and word scores; with ``maps``, its image map and patches × tokens matrix."""
+    scores = e.word_scores
+    part: dict[str, Any] = {
+        "words": list(e.words[0]),
+        "word_scores": None if scores is None else json_safe([float(f"{v:.5g}") for v in scores[0].tolist()]),
+    }
+    if maps and e.map1 is not None:
+        part["map1"] = native_grid(e, 1)
+    interaction = e.interaction
+    if maps and interaction is not None and interaction[0].numel() <= MAX_INTERACTION:
+        values = torch.nan_to_num(interaction[0].detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+        part["interaction_words"] = [
+            [[float(f"{v:.4g}") for v in cell] for cell in row] for row in values.tolist()
+        ]
+        part["token_words"] = list(e.tokens.word_ids[0])
+    return part
 
 
 def _score(score: Tensor | None) -> Score:

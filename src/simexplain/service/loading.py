@@ -33,10 +33,12 @@ def get_model(
     device: str | torch.device = "cpu",
     engine: str = "auto",
     precision: str = "fp32",
+    pair: str = "image",
 ) -> PairModel:
-    """A registered model on ``device``, loaded once per (name, weights, device, engine, precision) and shared
-    by every caller; ``engine`` and ``precision`` choose what runs its gradient-free forwards
-    (docs/engine.md).
+    """A registered model on ``device``, loaded once per (name, weights, device, engine, precision, pair) and
+    shared by every caller; ``engine`` and ``precision`` choose what runs its gradient-free forwards
+    (docs/engine.md); ``pair="image-text"`` loads it with its text tower (docs/image_text.md; a ``python:``
+    model is built as its function builds it, and must have one).
 
     Sharing is safe: a :class:`PairModel` serialises its callers (one explanation at a time per model).
     """
@@ -44,11 +46,15 @@ def get_model(
 
     name = check_model_name(name or DEFAULT_MODEL)
     device = torch.device(device)
-    key = (name, None if weights is None else str(weights), str(device), engine, precision)
+    key = (name, None if weights is None else str(weights), str(device), engine, precision, pair)
+    options = {} if pair == "image" or name.startswith("python:") else {"pair": pair}
     with _MODELS_LOCK:
         if key not in _MODELS:
-            model = load_model(name, weights=weights, engine=engine, precision=precision)
-            _MODELS[key] = model.to(device)
+            model = load_model(name, weights=weights, engine=engine, precision=precision, **options)
+            model = model.to(device)
+            if pair == "image-text" and model.text_tower is None:
+                raise SimexplainError(f"model {name!r} has no text tower (PairModel.image_text)")
+            _MODELS[key] = model
         return _MODELS[key]
 
 

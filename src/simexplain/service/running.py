@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from ..batching import observe_chunks
-from ..images import ImageSource
+from ..errors import SimexplainError
+from ..images import ImageSource, load_image
 from ..pair import PairModel
 from .answer import MethodOutcome, PairReport
 from .loading import get_model, image_label, load_pair
@@ -25,7 +26,7 @@ Observer = Callable[[float, "str | None"], None]
 def run(
     model: PairModel | str | None,
     image1: ImageSource,
-    image2: ImageSource,
+    image2: ImageSource | None,
     request: Request,
     *,
     labels: tuple[str, str] | None = None,
@@ -33,6 +34,7 @@ def run(
     model_label: str | None = None,
     observer: Observer | None = None,
     clean: tuple[Tensor, Tensor] | None = None,
+    text: str | None = None,
 ) -> PairReport:
     """Explain the pair with every requested method, time each, and score each with the requested metrics.
 
@@ -43,9 +45,15 @@ def run(
     progress and may cancel (see :data:`Observer`); the model is left as it was either way. ``clean``: the
     pairs' embeddings ``(f_a(x1), f_b(x2))`` when the caller has them already (the evaluation driver embeds a
     step's pairs once for all its variants): the score comes from them and the metrics reuse them.
+
+    ``text`` (with ``image2`` ``None`` and a request prepared with ``text=True``): the image against this
+    text, on an image–text model (a name loads with ``pair="image-text"``); the answer carries the words and
+    their scores (docs/image_text.md).
     """
     notify = observer or _unobserved
     notify(0.0, "reading the images")
+    if text is not None:
+        return _run_text(model, image1, text, request, notify, labels, device, model_label, clean)
     if not isinstance(model, PairModel):
         model_label = model_label or model
         model = get_model(model, device=device or "cpu")
@@ -59,10 +67,41 @@ def run(
     return PairReport(model, model_label or model.name, x1, x2, labels, score, outcomes, request)
 
 
+def _run_text(
+    model: PairModel | str | None,
+    image: ImageSource,
+    text: str,
+    request: Request,
+    notify: Observer,
+    labels: tuple[str, str] | None,
+    device: str | torch.device | None,
+    model_label: str | None,
+    clean: tuple[Tensor, Tensor] | None,
+) -> PairReport:
+    """:func:`run` for an image and a text."""
+    from ..methods.image_text import check_image_text
+
+    if not request.text:
+        raise SimexplainError("a text needs a request prepared for one (service.prepare(..., text=True))")
+    if not isinstance(model, PairModel):
+        model_label = model_label or model
+        model = get_model(model, device=device or "cpu", pair="image-text")
+    for call in request.methods:
+        check_image_text(model, call.name)
+    x1 = load_image(image, model, "image") if not isinstance(image, Tensor) else image.to(model.device)
+    texts = [text] * len(x1)
+    tokens = model.text_tower.tokenize(texts)
+    with model.explaining(), torch.inference_mode():
+        score = (model(x1, tokens) if clean is None else model.similarity(*clean)).detach().clone()
+    labels = labels or (image_label(image, "image"), text)
+    outcomes = [_method(model, x1, texts, request, i, notify, clean) for i in range(len(request.methods))]
+    return PairReport(model, model_label or model.name, x1, None, labels, score, outcomes, request, texts)
+
+
 def _method(
     model: PairModel,
     x1: Tensor,
-    x2: Tensor,
+    x2: Tensor | list[str],
     request: Request,
     index: int,
     notify: Observer,
@@ -85,11 +124,19 @@ def _method(
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         outcome = MethodOutcome(name, explanation, time.perf_counter() - started)
-        if request.metrics:
+        metrics = _metrics_of(request, explanation)
+        if metrics:
             options = {**request.metric_options, "batch_size": request.batch_size, "clean": clean}
-            outcome.metrics = evaluate(model, x1, x2, explanation, list(request.metrics), **options)
+            outcome.metrics = evaluate(model, x1, x2, explanation, metrics, **options)
     notify((index + 1) / count, None)
     return outcome
+
+
+def _metrics_of(request: Request, explanation: object) -> list[str]:
+    """The request's metrics for this explanation; for an image and a text, those its method can have."""
+    from ..metrics import usable_metrics
+
+    return usable_metrics(request.metrics, explanation)
 
 
 def _unobserved(progress: float, stage: str | None) -> None:

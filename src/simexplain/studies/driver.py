@@ -279,7 +279,7 @@ def _variant_rows(run: Evaluation, variant: Variant, batch: list, clean: dict, s
     model, device = run.model, str(run.model.device)
     specs = [s for s, _, _ in batch]
     x1 = torch.cat([b[1] for b in batch])
-    x2 = torch.cat([b[2] for b in batch])
+    x2 = _joined([b[2] for b in batch])
     embeddings = tuple(torch.stack([clean[s.id][side] for s in specs]) for side in (0, 1))
     params = dict(variant.params)
     known = get(variant.method).parameters()
@@ -300,7 +300,7 @@ def _variant_rows(run: Evaluation, variant: Variant, batch: list, clean: dict, s
                 x1,
                 x2,
                 explanation,
-                list(run.metrics),
+                metrics_module.usable_metrics(run.metrics, explanation),
                 batch_size=step,
                 clean=embeddings,
                 **run.metric_options,
@@ -325,12 +325,20 @@ def _clean_embeddings(model: PairModel, good: list[Loaded]) -> dict[str, tuple[T
     if not good:
         return {}
     x1 = torch.cat([entry[1] for entry in good])
-    x2 = torch.cat([entry[2] for entry in good])
+    x2 = _joined([entry[2] for entry in good])
     with model.explaining(), torch.inference_mode():
-        z1, z2 = model.embed_pair(x1, x2)
+        if isinstance(x2, Tensor):
+            z1, z2 = model.embed_pair(x1, x2)
+        else:  # image–text pairs: the images and their texts
+            z1, z2 = model.embed(x1, "a"), model.embed(model.text_tower.tokenize(x2), "b")
     with torch.inference_mode(False):  # plain tensors: metrics may use them outside inference mode
         z1, z2 = z1.clone(), z2.clone()
     return {entry[0].id: (z1[i], z2[i]) for i, entry in enumerate(good)}
+
+
+def _joined(seconds: list) -> Tensor | list[str]:
+    """The pairs' second sides as one batch: images concatenated, texts (image–text pairs) as a list."""
+    return torch.cat(seconds) if isinstance(seconds[0], Tensor) else list(seconds)
 
 
 def _bar(total: int, initial: int, enabled: bool):

@@ -7,7 +7,8 @@ model-input tensors. SOURCE is one of:
 - a folder of images, searched recursively: each image is paired with one seeded SimCLR view of itself (the
   paper's protocol); the pair's id is the image's path relative to the folder;
 - a CSV file with the columns ``image1,image2`` and an optional ``id`` (relative paths are read from the CSV's
-  folder); without ``id`` a pair is called ``row-<n>``, ``n`` counting data rows from 1;
+  folder); without ``id`` a pair is called ``row-<n>``, ``n`` counting data rows from 1; with the columns
+  ``image,text`` instead, image–text pairs (for a model with a text tower, docs/image_text.md);
 - ``DIR1:DIR2``: two folders, images matched by their relative path (the id); files found in one folder only
   are listed in :attr:`PairList.unmatched`;
 - ``demo``: the bundled photos, each with its view (a folder named ``demo`` is reached as ``./demo``).
@@ -58,18 +59,23 @@ class PairSpec:
         seed: the pair's seed, from the run's seed and ``id`` (:func:`pair_seed`).
         image1_sha256, image2_sha256: the SHA-256 of the image files' bytes, once :func:`with_digests`
             added them (``None`` before, for a view, or for a file that could not be read).
+        text: for an image–text pair, the text (``image2`` is then ``None``).
     """
 
     id: str
     image1: str
     image2: str | None
     seed: int
+    text: str | None = None
     image1_sha256: str | None = None
     image2_sha256: str | None = None
 
     @property
     def digests(self) -> tuple[str | None, str | None]:
-        """``(image1_sha256, image2_sha256)``: the pair's content."""
+        """``(image1_sha256, image2_sha256)``: the pair's content; for an image–text pair the second is the
+        SHA-256 of the text's UTF-8 bytes, so a CSV whose text changed under the same id is computed again."""
+        if self.text is not None:
+            return self.image1_sha256, hashlib.sha256(self.text.encode("utf-8")).hexdigest()
         return self.image1_sha256, self.image2_sha256
 
 
@@ -129,8 +135,26 @@ def load_pairs(source: str, *, seed: int = 0, limit: int | None = None) -> PairL
     else:
         found, unmatched = _matched_folders(source)
     ids = sorted(found, key=_natural)[:limit]
-    pairs = [PairSpec(i, found[i][0], found[i][1], pair_seed(seed, i)) for i in ids]
+    pairs = [PairSpec(i, found[i][0], found[i][1], pair_seed(seed, i), *found[i][2:]) for i in ids]
     return PairList(pairs, unmatched)
+
+
+def holds_texts(source: str | os.PathLike) -> bool:
+    """Whether ``source`` is a CSV file of image–text pairs (its header has ``image`` and ``text``).
+
+    Example:
+        >>> holds_texts("demo")
+        False
+    """
+    path = os.fspath(source)
+    if not os.path.isfile(path) or path.lower().endswith(IMAGE_EXTENSIONS):
+        return False
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            header = [name.strip() for name in next(csv.reader(file), [])]
+    except (UnicodeDecodeError, csv.Error, OSError):
+        return False
+    return "image" in header and "text" in header and "image1" not in header
 
 
 def _natural(pair_id: str) -> tuple:
@@ -180,11 +204,13 @@ def _csv_pairs(path: str) -> dict[str, tuple[str, str]]:
     except (UnicodeDecodeError, csv.Error, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SimexplainError(f"{path}: cannot read as a CSV file ({reason})") from None
+    if "image" in columns and "text" in columns and "image1" not in columns:
+        return _text_rows(path, rows, columns, folder)
     missing = [c for c in ("image1", "image2") if c not in columns]
     if missing:
         raise SimexplainError(
-            f"{path}: CSV lacks the column {', '.join(missing)} (needs image1,image2 and optionally id; "
-            f"found {', '.join(columns) or 'no header'})"
+            f"{path}: CSV lacks the column {', '.join(missing)} (needs image1,image2, or image,text, and "
+            f"optionally id; found {', '.join(columns) or 'no header'})"
         )
     if not rows:
         raise SimexplainError(f"{path}: the CSV file holds no pairs")
@@ -199,6 +225,21 @@ def _csv_pairs(path: str) -> dict[str, tuple[str, str]]:
         if pair_id in found:
             raise SimexplainError(f"{path}: the id {pair_id!r} appears twice (data row {number})")
         found[pair_id] = tuple(os.path.join(folder, os.path.expanduser(image)) for image in images)
+    return found
+
+
+def _text_rows(path: str, rows: list[dict], columns: list[str], folder: str) -> dict[str, tuple]:
+    """``id`` → ``(image, None, text)`` from the rows of an ``image,text`` CSV."""
+    found: dict[str, tuple] = {}
+    for number, row in enumerate(rows, start=1):
+        row = {k.strip(): v.strip() for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
+        pair_id = row.get("id", f"row-{number}") if "id" in columns else f"row-{number}"
+        for column in ("id", "image", "text"):
+            if not (pair_id if column == "id" else row.get(column, "")):
+                raise SimexplainError(f"{path}: data row {number} has an empty {column}")
+        if pair_id in found:
+            raise SimexplainError(f"{path}: the id {pair_id!r} appears twice (data row {number})")
+        found[pair_id] = (os.path.join(folder, os.path.expanduser(row["image"])), None, row["text"])
     return found
 
 
@@ -269,7 +310,7 @@ def with_digests(specs: Iterable[PairSpec], digests: ImageDigests | None = None)
     ]
 
 
-def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
+def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor | str]:
     """The pair as two ``1×3×H×W`` model-input tensors on the model's device and dtype.
 
     Image 2 is read from its file, or, when ``spec.image2`` is ``None``, drawn as one SimCLR view of image 1
@@ -286,6 +327,8 @@ def pair_images(spec: PairSpec, model: PairModel) -> tuple[Tensor, Tensor]:
         (torch.Size([1, 3, 32, 32]), True)
     """
     target = {"device": model.device, "dtype": model.dtype}
+    if spec.text is not None:  # an image–text pair: the image and its text
+        return load_image(spec.image1, model, "image").to(**target), spec.text
     if spec.image2 is not None:
         x1 = load_image(spec.image1, model, "image 1").to(**target)
         return x1, load_image(spec.image2, model, "image 2").to(**target)
@@ -298,6 +341,7 @@ __all__ = [
     "ImageDigests",
     "PairList",
     "PairSpec",
+    "holds_texts",
     "load_pairs",
     "pair_images",
     "pair_seed",

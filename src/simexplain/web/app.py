@@ -65,6 +65,8 @@ class WebSettings:
         work_limits: the most of each unit of work (:data:`simexplain.checks.WORK_UNITS`) one request may
             ask for; more is refused with 422. Units left out keep their default.
         body_timeout: seconds a request body may take to arrive once its reading begins; then 408.
+        text_models: models served with their text tower (``pair="image-text"``): the page shows a text box
+            in place of image 2 for them (docs/image_text.md).
     """
 
     models: tuple[str, ...] = ()
@@ -78,6 +80,7 @@ class WebSettings:
     keep: int = 32
     work_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     body_timeout: float = 30.0
+    text_models: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- schemas
@@ -102,6 +105,7 @@ class ModelInfo(BaseModel):
     input_size: list[int]
     layer: str | None
     description: str
+    text: bool = False  # an image–text model: an image and a text, not two images
 
 
 class MethodInfo(BaseModel):
@@ -111,6 +115,7 @@ class MethodInfo(BaseModel):
     description: str
     parameters: dict[str, Any]
     work: dict[str, str]  # parameter → the unit of work it multiplies (capped per request: /api/limits)
+    text: bool = False  # it runs on image–text pairs
 
 
 class WorkLimit(BaseModel):
@@ -145,10 +150,18 @@ EXPLAIN_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["image1", "image2"],
+                    "required": ["image1"],
                     "properties": {
                         "image1": {"type": "string", "format": "binary", "description": "first image"},
-                        "image2": {"type": "string", "format": "binary", "description": "second image"},
+                        "image2": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "second image (required unless text is given)",
+                        },
+                        "text": {
+                            "type": "string",
+                            "description": "instead of image2, for a model served with its text tower",
+                        },
                         "model": {"type": "string", "description": "a served model (default: the first)"},
                         "methods": {
                             "type": "string",
@@ -191,7 +204,9 @@ class Served:
                         precision=self.settings.precision,
                     )
                     for name in self.names
+                    if name not in self.settings.text_models
                 }
+                self.models.update(_text_models(self.settings, self.device))
                 self.jobs = JobQueue(
                     self.names, capacity=self.settings.queue_size, keep=self.settings.keep * 2
                 )
@@ -219,6 +234,16 @@ class Served:
         return int(height), int(width)
 
 
+def _text_models(settings: WebSettings, device) -> dict:
+    """The models served with their text tower."""
+    return {
+        name: service.get_model(
+            name, device=device, engine=settings.engine, precision=settings.precision, pair="image-text"
+        )
+        for name in settings.text_models
+    }
+
+
 def served(request: Request) -> Served:
     """Dependency: the app's shared parts, started."""
     return request.app.state.simexplain.start()
@@ -238,7 +263,9 @@ async def submitted(request: Request, parts: ServedParts) -> Job:
     settings = parts.settings
     try:
         fields, files = await read_upload(request, settings.upload_limit, settings.body_timeout)
-        upload = check_upload(fields, files, parts.names, max_pixels=settings.max_pixels)
+        upload = check_upload(
+            fields, files, parts.names, max_pixels=settings.max_pixels, text_models=settings.text_models
+        )
         check_work(upload.request, parts.input_size(upload.model), parts.limits)
     except BaseException:
         parts.jobs.release()
@@ -251,7 +278,7 @@ def _explain(parts: Served, upload: Upload, job: Job) -> bytes:
     Python floats would take ~4× the memory) with the report for the downloads."""
     model = parts.models[upload.model]
     options = {"labels": upload.labels, "model_label": upload.model, "observer": job.report}
-    report = service.run(model, upload.image1, upload.image2, upload.request, **options)
+    report = service.run(model, upload.image1, upload.image2, upload.request, text=upload.text, **options)
     document = json.dumps(answer(job.id, report), separators=(",", ":")).encode()
     parts.results.put(job.id, report, document)
     return document
@@ -351,6 +378,7 @@ def models(parts: ServedParts) -> list[dict[str, Any]]:
                 "input_size": list(model.preprocessing.input_size),
                 "layer": model.layer,
                 "description": entry.description if entry else f"{model.name} (loaded by the server)",
+                "text": model.text_tower is not None,
             }
         )
     return listed
@@ -373,6 +401,7 @@ def methods() -> list[dict[str, Any]]:
                 "description": description,
                 "parameters": parameters,
                 "work": {key: work.unit for key, work in method.work().items()},
+                "text": method.text is not None,
             }
         )
     return listed
@@ -466,7 +495,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     from ..models import DEFAULT_MODEL
 
     settings = settings or WebSettings()
-    names = list(dict.fromkeys(settings.models or (DEFAULT_MODEL,)))
+    names = list(dict.fromkeys(settings.models + settings.text_models or (DEFAULT_MODEL,)))
     for name in names:
         service.check_model_name(name)
     parts = Served(settings, names, service.check_device(settings.device))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,9 +37,10 @@ class Upload:
 
     model: str
     image1: bytes
-    image2: bytes
+    image2: bytes | None
     labels: tuple[str, str]
     request: service.Request
+    text: str | None = None  # instead of image 2, for a model served with its text tower
 
 
 async def read_upload(
@@ -116,22 +117,54 @@ def check_upload(
     models: list[str],
     *,
     max_pixels: int,
+    text_models: Sequence[str] = (),
 ) -> Upload:
     """Every check that needs no model: files present and images by their headers (400/413), the model,
-    methods, settings (``params``, the service's grammar) and metrics (422)."""
-    images = [_uploaded_image(fields, files, index, max_pixels) for index in (1, 2)]
+    methods, settings (``params``, the service's grammar) and metrics (422). A model served with its text
+    tower (``text_models``) takes ``image1`` and a ``text`` field instead of ``image2``."""
     model = fields.get("model") or models[0]
     if model not in models:
         raise RequestError(422, f"unknown model {_short(model)!r}; served here: {', '.join(models)}")
+    text = _text(fields, files, model, text_models)
+    indices = (1,) if text is not None else (1, 2)
+    images = [_uploaded_image(fields, files, index, max_pixels) for index in indices]
     settings = read_params(fields.get("params"))
     try:
         request = service.prepare(
-            fields.get("methods") or DEFAULT_METHODS, settings, fields.get("metrics") or None
+            fields.get("methods") or DEFAULT_METHODS,
+            settings,
+            fields.get("metrics") or None,
+            text=text is not None,
         )
     except (SimexplainError, TypeError, ValueError, KeyError) as error:
         raise RequestError(422, _line(error)) from None
+    if text is not None:
+        return Upload(model, images[0].data, None, (images[0].label, text), request, text)
     first, second = images
     return Upload(model, first.data, second.data, (first.label, second.label), request)
+
+
+MAX_TEXT = 1000  # characters of a text; a model's context holds far fewer tokens
+
+
+def _text(
+    fields: dict[str, str], files: dict[str, tuple[str, bytes]], model: str, text_models: Sequence[str]
+) -> str | None:
+    """The ``text`` field of a request to a model served with its text tower (422 otherwise)."""
+    text = fields.get("text")
+    if model not in text_models:
+        if text is not None:
+            raise RequestError(422, f"model {_short(model)!r} compares two images; send image2, not text")
+        return None
+    if text is None or not text.strip():
+        raise RequestError(
+            422, f"model {_short(model)!r} compares an image with a text: send a non-empty text"
+        )
+    if len(text) > MAX_TEXT:
+        raise RequestError(413, f"text too long ({len(text)} characters; limit {MAX_TEXT})")
+    if "image2" in files:
+        raise RequestError(422, "send image2 or text, not both")
+    return "".join(c for c in text if c.isprintable() or c == " ")
 
 
 class _Image(NamedTuple):

@@ -43,11 +43,12 @@ def answer(result_id: str, report: service.PairReport) -> ExplainAnswer:
     """The answer for ``report`` as result ``result_id``."""
     base = f"/api/results/{result_id}"
     document = report.to_json(maps=True)
+    images = ["image1.png"] if report.x2 is None else ["image1.png", "image2.png"]  # a text: one image
     return ExplainAnswer(
         id=result_id,
         **document,
         figures={"png": f"{base}/figure.png", "svg": f"{base}/figure.svg", "json": f"{base}/result.json"},
-        inputs=[f"{base}/image1.png", f"{base}/image2.png"],
+        inputs=[f"{base}/{name}" for name in images],
     )
 
 
@@ -83,7 +84,7 @@ class ResultStore:
     def download(self, result_id: str, name: str) -> tuple[bytes, str] | None:
         """The bytes and media type of one download, or ``None`` for an unknown result or name."""
         stored = self.get(result_id)
-        if stored is None or name not in DOWNLOADS:
+        if stored is None or name not in DOWNLOADS or (name == "image2.png" and stored.report.x2 is None):
             return None
         path = self.folder / f"{stored.id}.{name}"  # our id and a fixed name: never the client's text
         with stored.lock:

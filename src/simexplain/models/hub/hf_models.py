@@ -25,6 +25,7 @@ from ...preprocessing import Preprocessing
 from .files import download_command, hub_file, not_cached, offline, provenance, require, revision_of
 from .hf_families import EMBEDDINGS, FAMILIES, GENERIC, Family
 from .hf_preprocessing import FALLBACK, at_size, from_processor
+from .text_towers import check_pair_kind, hf_image_text
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def hf_model(
     input_size: int | tuple[int, int] | None = None,
     preprocessing: Preprocessing | None = None,
     token_layout: TokenLayout | None = None,
+    pair: str = "image",
+    text_layer: str | None = None,
 ) -> PairModel:
     """``hf:ORG/NAME[@REVISION]``: the image tower of a transformers model by its hub name.
 
@@ -220,7 +223,8 @@ def hf_model(
     first), ``layer`` the module the activation methods tap (default: the family's, see docs/models.md),
     ``input_size`` another input size (the repository's resize kept in proportion; position embeddings are
     interpolated). The model's ``provenance`` records the repository, the resolved commit and the weights'
-    SHA-256.
+    SHA-256. ``pair="image-text"`` (CLIP, SigLIP) adds the text tower and tokenizer on side 2, with the
+    model's own score (docs/image_text.md); ``text_layer`` names the text module its word CAM taps.
 
     Example:
         >>> import simexplain
@@ -230,6 +234,7 @@ def hf_model(
     """
     if weights is not None:
         raise SimexplainError(f"hf:{name}: the weights come from the hub cache; drop weights=/--weights")
+    with_text = check_pair_kind(f"hf:{name}", pair)
     source = open_source(name)
     family = source.family
     _check_embedding(source, embedding)
@@ -257,7 +262,7 @@ def hf_model(
         f"embedding: {EMBEDDINGS[embedding]}",
     )
     model.provenance = checkpoint.provenance
-    return model
+    return hf_image_text(model, checkpoint, text_layer) if with_text else model
 
 
 def _check_embedding(source: HubSource, embedding: str | None) -> None:

@@ -20,6 +20,7 @@ from ...errors import SimexplainError
 from ...pair import PairModel, TokenLayout
 from ...preprocessing import Preprocessing
 from .files import hub_weights, load_error, not_cached, offline, provenance, require, revision_of
+from .text_towers import check_pair_kind, open_clip_image_text
 
 # open_clip's preprocessing keys that a pretrained tag may set.
 _TAG_PREPROCESS = ("mean", "std", "interpolation", "resize_mode")
@@ -114,8 +115,11 @@ def open_clip_model(
     input_size: int | tuple[int, int] | None = None,
     preprocessing: Preprocessing | None = None,
     token_layout: TokenLayout | None = None,
+    pair: str = "image",
+    text_layer: str | None = None,
 ) -> PairModel:
-    """``open_clip:ARCH/PRETRAINED``: the image tower of an open_clip model (its ``encode_image``).
+    """``open_clip:ARCH/PRETRAINED``: the image tower of an open_clip model (its ``encode_image``);
+    ``pair="image-text"`` adds its text tower (``encode_text``) and tokenizer on side 2 (docs/image_text.md).
 
     ``PRETRAINED`` is a tag of ``ARCH`` or a weights file (``open_clip:ViT-B-32//path/to/file.safetensors``
     for an absolute path). ``input_size`` rebuilds the tower at another size (open_clip resamples the position
@@ -133,6 +137,7 @@ def open_clip_model(
         raise SimexplainError(f"open_clip:{name}: use open_clip:ARCH/PRETRAINED (a tag or a weights file)")
     if weights is not None:
         raise SimexplainError(f"open_clip:{name}: name the weights as PRETRAINED; drop weights=/--weights")
+    with_text = check_pair_kind(f"open_clip:{name}", pair)
     checkpoint = load_open_clip(arch, pretrained, input_size=input_size)
     visual = checkpoint.model.visual
     default_layer, layout = tower_layer(visual)
@@ -146,7 +151,7 @@ def open_clip_model(
         "embedding: encode_image (the projected embedding)",
     )
     model.provenance = checkpoint.provenance
-    return model
+    return open_clip_image_text(model, checkpoint.model, arch, text_layer) if with_text else model
 
 
 def tower_layer(visual: nn.Module) -> tuple[str | None, TokenLayout | None]:

@@ -3,7 +3,7 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const DEFAULT_METHODS = ["interaction-cam"];
-const state = { files: [null, null], methods: [], job: null, polling: null, answer: null };
+const state = { files: [null, null], methods: [], job: null, polling: null, answer: null, models: [] };
 
 // The jet colour map (the paper's figures), as stops interpolated linearly.
 const JET = [[0, [0, 0, 127]], [0.125, [0, 0, 255]], [0.375, [0, 255, 255]],
@@ -207,11 +207,36 @@ function setBusy(busy) {
   $("#empty").hidden = busy || Boolean(state.answer);
 }
 
+// A model served with its text tower compares an image with a text: the text box takes image 2's place and
+// only the methods with an image–text form are offered.
+function textModel() {
+  const model = state.models.find((m) => m.name === $("#model").value);
+  return Boolean(model && model.text);
+}
+
+function applyModelKind() {
+  const text = textModel();
+  $("#drop2").hidden = text;
+  $("#text-box").hidden = !text;
+  $("#more-methods").hidden = text || !state.methods.some((m) => m.library);
+  for (const row of document.querySelectorAll(".method-row")) {
+    const method = state.methods.find((m) => m.name === $("input[name=method]", row).value);
+    const usable = !text || (method && method.text);
+    row.hidden = !usable;
+    if (!usable) $("input[name=method]", row).checked = false;
+  }
+}
+
 async function submit(event) {
   event.preventDefault();
   showError("");
-  if (!state.files[0] || !state.files[1]) {
-    showError("Choose two images first (or use the bundled pair).");
+  const text = textModel() ? $("#text").value.trim() : null;
+  if (!state.files[0] || (text === null && !state.files[1])) {
+    showError(text === null ? "Choose two images first (or use the bundled pair)." : "Choose an image first.");
+    return;
+  }
+  if (text === "") {
+    showError("Write the text to compare the image with.");
     return;
   }
   const methods = chosenMethods();
@@ -221,7 +246,8 @@ async function submit(event) {
   }
   const form = new FormData();
   form.append("image1", state.files[0], state.files[0].name);
-  form.append("image2", state.files[1], state.files[1].name);
+  if (text === null) form.append("image2", state.files[1], state.files[1].name);
+  else form.append("text", text);
   form.append("model", $("#model").value);
   form.append("methods", methods.join(","));
   form.append("params", JSON.stringify(changedParams(methods)));
@@ -316,7 +342,7 @@ function seconds(value) {
 }
 
 // The six pair metrics (and MS when asked for); the per-image parts stay in the JSON download.
-const MAIN_METRICS = ["SI", "SD", "CI", "CD", "SAD", "CAD", "MS"];
+const MAIN_METRICS = ["SI", "SD", "CI", "CD", "SAD", "CAD", "MS", "WI", "WD"];
 
 function metricsTable(table, metrics) {
   if (!metrics || !metrics.mean) return;
@@ -349,6 +375,12 @@ async function showAnswer(answer) {
     $(".method", card).textContent = e.method;
     $(".meta", card).textContent = `${seconds(e.seconds)}`;
     $(".meta", card).title = `seconds this method took; the pair's score ${format(e.score, 4)}`;
+    if (answer.text !== undefined) {
+      showImageText(card, e, bitmaps[0], answer);
+      metricsTable($(".metrics", card), e.metrics);
+      cards.append(card);
+      continue;
+    }
     card.querySelectorAll("figure").forEach((figure, k) => {
       drawImage($(".base", figure), bitmaps[k]);
       const overlay = $(".overlay", figure);
@@ -364,6 +396,63 @@ async function showAnswer(answer) {
   }
   applyOpacity();
   $("#results-title").focus?.();
+}
+
+// An image and a text: the image with the method's map, the words coloured by their scores (red raises the
+// score, blue lowers it). With pair-interaction, pressing a word shows the regions that match it.
+function wordColor(value, scale) {
+  const t = scale > 0 ? Math.max(-1, Math.min(1, value / scale)) : 0;
+  const [r, g, b] = t >= 0 ? [255, Math.round(255 * (1 - t)), Math.round(255 * (1 - t))]
+    : [Math.round(255 * (1 + t)), Math.round(255 * (1 + t)), 255];
+  return { background: `rgb(${r}, ${g}, ${b})`, ink: Math.abs(t) > 0.6 ? "#fff" : "#000" };
+}
+
+function showImageText(card, e, bitmap, answer) {
+  const figures = card.querySelectorAll("figure");
+  figures[1].hidden = true;
+  const figure = figures[0];
+  drawImage($(".base", figure), bitmap);
+  const overlay = $(".overlay", figure);
+  overlay.width = bitmap.width; overlay.height = bitmap.height;
+  if (e.map1) drawMap(overlay, e.map1);
+  overlay.setAttribute("role", "img");
+  overlay.setAttribute("aria-label", `${e.method} map over the image`);
+  $("figcaption", figure).textContent = answer.images[0];
+  const box = $(".words", card);
+  box.hidden = false;
+  box.setAttribute("aria-label", `the text's words${e.word_scores ? " coloured by their scores" : ""}`);
+  const scores = e.word_scores || [];
+  const scale = Math.max(0, ...scores.map((v) => Math.abs(v)));
+  e.words.forEach((word, k) => {
+    const item = document.createElement("button");
+    item.type = "button";
+    item.textContent = word;
+    if (e.word_scores) {
+      const { background, ink } = wordColor(scores[k], scale);
+      item.style.background = background;
+      item.style.color = ink;
+      item.title = `score ${format(scores[k], 4)}`;
+    }
+    if (e.interaction_words) {
+      item.setAttribute("aria-pressed", "false");
+      item.addEventListener("click", () => matchWord(box, overlay, e, k, item));
+    } else {
+      item.disabled = !e.word_scores;
+    }
+    box.append(item);
+  });
+}
+
+// The regions that match word k (the sum of its tokens' columns of I[y][x][token]); pressed again: the map.
+function matchWord(box, overlay, e, k, item) {
+  const pressed = item.getAttribute("aria-pressed") === "true";
+  box.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false"));
+  if (pressed) { drawMap(overlay, e.map1); return; }
+  item.setAttribute("aria-pressed", "true");
+  const tokens = e.token_words || null;
+  const grid = e.interaction_words.map((row) => row.map((cell) =>
+    cell.reduce((sum, v, t) => sum + ((tokens ? tokens[t] === k : false) ? v : 0), 0)));
+  drawMap(overlay, grid);
 }
 
 // pair-interaction: a click on one image shows what that point matches on the other (a row or a column of
@@ -436,6 +525,8 @@ async function start() {
   $("#smooth").addEventListener("change", () => state.answer && showAnswer(state.answer));
   try {
     const [models, methods] = await Promise.all([getJSON("/api/models"), getJSON("/api/methods")]);
+    state.models = models;
+    state.methods = methods;
     const select = $("#model");
     for (const model of models) {
       const option = document.createElement("option");
@@ -449,8 +540,10 @@ async function start() {
       $("#model-note").textContent = model ? model.description : "";
     };
     select.addEventListener("change", note);
+    select.addEventListener("change", applyModelKind);
     note();
     renderMethods(methods);
+    applyModelKind();
     document.body.dataset.ready = "true";
   } catch (error) {
     showError(`Cannot reach the server: ${error.message}`);
