@@ -115,15 +115,18 @@ def _models_with_weights(args: argparse.Namespace) -> list[tuple[str, str | None
     return list(zip(models, weights + [None] * (len(models) - len(weights))))
 
 
-def _load_model(args: argparse.Namespace, name: str | None = None, weights: str | None = None):
+def _load_model(
+    args: argparse.Namespace, name: str | None = None, weights: str | None = None, *, pair: str = "image"
+):
     """The model a command works with, through the service's cache: ``name``/``weights`` (by default
-    ``--model``/``--weights``) on ``--device``; the one place the model options reach the loader."""
+    ``--model``/``--weights``) on ``--device``, with its text tower for ``pair="image-text"``; the one place
+    the model options reach the loader."""
     from . import service
 
     if name is None:
         name, weights = args.model, args.weights
     return service.get_model(
-        name, weights=weights, device=args.device, engine=args.engine, precision=args.precision
+        name, weights=weights, device=args.device, engine=args.engine, precision=args.precision, pair=pair
     )
 
 
@@ -321,7 +324,7 @@ def act_explain_text(args: argparse.Namespace, inputs: ExplainInputs) -> int:
     from . import service
     from .batching import progress_bars
 
-    model = service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+    model = _load_model(args, pair="image-text")
     with progress_bars():
         report = service.run(
             model, args.images[0], None, inputs.request, text=inputs.text, model_label=args.model
@@ -581,11 +584,7 @@ def check_evaluate_text(args: argparse.Namespace) -> EvaluateInputs:
 
 def _study_model(args: argparse.Namespace, inputs: EvaluateInputs):
     """The model of ``evaluate``: with its text tower for image–text pairs."""
-    from . import service
-
-    if not inputs.text:
-        return _load_model(args)
-    return service.get_model(args.model, weights=args.weights, device=args.device, pair="image-text")
+    return _load_model(args, pair="image-text" if inputs.text else "image")
 
 
 def _local(device: str) -> str:
@@ -784,7 +783,6 @@ def _text_models(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def act_serve(args: argparse.Namespace, settings) -> int:
-    from . import service
     from .web import serve
 
     where = f"http://{'localhost' if args.host in ('127.0.0.1', 'localhost') else args.host}:{args.port}/"
@@ -801,7 +799,7 @@ def act_serve(args: argparse.Namespace, settings) -> int:
     ):  # a wrong weights file: one line, not a trace
         _load_model(args, name, weights)
     for name in settings.text_models:
-        service.get_model(name, device=settings.device, pair="image-text")
+        _load_model(args, name, None, pair="image-text")
     print(f"simexplain serve: open {where} (Ctrl+C stops it)", flush=True)
     serve(settings, host=args.host, port=args.port)
     return 0
