@@ -21,6 +21,7 @@ Usage:
     python benchmarks/bench_engine.py compile
     python benchmarks/bench_engine.py threshold
     python benchmarks/bench_engine.py table [--models default,resnet50] [--engines torch,onnxruntime,openvino]
+        [--variants all]
     python benchmarks/bench_engine.py drift [--pairs 2]
     python benchmarks/bench_engine.py overhead
 """
@@ -238,7 +239,7 @@ def table(args: argparse.Namespace) -> dict:
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 before = os.getloadavg()[0]
-                seconds, stored, label = _table_run(MODELS[model_name](name), specs)
+                seconds, stored, label = _table_run(MODELS[model_name](name), specs, args.variants)
                 runs[name].append(seconds)
                 loads[name].append((before, os.getloadavg()[0]))
                 values.setdefault(name, stored)
@@ -246,7 +247,12 @@ def table(args: argparse.Namespace) -> dict:
         out[model_name] = _table_summary(runs, values, len(specs))
         for name, summary in out[model_name].items():
             summary["load_1min_before_after"] = loads[name]
-        out[model_name] = {"engines": out[model_name], "pairs": len(specs), "threads": args.threads}
+        out[model_name] = {
+            "engines": out[model_name],
+            "pairs": len(specs),
+            "threads": args.threads,
+            "variants": args.variants,
+        }
         out[model_name] |= {
             "command": " ".join(["python", *sys.argv]),
             "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -254,8 +260,8 @@ def table(args: argparse.Namespace) -> dict:
     return {"models": out}
 
 
-def _table_run(model: simexplain.PairModel, specs) -> tuple[float, dict, str]:
-    run = Evaluation(model, parse_variants("all"), metrics.resolve_metrics("all"))
+def _table_run(model: simexplain.PairModel, specs, variants: str = "all") -> tuple[float, dict, str]:
+    run = Evaluation(model, parse_variants(variants), metrics.resolve_metrics("all"))
     with tempfile.TemporaryDirectory() as folder:
         os.environ["SIMEXPLAIN_CACHE"] = folder  # the export is part of the run's cost
         started = time.perf_counter()
@@ -413,12 +419,15 @@ def _table_md(result: dict) -> list[str]:
         "## The full table for one bundled pair (17 variants × six metrics, step 224)",
         "",
         "The evaluation driver as `simexplain evaluate --pairs demo --methods all --metrics all --limit 1`, "
-        "batch 8, each engine's export counted, engines alternating in one process.",
+        "batch 8, each engine's export counted, engines alternating in one process. A model measured on "
+        "fewer variants (`--variants`) names them; its pairs per hour are those of that part of the table.",
         "",
         "| model | engine | seconds per run | pairs per hour | speedup | max relative diff. | load (1 min) |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for model, entry in result["models"].items():
+        variants = entry.get("variants", "all")
+        model = model if variants == "all" else f"{model} ({variants})"
         for name, run in entry["engines"].items():
             seconds = ", ".join(f"{s:.0f}" for s in run["seconds"])
             load = ", ".join(f"{a:.1f}→{b:.1f}" for a, b in run["load_1min_before_after"])
@@ -473,6 +482,7 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--variants", default="all", help="table: the variants (all: the 17 rows)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (table, drift, overhead)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (not written to the results)")
     args = parser.parse_args()

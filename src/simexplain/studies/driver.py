@@ -133,14 +133,13 @@ def evaluate_pairs(
     """
     rank, world = _distributed(run.model.device)
     db = Path(db)
-    identity = run.identity()
+    identity, facts = run.identity(), _facts(run, command)
     if db.is_file():
         with Store(db, readonly=True) as main:  # refuse a mismatch before any work, on every rank
-            main.refuse_other_run(identity)
+            main.refuse_other_run(identity, facts["settings"])
     digests = ImageDigests()  # each image file hashed once in this run
     summary = Summary(adopted=_adopt_legacy_pairs(db, rank, world, digests, specs))
     mine = with_digests(list(specs)[rank::world], digests)
-    facts = _facts(run, command)
     target = shard_path(db, rank, world) if world > 1 else db
     started = time.perf_counter()
     with Store(target) as store:
