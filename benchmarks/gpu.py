@@ -201,7 +201,7 @@ def family_rows(p: Plan) -> list[dict]:
     x1 = torch.cat([a for a, _ in pairs]).to(p.device)
     x2 = torch.cat([b for _, b in pairs]).to(p.device)
     rows = []
-    for name in simexplain.methods.available():
+    for name in simexplain.methods.image_pair_methods():
         if ":" in name:
             continue  # captum and grad-cam methods: their libraries' own batching
         entry = simexplain.methods.get(name)

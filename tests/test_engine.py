@@ -28,7 +28,7 @@ def _images(seed: int, *shapes):
     return [torch.rand(*shape, generator=generator) for shape in shapes]
 
 
-@pytest.mark.parametrize("method", list(simexplain.methods.available()))
+@pytest.mark.parametrize("method", simexplain.methods.image_pair_methods())
 def test_a_rerun_from_the_config_reproduces_the_explanation_exactly(model, method):
     x1, x2 = _images(0, (2, 3, 32, 32), (2, 3, 32, 32))
     e = simexplain.explain(model, x1, x2, method, **_settings(method))
@@ -40,7 +40,7 @@ def test_a_rerun_from_the_config_reproduces_the_explanation_exactly(model, metho
     assert all(torch.equal(e.extras[k], again.extras[k]) for k in e.extras)
 
 
-@pytest.mark.parametrize("method", list(simexplain.methods.available()))
+@pytest.mark.parametrize("method", simexplain.methods.image_pair_methods())
 def test_a_batch_equals_its_pairs_alone_and_any_batch_size(model, method):
     x1, x2 = _images(1, (5, 3, 32, 32), (5, 3, 32, 32))
     settings = _settings(method, seed=[3, 1, 4, 1, 5])
@@ -62,7 +62,7 @@ def test_a_batch_equals_its_pairs_alone_and_any_batch_size(model, method):
     torch.testing.assert_close(permuted.map2, batched.map2[order])
 
 
-@pytest.mark.parametrize("method", list(simexplain.methods.available()))
+@pytest.mark.parametrize("method", simexplain.methods.image_pair_methods())
 def test_images_of_two_sizes_through_a_shared_encoder(model, method):
     x1, x2 = _images(2, (2, 3, 64, 64), (2, 3, 48, 80))
     e = simexplain.explain(model, x1, x2, method, **_settings(method, shared_noise=False))

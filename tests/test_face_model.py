@@ -241,14 +241,15 @@ def test_face_crop_pads_to_a_square_like_face_api():
 def test_cli_face_box_is_checked_before_model_work(capsys):
     from simexplain.cli import main
 
-    assert main(["explain", "a.jpg", "b.jpg", "--face-box", "1,2,3"]) == 2
+    a, b = (str(simexplain.sample_path(name)) for name in ("chelsea.jpg", "coffee.jpg"))  # images that exist
+    assert main(["explain", a, b, "--face-box", "1,2,3"]) == 2
     assert "four integers" in capsys.readouterr().err
     assert (
         main(
             [
                 "explain",
-                "a.jpg",
-                "b.jpg",
+                a,
+                b,
                 "--face-box",
                 "1,2,3,4",
                 "--face-box",

@@ -33,7 +33,7 @@ from simexplain.metrics import evaluate, max_sensitivity, randomizable_layers, s
 from simexplain.metrics.sensitivity import sensitivity_noise
 
 SIZE = 16
-METHODS = list(simexplain.methods.available())
+METHODS = simexplain.methods.image_pair_methods()
 # non-default settings whose names collide with the wrappers' own, and small occlusion windows for 16×16
 COLLIDING = {"samples": 3, "seed": 11, "steps": 3, "batch_size": 3}
 SMALL = {"window": 8, "stride": 4}

@@ -91,7 +91,7 @@ def test_a_corrupt_cache_entry_is_one_warning_line_on_stderr(tmp_path):
     for name in ("chelsea.jpg", "coffee.jpg"):
         (gallery / name).write_bytes(simexplain.sample_path(name).read_bytes())
     command = [sys.executable, "-m", "simexplain", "retrieve", CAT, str(gallery), "--top", "1", *TINY]
-    command += ["--method", "input-x-gradient", "--cache", str(cache)]
+    command += ["--method", "input-x-gradient", "--cache", str(cache), "--keep-query"]  # both images cached
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),

@@ -34,7 +34,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def server():
     from simexplain.web import WebSettings
 
-    with server_in_thread(WebSettings(models=(TINY,))) as base:
+    # samples over the default cap: the long run that the progress test watches and cancels
+    with server_in_thread(WebSettings(models=(TINY,), work_limits={"samples": 100_000})) as base:
         yield base
 
 

@@ -131,5 +131,7 @@ INTEROP_SAMPLE = ("captum:IntegratedGradients", "captum:Occlusion", "captum:Laye
 
 
 def methods_at_size() -> list[str]:
-    """Every built-in method, and the external ones of :data:`INTEROP_SAMPLE` that are installed."""
-    return [name for name in simexplain.methods.available() if ":" not in name or name in INTEROP_SAMPLE]
+    """Every built-in image-pair method and the external ones of :data:`INTEROP_SAMPLE` that are installed."""
+    return [
+        name for name in simexplain.methods.image_pair_methods() if ":" not in name or name in INTEROP_SAMPLE
+    ]

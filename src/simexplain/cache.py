@@ -36,20 +36,22 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "simexplain"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks.
+def file_sha256(path: str | os.PathLike, *more: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks; with ``more`` files, of all their bytes
+    in order (a checkpoint split into shards).
 
     Example:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "empty"
         >>> _ = path.write_bytes(b"")
-        >>> file_sha256(path)[:16]
-        'e3b0c44298fc1c14'
+        >>> file_sha256(path)[:16], file_sha256(path, path) == file_sha256(path)
+        ('e3b0c44298fc1c14', True)
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for each in (path, *more):
+        with open(each, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

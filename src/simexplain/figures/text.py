@@ -35,7 +35,7 @@ def word_colors(scores: Tensor) -> list[tuple[float, float, float, float]]:
     """
     scale = float(scores.abs().max()) or 1.0
     cmap = colormaps[WORD_COLORMAP]
-    return [cmap(0.5 + 0.5 * float(s) / scale) for s in scores]
+    return [tuple(float(v) for v in cmap(0.5 + 0.5 * float(s) / scale)) for s in scores]
 
 
 def word_positions(count: int) -> list[tuple[float, float]]:

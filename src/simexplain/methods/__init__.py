@@ -20,7 +20,7 @@ from ..pair import PairModel
 from . import cam, interaction, occlusion, saliency  # noqa: F401  (importing a family registers its methods)
 from .common import check_pair
 from .image_text import explain_image_text, image_text_methods
-from .registry import Method, available, get, register
+from .registry import Method, available, get, image_pair_methods, register
 from .text_explanation import ImageTextExplanation
 
 
@@ -81,6 +81,7 @@ __all__ = [
     "explain",
     "explain_image_text",
     "get",
+    "image_pair_methods",
     "image_text_methods",
     "is_text",
     "register",

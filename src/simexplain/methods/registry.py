@@ -274,6 +274,17 @@ def available() -> dict[str, str]:
     return {m.name: m.description for m in sorted(_METHODS.values(), key=rank)}
 
 
+def image_pair_methods() -> list[str]:
+    """The methods that run on two images: every method of :func:`available` but those of image–text pairs
+    only (their word scores need a text tower: ``integrated-gradients``, ``word-occlusion``).
+
+    Example:
+        >>> "input-x-gradient" in image_pair_methods(), "word-occlusion" in image_pair_methods()
+        (True, False)
+    """
+    return [name for name in available() if "text" not in _METHODS[name].needs]
+
+
 def register_missing(prefix: str, message: str) -> None:
     """Record that the optional methods named ``prefix…`` are absent, and the one line that says why (which
     extra to install); :func:`get` answers a request for such a name with it."""

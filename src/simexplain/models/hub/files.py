@@ -8,7 +8,6 @@ it. Every loaded model records where its weights came from in a ``provenance`` d
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import pickle
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from ...cache import file_sha256
 from ...errors import SimexplainError
 
 EXTRA = "pip install 'simexplain[hub]'"
@@ -146,12 +146,7 @@ def revision_of(path: Path) -> str | None:
 
 def sha256_of(files: Sequence[Path]) -> str:
     """SHA-256 of the files' bytes in the given order (one file: exactly its own SHA-256)."""
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(*files)
 
 
 def provenance(
