@@ -522,7 +522,7 @@ class PairModel(nn.Module):
         with self.tapped(), torch.enable_grad() if gradients else torch.no_grad():
             if self.shared and x1.shape[1:] == x2.shape[1:]:
                 # One batch [x1; x2]: the hooked module runs once and no branch is lost.
-                with _hooked(self.layer_module("a", layer), capture("ab")):
+                with forward_hook(self.layer_module("a", layer), capture("ab")):
                     z1, z2 = self.embed_pair(x1, x2)
                 score = self.similarity(z1, z2)
                 acts = captured["ab"].detach().chunk(2)
@@ -533,9 +533,9 @@ class PairModel(nn.Module):
                 )
             else:
                 # Two encoders, or one encoder on images of two sizes: one hooked forward per side.
-                with _hooked(self.layer_module("a", layer), capture("a")):
+                with forward_hook(self.layer_module("a", layer), capture("a")):
                     z1 = self.embed(x1, "a")
-                with _hooked(self.layer_module("b", layer), capture("b")):
+                with forward_hook(self.layer_module("b", layer), capture("b")):
                     z2 = self.embed(x2, "b")
                 score = self.similarity(z1, z2)
                 acts = captured["a"].detach(), captured["b"].detach()
@@ -571,7 +571,8 @@ class PairModel(nn.Module):
 
 
 @contextmanager
-def _hooked(module: nn.Module, hook: Callable) -> Iterator[None]:
+def forward_hook(module: nn.Module, hook: Callable) -> Iterator[None]:
+    """``hook`` on ``module``'s forward for the ``with`` block, removed however the block ends."""
     handle = module.register_forward_hook(hook)
     try:
         yield

@@ -15,8 +15,6 @@ Texts go through the text tower in chunks of ``batch_size``; padding and special
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import torch
@@ -25,7 +23,7 @@ from torch import Tensor, nn
 from .. import checks
 from ..batching import chunk_slices, resolve_batch_size
 from ..errors import SimexplainError
-from ..pair import PairModel
+from ..pair import PairModel, forward_hook
 from ..text import TokenBatch
 from .cam import interaction_cam_maps
 from .text_explanation import WordPart, token_scores_or_zero
@@ -51,15 +49,6 @@ class _EmbeddingTap:
         return self.leaf.clone()  # the leaf keeps its value if the network writes into its output in place
 
 
-@contextmanager
-def _hooked(module: nn.Module, hook: Callable) -> Iterator[None]:
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def _text_scores(model: PairModel, partner: Tensor, tokens: TokenBatch) -> Tensor:
     """The model's scores of (fixed image embeddings, texts), image first."""
     return model.similarity(partner, model.embed(tokens, "b"))
@@ -72,7 +61,7 @@ def _embedding_gradients(
     tap = _EmbeddingTap()
     tap.alpha = alpha
     module = model.text_tower.get_submodule(model.text_tower.token_embedding_name)
-    with model.tapped(), _hooked(module, tap.hook), torch.enable_grad():
+    with model.tapped(), forward_hook(module, tap.hook), torch.enable_grad():
         scores = _text_scores(model, partner, tokens)
         (grad,) = torch.autograd.grad(scores.sum(), tap.leaf)
     return tap.clean, grad
@@ -200,7 +189,7 @@ def _layer_gradients(
         captured.append(output.detach().requires_grad_(True))
         return captured[0].clone()
 
-    with model.tapped(), _hooked(model.text_tower.get_submodule(name), capture), torch.enable_grad():
+    with model.tapped(), forward_hook(model.text_tower.get_submodule(name), capture), torch.enable_grad():
         scores = _text_scores(model, partner, tokens)
         (grad,) = torch.autograd.grad(scores.sum(), captured[0])
     return captured[0].detach(), grad
