@@ -417,15 +417,10 @@ def _save_figures(report, out: str, point: tuple[int, tuple[int, int]] | None) -
 
 def _save_steps_figure(report, path: str) -> list[str]:
     """The dissection figure (Fig. 6) of the pair's Averaged Transforms explanation, written to ``path``."""
-    from .figures.dissection import steps_figure
     from .figures.output import save_figure
-    from .studies.dissection import dissection_view
+    from .studies.dissection import steps_figure_of
 
-    explanations = {outcome.method: outcome.explanation for outcome in report.outcomes}
-    averaged = explanations["averaged-transforms"]
-    view = dissection_view(report.model, report.x1, report.x2, averaged, explanations)
-    title = f"{report.model.name}: {averaged.config['transform']}"
-    return save_figure(steps_figure(report.x1, view, report.model.preprocessing, title=title), path)
+    return save_figure(steps_figure_of(report), path)
 
 
 # ---------------------------------------------------------------------------------------------- retrieve

@@ -191,9 +191,23 @@ def dissection_view(
     return DissectionView(path, explanations)
 
 
+def steps_figure_of(report: Any):
+    """The dissection figure (the paper's Fig. 6) of a request's answer (``service.PairReport``) that ran
+    ``averaged-transforms``: its path over image 2 above its maps and the two it is compared with. The other
+    methods of the request are reused where their settings match (:func:`dissection_view`)."""
+    from ..figures.dissection import steps_figure
+
+    explanations = {outcome.method: outcome.explanation for outcome in report.outcomes}
+    averaged = explanations[METHOD]
+    view = dissection_view(report.model, report.x1, report.x2, averaged, explanations)
+    title = f"{report.model.name}: {averaged.config['transform']}"
+    return steps_figure(report.x1, view, report.model.preprocessing, title=title)
+
+
 __all__ = [
     "DissectionView",
     "dissection_view",
+    "steps_figure_of",
     "DISSECTION_METRICS",
     "DISSECTION_TRANSFORMS",
     "TransformRow",
