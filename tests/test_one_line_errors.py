@@ -164,3 +164,20 @@ def test_a_refused_checkpoint_is_one_line_without_torchs_warnings(tmp_path, caps
         assert main(["explain", "--demo", "--weights", str(path), "--method", "input-x-gradient"]) == 1
     assert "could run code" in one_line(capsys)
     assert not [str(w.message) for w in caught if "pickle" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["explain", "--demo", "--engine", "bogus"], "invalid choice: 'bogus'"),
+        (["explain", "--demo", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+        (["evaluate"], "the following arguments are required: --pairs, --db"),
+    ],
+)
+def test_argparses_own_refusals_are_one_line_too(args, words, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and err.count("\n") == 0 and words in err, err
+    assert err.startswith("simexplain") and err.endswith("--help)")  # where the usage is, not the usage

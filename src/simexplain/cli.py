@@ -834,10 +834,18 @@ def act_fetch_face_model(args: argparse.Namespace, checked: None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the parser
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (the error and where the usage is), exit status 2,
+    like every other refused argument; its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser: each command's own options, plus the shared groups (:func:`_shared_options`)."""
     shared = _shared_options()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="simexplain",
         description="Explain why a two-image model finds two images similar.",
         parents=[shared["debug"]],
