@@ -123,6 +123,7 @@ def main() -> None:
     library, e = timed(lambda: simexplain.explain(model, x, [CAPTION], "pair-interaction"), rounds)
     naive, matrix = timed(lambda: naive_interaction(model, x, CAPTION), rounds)
     difference = float((matrix - e.interaction[0]).abs().max() / e.interaction[0].abs().max())
+    embedding = embedding_size(model, x)  # before the float64 copy below
     # Random weights leave the words tiny shares that cancel (the end token holds the score): float32 rounding
     # shows at the percent level, so equality is checked once more in float64.
     model.double()
@@ -136,7 +137,7 @@ def main() -> None:
         "caption": CAPTION,
         "tokens": int(model.text_tower.tokenize([CAPTION]).length),
         "words": len(e.words[0]),
-        "embedding": embedding_size(model, x),
+        "embedding": embedding,
         "engine": model.engine,
         "methods": rows,
         "pair_interaction": {

@@ -131,6 +131,33 @@ def test_each_engine_equals_pytorch_on_every_gradient_free_pass(engine, kind, sh
     assert_same_state(before, model_state(model))
 
 
+class AttentionPool(nn.Module):
+    """Patches through ``nn.MultiheadAttention`` (CLIP's and open_clip's attention), mean-pooled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patches = nn.Conv2d(3, 16, 8, 8)
+        self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        return self.attention(tokens, tokens, tokens, need_weights=False)[0].mean(1)
+
+
+@pytest.mark.parametrize("engine", EXPORTED)
+def test_multihead_attention_exports_through_its_plain_operators(engine):
+    model = simexplain.PairModel(AttentionPool().eval(), layer="patches", name="attention", engine="torch")
+    x1, x2 = images("same")
+    with torch.inference_mode():
+        expected = model.embed(x1, "a").clone()
+        model.engine = engine  # without grad its fast path is one operator that ONNX lacks: a fallback
+        got = model.embed(x1, "a").clone()
+    assert engines.describe(model)["encoders"]["a"]["fallbacks"] == []
+    assert_relative(got, expected)
+    assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored
+
+
 def test_the_compile_engine_equals_pytorch():
     model = stand_in("cnn", shared=True)
     x1, x2 = images("same")

@@ -16,6 +16,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -52,7 +54,7 @@ def export_onnx(encoder: nn.Module, path: str | os.PathLike, example: Tensor) ->
         ('.onnx', True)
     """
     path = Path(path)
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), _mha_fastpath_off():
         example = example.detach().clone()  # an ordinary tensor: the tracer refuses inference tensors
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
@@ -71,6 +73,19 @@ def export_onnx(encoder: nn.Module, path: str | os.PathLike, example: Tensor) ->
                 lasting = isinstance(error, torch.onnx.errors.UnsupportedOperatorError)
                 raise ExportFailed(f"{type(error).__name__}: {_reason(error)}", lasting) from None
     return path
+
+
+@contextmanager
+def _mha_fastpath_off() -> Iterator[None]:
+    """``nn.MultiheadAttention`` traced through its plain operators: without grad its fast path is one fused
+    operator (``aten::_native_multi_head_attention``) that ONNX lacks, and CLIP's and open_clip's towers use
+    it. The outputs are the same; the switch is global, so it is restored."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 def _reason(error: Exception) -> str:
