@@ -285,6 +285,14 @@ def test_the_cache_is_keyed_by_the_weights_and_a_changed_file_is_exported_again(
     assert len(set(graph_cache.glob("*.onnx")) - before) == 3
 
 
+def test_a_graph_or_a_remembered_failure_of_an_older_exporter_is_not_reused(monkeypatch):
+    example = torch.rand(2, 3, 8, 8)
+    key = graphs.graph_key("weights", example, "onnxruntime", "1.0")
+    assert graphs.graph_key("weights", example, "onnxruntime", "1.0") == key
+    monkeypatch.setattr(graphs, "EXPORTER_REVISION", graphs.EXPORTER_REVISION + 1)
+    assert graphs.graph_key("weights", example, "onnxruntime", "1.0") != key
+
+
 def test_wrappers_of_the_same_weights_with_other_outputs_do_not_share_a_graph():
     a, b = tiny_vit(0), tiny_vit(0)
     b.global_pool = "avg"  # not in the repr

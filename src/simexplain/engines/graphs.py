@@ -94,9 +94,15 @@ def _reason(error: Exception) -> str:
     return (lines[-1] if "graph(" in lines[0] else lines[0])[:200]
 
 
+# How simexplain exports (raise it when export_onnx changes what it can export or how): a graph, or a failure
+# remembered in a sidecar, of an older way is not reused.
+EXPORTER_REVISION = 2  # 2: nn.MultiheadAttention through its plain operators
+
+
 def graph_key(fingerprint: str, example: Tensor, runtime: str, runtime_version: str) -> str:
     """The cache key of one graph: what makes two exports interchangeable."""
     facts = {
+        "exporter": EXPORTER_REVISION,
         "encoder": fingerprint,
         "input": list(example.shape[1:]),
         "dtype": str(example.dtype),
