@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import save_file
 
 import simexplain
+from simexplain import engines
 from simexplain.methods import image_text_methods
 from simexplain.methods.interaction import tapped_embed
 from simexplain.methods.patch_token import explained_form
@@ -138,7 +139,7 @@ def main() -> None:
         "tokens": int(model.text_tower.tokenize([CAPTION]).length),
         "words": len(e.words[0]),
         "embedding": embedding,
-        "engine": model.engine,
+        "engine": engines.describe(model)["label"],  # what ran the image tower's gradient-free forwards
         "methods": rows,
         "pair_interaction": {
             "vectorised": library,
@@ -177,7 +178,8 @@ def markdown(report: dict) -> str:
     pair = report["pair_interaction"]
     lines += [
         "",
-        f"`pair-interaction` vectorised (E = {report['embedding']} backward rows, batched): "
+        f"`pair-interaction` vectorised (the text side's E = {report['embedding']} backward rows and the "
+        "image side's one row per token, each side in batched backward passes): "
         f"**{min(pair['vectorised']):.2f} s**; one backward per embedding dimension on the text side and one "
         f"per word token on the image side: **{min(pair['per_token']):.2f} s** "
         f"({pair['speedup']:.2f}× the vectorised time); largest difference "
