@@ -437,7 +437,8 @@ def _table_md(result: dict) -> list[str]:
             )
     lines += ["", "Relative difference: |a − b| / max(|b|, 0.01) over every stored SI–CAD value. Runs:", ""]
     lines += [
-        f"- {m}: `{e['command']}`, {e['date']}, {e['threads']} thread" for m, e in result["models"].items()
+        f"- {m}: `{e['command']}`, {e['date']}, {e['threads']} thread{'s' * (e['threads'] > 1)}"
+        for m, e in result["models"].items()
     ]
     return lines + [""]
 

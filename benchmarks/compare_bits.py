@@ -86,7 +86,9 @@ def _models(simexplain, torch):
 
 def _method_cases(simexplain, model, pair, tag):
     cases = {}
-    for name in simexplain.methods.available():
+    # The methods of two images (a tree with image–text pairs also lists methods that need a text tower).
+    listed = getattr(simexplain.methods, "image_pair_methods", lambda: list(simexplain.methods.available()))
+    for name in listed():
         params = simexplain.methods.get(name).parameters()
         settings = {k: v for k, v in SMALL.items() if k in params}
         if name == "smooth-grad" and pair[0].shape != pair[1].shape:
