@@ -17,11 +17,10 @@ from PIL import Image
 pytest.importorskip("transformers")
 
 from hub_cache import commit_of, put_in_cache, save_repo, tiny_models  # noqa: E402
-from tiny import assert_same_state, methods_at_size, model_state  # noqa: E402
+from tiny import assert_same_state, explain_every_method, model_state  # noqa: E402
 
 import simexplain  # noqa: E402
 from simexplain import SimexplainError, load_model  # noqa: E402
-from simexplain.methods import registry as method_registry  # noqa: E402
 
 EVERY_METHOD = [
     "simexplain-tests/dinov2-reg",
@@ -168,24 +167,8 @@ def test_every_method_runs_and_conserves_what_it_promises(hub, repo):
     model = load_model(f"hf:{repo}")
     x1, x2 = images(model, 1, 1), images(model, 1, 2)
     before = model_state(model)
-    with torch.no_grad():
-        expected = model(x1, x2)
-    h, w = model.preprocessing.input_size
-    for method in methods_at_size():
-        params = {k: v for k, v in SMALL.items() if k in method_registry.get(method).parameters()}
-        e = simexplain.explain(model, x1, x2, method, **params)
-        assert e.map1.shape == e.map2.shape == (1, h, w), method
-        assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all(), method
-        if method != "averaged-transforms":  # its score is the transformed view's
-            torch.testing.assert_close(e.score, expected, rtol=1e-4, atol=1e-5)
-        # A map that is zero everywhere explains nothing (a CAM on a block whose patches get no gradient).
-        peaks = [m.abs().amax((1, 2)).gt(0) for m in (e.map1, e.map2)]
-        if method == "pairwise-occlusion":  # each sample credits one image: the other may get nothing
-            assert (peaks[0] | peaks[1]).all(), method
-        elif method.startswith("grad-cam:"):  # the library ReLUs its CAM: random weights may zero one map
-            assert (peaks[0] | peaks[1]).any(), method
-        else:
-            assert peaks[0].all() and peaks[1].all(), method
+    assert (x1.shape[-2:], x2.shape[-2:]) == (model.preprocessing.input_size,) * 2
+    for method, e in explain_every_method(model, x1, x2, SMALL):
         if method == "deep-similarity":  # the grids sum to the cosine of the pooled layer features
             _, a1, a2, _, _ = model.activations_and_gradients(x1, x2, gradients=False)
             pooled = torch.cosine_similarity(a1.mean((2, 3)), a2.mean((2, 3)))

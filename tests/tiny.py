@@ -130,6 +130,30 @@ def evaluation_model_b(weights: str | None = None) -> simexplain.PairModel:
 INTEROP_SAMPLE = ("captum:IntegratedGradients", "captum:Occlusion", "captum:LayerGradCam", "grad-cam:GradCAM")
 
 
+def explain_every_method(model, x1: Tensor, x2: Tensor, small: dict):
+    """Yield ``(method, explanation)`` for every method of :func:`methods_at_size` with the ``small``
+    settings it takes, each checked: maps at the input's size, finite and not zero everywhere (a map that is
+    zero explains nothing, e.g. a CAM on a block whose patches get no gradient), and the model's own score."""
+    with torch.no_grad():
+        expected = model(x1, x2)
+    size = (len(x1), *x1.shape[-2:])
+    for method in methods_at_size():
+        params = {k: v for k, v in small.items() if k in simexplain.methods.get(method).parameters()}
+        e = simexplain.explain(model, x1, x2, method, **params)
+        assert e.map1.shape == e.map2.shape == size, method
+        assert torch.isfinite(e.map1).all() and torch.isfinite(e.map2).all(), method
+        if method != "averaged-transforms":  # its score is the transformed view's
+            torch.testing.assert_close(e.score, expected, rtol=1e-4, atol=1e-5)
+        peaks = [m.abs().amax((1, 2)).gt(0) for m in (e.map1, e.map2)]
+        if method == "pairwise-occlusion":  # each sample credits one image: the other may get nothing
+            assert (peaks[0] | peaks[1]).all(), method
+        elif method.startswith("grad-cam:"):  # the library ReLUs its CAM: random weights may zero one map
+            assert (peaks[0] | peaks[1]).any(), method
+        else:
+            assert peaks[0].all() and peaks[1].all(), method
+        yield method, e
+
+
 def methods_at_size() -> list[str]:
     """Every built-in image-pair method and the external ones of :data:`INTEROP_SAMPLE` that are installed."""
     return [

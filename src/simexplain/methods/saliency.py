@@ -118,6 +118,13 @@ def input_x_gradient(
     """
     with _guidance(model, guided):
         scores, g1, g2 = scores_and_input_gradients(model, x1, x2)
+    return _input_x_gradient_explanation(x1, x2, scores, g1, g2, guided)
+
+
+def _input_x_gradient_explanation(
+    x1: Tensor, x2: Tensor, scores: Tensor, g1: Tensor, g2: Tensor, guided: bool
+) -> PairExplanation:
+    """The Input×Gradient explanation of the pairs from their scores and input gradients."""
     return PairExplanation(
         map1=saliency_map(x1, g1),
         map2=saliency_map(x2, g2),
@@ -148,13 +155,7 @@ def _input_x_gradient_one_to_many(
     """Input×Gradient of ``K`` pairs sharing image 1, embedding it once (:func:`_image1_gradients`)."""
     with _guidance(model, guided):
         scores, g1, g2 = _image1_gradients(model, x1, x2)
-    return PairExplanation(
-        map1=saliency_map(x1, g1),
-        map2=saliency_map(x2, g2),
-        score=scores,
-        method="input-x-gradient",
-        config={"guided": guided},
-    )
+    return _input_x_gradient_explanation(x1, x2, scores, g1, g2, guided)
 
 
 @register_margin("input-x-gradient")
