@@ -17,7 +17,6 @@ Results go to ``benchmarks/results/driver_<mode>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,12 +26,12 @@ import time
 from pathlib import Path
 
 import torch
+from recording import write_result
 
 import simexplain
 from simexplain import metrics
 from simexplain.studies import Evaluation, Store, evaluate_pairs, load_pairs, pair_images, parse_variants
 
-RESULTS = Path(__file__).resolve().parent / "results"
 OVERHEAD_VARIANTS = (
     "input-x-gradient,interaction-cam[reduction=max;gradient_interaction=true],smooth-grad[samples=8]"
 )
@@ -164,10 +163,7 @@ def main() -> None:
     result = overhead(args) if args.mode == "overhead" else throughput(args)
     result["machine"] = machine()
     result["command"] = " ".join(["python", *sys.argv])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"driver_{args.mode}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"driver_{args.mode}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(f"driver_{args.mode}", result, markdown)
 
 
 if __name__ == "__main__":

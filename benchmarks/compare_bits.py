@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from recording import run_in_tree, write_result
+
 # Small settings by parameter name, so that every method runs in seconds on a CPU.
 SMALL = {
     "samples": 4,
@@ -158,11 +155,7 @@ def child() -> None:
 
 # ------------------------------------------------------------------------------------------ parent process
 def run_tree(src: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(src), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_tree(__file__, src, env={"OMP_NUM_THREADS": "1"})
 
 
 def markdown(result: dict) -> str:
@@ -208,10 +201,7 @@ def main() -> None:
         "trees": [before["simexplain"], after["simexplain"]],
         "cases": cases,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / f"{args.stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.stem, result, markdown)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from recording import run_in_tree, write_result
+
 METRICS = ("SI", "SD", "CI", "CD", "SAD", "CAD", "MS")
 VARIANTS = [
     ("conditional-occlusion", "conditional-occlusion", {}, "Conditional Occlusion"),
@@ -111,10 +109,9 @@ def child(stores: Path, out: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ parent process
 def run_tree(src: str, stores: Path, out: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(src), "SOURCE_DATE_EPOCH": "0"}
-    command = [sys.executable, __file__, "--child", str(stores), str(out)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=stores.parent)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_tree(
+        __file__, src, [str(stores), str(out)], env={"SOURCE_DATE_EPOCH": "0"}, cwd=stores.parent
+    )
 
 
 def markdown(result: dict) -> str:
@@ -173,10 +170,7 @@ def main() -> None:
         "files": files,
         "same_notes": before["notes"] == after["notes"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / f"{args.stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.stem, result, markdown)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,10 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from recording import run_in_tree, write_result
 
 
 # ------------------------------------------------------------------------------------------ child process
@@ -169,11 +167,9 @@ def child(threads: int, only: str | None, requests: bool = False) -> None:
 
 # ------------------------------------------------------------------------------------------ parent process
 def run_tree(src: str, threads: int, only: str | None, requests: bool = False) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(src), "OMP_NUM_THREADS": str(threads)}
-    command = [sys.executable, __file__, "--child", "--threads", str(threads)]
-    command += ([] if only is None else ["--only", only]) + (["--requests"] if requests else [])
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = ["--threads", str(threads)] + ([] if only is None else ["--only", only])
+    args += ["--requests"] if requests else []
+    return run_in_tree(__file__, src, args, env={"OMP_NUM_THREADS": str(threads)})
 
 
 def markdown(result: dict) -> str:
@@ -263,10 +259,7 @@ def main() -> None:
         "load_average_end": list(os.getloadavg()),
         "cases": cases,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{args.stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.stem, result, markdown)
 
 
 if __name__ == "__main__":
